@@ -1,0 +1,316 @@
+"""The Site resource: `apiVersion: director.io/v1`, `kind: Site`.
+
+Every string that can reach an Nginx config, a Docker label or a shell is constrained here by a pattern
+that admits no `;`, braces, quotes, `$`, whitespace, control characters or non-ASCII, so the layers above
+never have to quote anything. Unknown fields are refused everywhere: a spec cannot ask for host binds,
+privileged mode, published ports or capabilities because no such field exists.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+
+API_VERSION = "director.io/v1"
+KIND_SITE = "Site"
+
+# Names that would collide with Director's own hosts, services or URL space.
+RESERVED_SITE_NAMES = frozenset(
+    {
+        "admin", "api", "apis", "director", "edge", "localhost", "manager", "nginx", "orchestrator",
+        "root", "router", "shell", "shell-server", "sites", "static", "status", "www", "mail", "ftp",
+        "ssh", "default", "system", "registry", "docker",
+    }
+)
+
+DEFAULT_CPUS = 0.6
+DEFAULT_MEMORY = "100M"
+DEFAULT_UPLOAD_LIMIT = "2Mi"
+MAX_ENV_VALUE_BYTES = 32 * 1024
+MAX_ENV_ENTRIES = 128
+MAX_DOMAINS = 32
+MAX_OWNERS = 64
+MAX_COMMAND_ARGS = 64
+MAX_COMMAND_ARG_BYTES = 4096
+MIN_MEMORY_BYTES = 6 * 1024 * 1024  # Docker refuses limits below 6 MiB.
+MAX_MEMORY_BYTES = 16 * 1024**3
+MAX_UPLOAD_BYTES = 1024**3
+MAX_CPUS = 8.0
+MAX_REPLICAS = 10
+# Env names Director sets itself for every dynamic site.
+RESERVED_ENV_NAMES = frozenset({"PORT", "HOST"})
+
+SITE_NAME_PATTERN = r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$"
+_HOST_LABEL = r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
+HOSTNAME_PATTERN = rf"^{_HOST_LABEL}(\.{_HOST_LABEL})+$"
+OWNER_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,63}$"
+ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+LABEL_KEY_PATTERN = (
+    r"^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*/)?"
+    r"[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$"
+)
+LABEL_VALUE_PATTERN = r"^([A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?)?$"
+# Docker's reference grammar, narrowed to what Director accepts: registry[:port]/path[:tag][@digest].
+IMAGE_PATTERN = (
+    r"^[a-z0-9]+([._-][a-z0-9]+)*(:[0-9]{1,5})?(/[a-z0-9]+([._-]{1,2}[a-z0-9]+)*)*"
+    r"(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[a-f0-9]{64})?$"
+)
+# A URL path Nginx and curl take literally: no spaces, quotes, `$`, `;`, braces, `%`-escapes or `..`.
+HEALTH_PATH_PATTERN = r"^/[A-Za-z0-9._~/-]{0,255}$"
+DURATION_PATTERN = r"^[0-9]{1,6}(ms|s|m|h)$"
+MEMORY_PATTERN = r"^[0-9]{1,12}(\.[0-9]{1,3})?(k|K|M|G|Ki|Mi|Gi)?$"
+
+_MEMORY_UNITS = {
+    "": 1, "k": 1000, "K": 1000, "M": 1000**2, "G": 1000**3,
+    "Ki": 1024, "Mi": 1024**2, "Gi": 1024**3,
+}
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_memory(quantity: str) -> int:
+    """Bytes in a quantity such as "256Mi", "1G" or "100000000"."""
+    match = re.fullmatch(r"([0-9.]+)([A-Za-z]*)", quantity)
+    if match is None or match.group(2) not in _MEMORY_UNITS:
+        raise ValueError(f"{quantity!r} is not a memory quantity such as 256Mi, 1G or 100M")
+    return int(float(match.group(1)) * _MEMORY_UNITS[match.group(2)])
+
+
+def parse_duration(duration: str) -> float:
+    """Seconds in a duration such as "500ms", "30s", "2m" or "1h"."""
+    match = re.fullmatch(r"([0-9]+)(ms|s|m|h)", duration)
+    if match is None:
+        raise ValueError(f"{duration!r} is not a duration such as 500ms, 30s, 2m or 1h")
+    return int(match.group(1)) * _DURATION_UNITS[match.group(2)]
+
+
+def _check_site_name(name: str) -> str:
+    if name in RESERVED_SITE_NAMES:
+        raise ValueError(f"{name!r} is reserved for Director itself; choose another name")
+    if "--" in name:
+        raise ValueError("a site name may not contain two hyphens in a row")
+    return name
+
+
+def _check_memory(quantity: str) -> str:
+    size = parse_memory(quantity)
+    if not MIN_MEMORY_BYTES <= size <= MAX_MEMORY_BYTES:
+        raise ValueError(f"memory must be between 6Mi and 16Gi, got {quantity}")
+    return quantity
+
+
+def _check_upload_limit(quantity: str) -> str:
+    if parse_memory(quantity) > MAX_UPLOAD_BYTES:
+        raise ValueError(f"uploadLimit must be at most 1Gi, got {quantity}")
+    return quantity
+
+
+def _check_env_value(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("an env value may not contain a NUL character")
+    if len(value.encode()) > MAX_ENV_VALUE_BYTES:
+        raise ValueError(f"an env value may be at most {MAX_ENV_VALUE_BYTES} bytes")
+    return value
+
+
+def _check_command_arg(arg: str) -> str:
+    if any(ord(c) < 32 or ord(c) == 127 for c in arg):
+        raise ValueError("a command argument may not contain control characters (NUL, newline, tab)")
+    if len(arg.encode()) > MAX_COMMAND_ARG_BYTES:
+        raise ValueError(f"a command argument may be at most {MAX_COMMAND_ARG_BYTES} bytes")
+    return arg
+
+
+def _check_annotation_value(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("an annotation may not contain a NUL character")
+    if len(value.encode()) > 64 * 1024:
+        raise ValueError("an annotation may be at most 64 KiB")
+    return value
+
+
+SiteName = Annotated[
+    str,
+    StringConstraints(min_length=2, max_length=32, pattern=SITE_NAME_PATTERN),
+    AfterValidator(_check_site_name),
+]
+Hostname = Annotated[str, StringConstraints(max_length=253, pattern=HOSTNAME_PATTERN)]
+OwnerName = Annotated[str, StringConstraints(pattern=OWNER_PATTERN)]
+EnvName = Annotated[str, StringConstraints(max_length=256, pattern=ENV_NAME_PATTERN)]
+EnvValue = Annotated[str, AfterValidator(_check_env_value)]
+LabelKey = Annotated[str, StringConstraints(max_length=317, pattern=LABEL_KEY_PATTERN)]
+LabelValue = Annotated[str, StringConstraints(max_length=63, pattern=LABEL_VALUE_PATTERN)]
+AnnotationValue = Annotated[str, AfterValidator(_check_annotation_value)]
+ImageRef = Annotated[str, StringConstraints(max_length=255, pattern=IMAGE_PATTERN)]
+CommandArg = Annotated[str, StringConstraints(min_length=1), AfterValidator(_check_command_arg)]
+Duration = Annotated[str, StringConstraints(pattern=DURATION_PATTERN)]
+MemoryQuantity = Annotated[str, StringConstraints(pattern=MEMORY_PATTERN), AfterValidator(_check_memory)]
+UploadQuantity = Annotated[
+    str, StringConstraints(pattern=MEMORY_PATTERN), AfterValidator(_check_upload_limit)
+]
+Uid = Annotated[str, StringConstraints(pattern=r"^[0-9a-f-]{1,64}$")]
+Finalizer = Annotated[str, StringConstraints(max_length=253, pattern=r"^[a-z0-9.-]+(/[a-z0-9.-]+)?$")]
+
+
+class Model(BaseModel):
+    """camelCase on the wire, snake_case in Python; unknown fields refused."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        alias_generator=to_camel,
+        populate_by_name=True,
+        frozen=False,
+        str_strip_whitespace=False,
+        validate_default=True,
+    )
+
+
+class HealthCheck(Model):
+    """An HTTP GET the container must answer with 2xx/3xx for its task to count as healthy."""
+
+    path: Annotated[str, StringConstraints(pattern=HEALTH_PATH_PATTERN)] = "/"
+    interval: Duration = "30s"
+    timeout: Duration = "5s"
+    retries: Annotated[int, Field(ge=1, le=10)] = 3
+
+    @model_validator(mode="after")
+    def _timeout_fits_interval(self) -> HealthCheck:
+        if parse_duration(self.timeout) > parse_duration(self.interval):
+            raise ValueError("healthCheck.timeout may not be longer than healthCheck.interval")
+        if not 1 <= parse_duration(self.interval) <= 3600:
+            raise ValueError("healthCheck.interval must be between 1s and 1h")
+        return self
+
+
+class Resources(Model):
+    cpus: Annotated[float, Field(gt=0, le=MAX_CPUS, allow_inf_nan=False)] = DEFAULT_CPUS
+    memory: MemoryQuantity = DEFAULT_MEMORY
+    upload_limit: UploadQuantity = DEFAULT_UPLOAD_LIMIT
+
+    @property
+    def memory_bytes(self) -> int:
+        return parse_memory(self.memory)
+
+    @property
+    def upload_limit_bytes(self) -> int:
+        return parse_memory(self.upload_limit)
+
+
+class SiteSpec(Model):
+    type: Literal["static", "dynamic"] = "static"
+    purpose: Literal["user", "project", "activity", "other"] = "project"
+    owners: Annotated[list[OwnerName], Field(max_length=MAX_OWNERS)] = Field(default_factory=list)
+    domains: Annotated[list[Hostname], Field(max_length=MAX_DOMAINS)] = Field(default_factory=list)
+    availability: Literal["enabled", "not-served", "disabled"] = "enabled"
+    image: ImageRef | None = None
+    command: Annotated[list[CommandArg], Field(min_length=1, max_length=MAX_COMMAND_ARGS)] | None = None
+    env: Annotated[dict[EnvName, EnvValue], Field(max_length=MAX_ENV_ENTRIES)] = Field(default_factory=dict)
+    replicas: Annotated[int, Field(ge=0, le=MAX_REPLICAS)] = 1
+    health_check: HealthCheck | None = None
+    resources: Resources = Field(default_factory=Resources)
+
+    @field_validator("owners", "domains")
+    @classmethod
+    def _no_duplicates(cls, values: list[str]) -> list[str]:
+        seen: set[str] = set()
+        for value in values:
+            if value in seen:
+                raise ValueError(f"{value!r} is listed twice")
+            seen.add(value)
+        return values
+
+    @field_validator("env")
+    @classmethod
+    def _no_reserved_env(cls, env: dict[str, str]) -> dict[str, str]:
+        reserved = sorted(RESERVED_ENV_NAMES & env.keys())
+        if reserved:
+            raise ValueError(f"{', '.join(reserved)} is set by Director for every site and may not be given")
+        return env
+
+    @model_validator(mode="after")
+    def _dynamic_needs_image(self) -> SiteSpec:
+        if self.type == "dynamic" and self.image is None:
+            raise ValueError("a dynamic site needs an image (spec.image)")
+        if self.type == "static" and (self.command is not None or self.health_check is not None):
+            raise ValueError("command and healthCheck apply only to dynamic sites (spec.type: dynamic)")
+        return self
+
+
+class ObjectMeta(Model):
+    name: SiteName
+    labels: Annotated[dict[LabelKey, LabelValue], Field(max_length=64)] = Field(default_factory=dict)
+    annotations: Annotated[dict[LabelKey, AnnotationValue], Field(max_length=64)] = Field(
+        default_factory=dict
+    )
+    uid: Uid | None = None
+    generation: Annotated[int, Field(ge=0)] | None = None
+    resource_version: Annotated[str, StringConstraints(pattern=r"^[0-9]{1,20}$")] | None = None
+    creation_timestamp: datetime | None = None
+    deletion_timestamp: datetime | None = None
+    finalizers: Annotated[list[Finalizer], Field(max_length=16)] = Field(default_factory=list)
+
+
+ConditionType = Literal["Ready", "Reconciling", "Stalled"]
+
+
+class Condition(Model):
+    type: ConditionType
+    status: Literal["True", "False", "Unknown"]
+    reason: Annotated[str, StringConstraints(max_length=128, pattern=r"^[A-Za-z][A-Za-z0-9]*$")]
+    message: Annotated[str, StringConstraints(max_length=4096)] = ""
+    last_transition_time: datetime
+    observed_generation: int | None = None
+
+
+class ServiceStatus(Model):
+    running_tasks: int = 0
+    desired_tasks: int = 0
+    update_state: str | None = None
+
+
+class LastReconcile(Model):
+    time: datetime
+    result: Literal["succeeded", "failed", "stalled"]
+    reconcile_id: str | None = None
+    trigger: str | None = None
+    duration_seconds: float | None = None
+    message: str = ""
+
+
+class SiteStatus(Model):
+    observed_generation: int | None = None
+    conditions: list[Condition] = Field(default_factory=list)
+    urls: list[str] = Field(default_factory=list)
+    service: ServiceStatus | None = None
+    last_reconcile: LastReconcile | None = None
+
+    def condition(self, type_: ConditionType) -> Condition | None:
+        return next((c for c in self.conditions if c.type == type_), None)
+
+
+class Site(Model):
+    api_version: Literal["director.io/v1"] = API_VERSION
+    kind: Literal["Site"] = KIND_SITE
+    metadata: ObjectMeta
+    spec: SiteSpec = Field(default_factory=SiteSpec)
+    status: SiteStatus | None = None
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name
+
+    def to_document(self, *, include_status: bool = True) -> dict[str, object]:
+        """The wire form: camelCase, no unset optional fields, timestamps as RFC 3339 strings."""
+        exclude = None if include_status else {"status"}
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True, exclude=exclude)
