@@ -1,0 +1,124 @@
+#!/usr/bin/env bash
+# Bring a Debian 12 machine (as root) to where Director runs and its tests pass: system packages, a Docker
+# engine in swarm mode, the Python venv, the local images. Idempotent; a second run takes a few seconds.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+readonly CACHE_DIR=.ci-cache
+readonly DOCKERD_LOG="$CACHE_DIR/dockerd.log"
+readonly DOCKERD_START_SECONDS=60
+readonly VENV_STAMP=.venv/.director-install-stamp
+# nginx-light: only its binary is used on the host (`nginx -t`); the edge runs Nginx in a container.
+readonly PACKAGES=(
+  ca-certificates curl debootstrap docker.io git iproute2 make nginx-light openssh-client python3 python3-venv
+)
+
+step() { printf '\n==> %s\n' "$*"; }
+fail() { printf 'setup: %s\n' "$*" >&2; exit 1; }
+
+[[ $(id -u) -eq 0 ]] || fail "run as root: it installs packages, starts dockerd and builds images with debootstrap"
+mkdir -p "$CACHE_DIR"
+
+missing_packages() {
+  local package
+  for package in "${PACKAGES[@]}"; do
+    if [[ $(dpkg-query -W -f='${Status}' "$package" 2>/dev/null) != "install ok installed" ]]; then
+      printf '%s\n' "$package"
+    fi
+  done
+}
+
+install_packages() {
+  local missing
+  mapfile -t missing < <(missing_packages)
+  if ((${#missing[@]} == 0)); then
+    echo "system packages present"
+    return
+  fi
+  step "installing ${missing[*]}"
+  # Debian starts a host nginx on port 80 when nginx is installed (and fails the install if the port is
+  # taken). Forbid service starts during the install unless a policy is already in place.
+  local policy=/usr/sbin/policy-rc.d created_policy=""
+  if [[ ! -e $policy ]]; then
+    printf '#!/bin/sh\n[ "$1" = nginx ] && exit 101\nexit 0\n' >"$policy"
+    chmod 755 "$policy"
+    created_policy=$policy
+  fi
+  local status=0
+  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+    "${missing[@]}" || status=$?
+  [[ -z $created_policy ]] || rm -f "$created_policy"
+  ((status == 0)) || fail "apt-get install ${missing[*]} failed (exit $status)"
+}
+
+stop_host_nginx() {
+  # Stop only the Debian service's own nginx, found by its pid file, and keep it from starting at boot.
+  if [[ -d /run/systemd/system ]]; then
+    systemctl disable --now nginx >/dev/null 2>&1 || true
+  elif [[ -s /run/nginx.pid ]] && kill -0 "$(cat /run/nginx.pid)" 2>/dev/null; then
+    step "stopping the host nginx (pid $(cat /run/nginx.pid)); Director runs its own in a container"
+    service nginx stop >/dev/null 2>&1 || kill "$(cat /run/nginx.pid)"
+    update-rc.d nginx disable >/dev/null 2>&1 || true
+  fi
+}
+
+start_docker() {
+  if docker info >/dev/null 2>&1; then
+    echo "Docker engine answers"
+    return
+  fi
+  step "starting the Docker engine"
+  if [[ -d /run/systemd/system ]]; then
+    systemctl start docker
+  else
+    nohup dockerd >>"$DOCKERD_LOG" 2>&1 &
+    echo "dockerd pid $!, log in $DOCKERD_LOG"
+  fi
+  local waited=0
+  until docker info >/dev/null 2>&1; do
+    ((waited < DOCKERD_START_SECONDS)) || {
+      tail -n 30 "$DOCKERD_LOG" >&2 2>/dev/null || true
+      fail "the Docker engine did not answer within ${DOCKERD_START_SECONDS} s (log: $DOCKERD_LOG)"
+    }
+    sleep 1
+    waited=$((waited + 1))
+  done
+}
+
+init_swarm() {
+  local state
+  state=$(docker info --format '{{.Swarm.LocalNodeState}}')
+  case $state in
+    active) echo "Swarm mode active" ;;
+    inactive)
+      step "initialising a one-node Swarm"
+      docker swarm init --advertise-addr 127.0.0.1 >/dev/null
+      ;;
+    *) fail "the Docker engine's swarm state is '$state'; expected active or inactive" ;;
+  esac
+}
+
+install_venv() {
+  [[ -x .venv/bin/python ]] || { step "creating .venv"; python3 -m venv .venv; }
+  local wanted
+  wanted=$(sha256sum <pyproject.toml | cut -d' ' -f1)
+  if [[ -f $VENV_STAMP && $(cat "$VENV_STAMP") == "$wanted" ]]; then
+    echo "Python packages match pyproject.toml"
+    return
+  fi
+  step "installing Director and its development tools into .venv"
+  .venv/bin/python -m pip install -q -e '.[dev]'
+  printf '%s\n' "$wanted" >"$VENV_STAMP"
+}
+
+build_images() {
+  step "local images (the first build takes about a minute)"
+  .venv/bin/python -m reconcilers.local_images
+}
+
+install_packages
+stop_host_nginx
+start_docker
+init_swarm
+install_venv
+build_images
