@@ -1,0 +1,1 @@
+"""dirctl, the command line of Director: one module per verb, wired together in cli.main."""

@@ -3,14 +3,15 @@
 Every string that can reach an Nginx config, a Docker label or a shell is constrained here by a pattern
 that admits no `;`, braces, quotes, `$`, whitespace, control characters or non-ASCII, so the layers above
 never have to quote anything. Unknown fields are refused everywhere: a spec cannot ask for host binds,
-privileged mode, published ports or capabilities because no such field exists.
+privileged mode, published ports or capabilities because no such field exists. Counts and CPUs are strict
+numbers: YAML's `replicas: yes` or `cpus: "2"` is a mistake to report, not a value to guess.
 """
 
 from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Final, Literal
 
 from pydantic import (
     AfterValidator,
@@ -23,8 +24,8 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
-API_VERSION = "director.io/v1"
-KIND_SITE = "Site"
+API_VERSION: Final = "director.io/v1"
+KIND_SITE: Final = "Site"
 
 # Names that would collide with Director's own hosts, services or URL space.
 RESERVED_SITE_NAMES = frozenset(
@@ -182,7 +183,7 @@ class HealthCheck(Model):
     path: Annotated[str, StringConstraints(pattern=HEALTH_PATH_PATTERN)] = "/"
     interval: Duration = "30s"
     timeout: Duration = "5s"
-    retries: Annotated[int, Field(ge=1, le=10)] = 3
+    retries: Annotated[int, Field(ge=1, le=10, strict=True)] = 3
 
     @model_validator(mode="after")
     def _timeout_fits_interval(self) -> HealthCheck:
@@ -194,7 +195,7 @@ class HealthCheck(Model):
 
 
 class Resources(Model):
-    cpus: Annotated[float, Field(gt=0, le=MAX_CPUS, allow_inf_nan=False)] = DEFAULT_CPUS
+    cpus: Annotated[float, Field(gt=0, le=MAX_CPUS, allow_inf_nan=False, strict=True)] = DEFAULT_CPUS
     memory: MemoryQuantity = DEFAULT_MEMORY
     upload_limit: UploadQuantity = DEFAULT_UPLOAD_LIMIT
 
@@ -216,7 +217,7 @@ class SiteSpec(Model):
     image: ImageRef | None = None
     command: Annotated[list[CommandArg], Field(min_length=1, max_length=MAX_COMMAND_ARGS)] | None = None
     env: Annotated[dict[EnvName, EnvValue], Field(max_length=MAX_ENV_ENTRIES)] = Field(default_factory=dict)
-    replicas: Annotated[int, Field(ge=0, le=MAX_REPLICAS)] = 1
+    replicas: Annotated[int, Field(ge=0, le=MAX_REPLICAS, strict=True)] = 1
     health_check: HealthCheck | None = None
     resources: Resources = Field(default_factory=Resources)
 

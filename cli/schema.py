@@ -1,0 +1,32 @@
+"""`dirctl schema KIND`: the JSON Schema of a resource in wire form, for editors and validators."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from pydantic import BaseModel
+
+from cli import exit_codes
+from specs.models import Site
+
+SCHEMAS: dict[str, type[BaseModel]] = {"site": Site}
+
+
+def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subcommands.add_parser(
+        "schema",
+        help="print the JSON Schema of a resource kind",
+        description="Print the JSON Schema (camelCase field names, as written in YAML) of a resource kind.",
+    )
+    parser.add_argument("kind", choices=sorted(SCHEMAS), help="the resource kind")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    model = SCHEMAS[args.kind]
+    schema = model.model_json_schema(by_alias=True, mode="validation")
+    json.dump(schema, sys.stdout, indent=2, sort_keys=False)
+    sys.stdout.write("\n")
+    return exit_codes.OK
