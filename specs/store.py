@@ -1,0 +1,823 @@
+"""The Site record store: one YAML file per record under the state directory, Kubernetes semantics.
+
+Layout (all readable and editable by hand):
+
+    specs/sites/<name>.yaml                  metadata + spec, written by the API side
+    status/sites/<name>.yaml                 status, written by the controller only
+    history/sites/<name>/<generation>.yaml   previous spec generations, newest `history_limit` kept
+    .lock, .resource-version                 the write lock and the store-wide resourceVersion counter
+
+Spec and status live in separate files so their writers never conflict: the optimistic-concurrency
+check of `update`/`delete` is against the spec record's resourceVersion, and a status write in between
+does not make a spec writer's copy stale. A Site read back carries the newer of the two versions.
+Every write happens under one flock and goes through temp file, fsync, rename, fsync of the directory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import contextlib
+import gc
+import json
+import os
+import re
+import shutil
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import yaml
+from pydantic import ValidationError
+from watchfiles import Change, awatch
+
+from specs._durable import Counter, exclusive_lock, remove_durably, remove_stale_temp_files, write_atomic
+from specs.models import (
+    SITE_NAME_PATTERN,
+    Model,
+    ObjectMeta,
+    Site,
+    SiteSpec,
+    SiteStatus,
+    Uid,
+)
+
+_Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_Dumper: Any = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+_NAME = re.compile(SITE_NAME_PATTERN)
+_RECORD_SUFFIX = ".yaml"
+
+
+class StoreError(Exception):
+    """Base of every store error; str() is a one-line message fit for a user."""
+
+
+class NotFound(StoreError):
+    pass
+
+
+class AlreadyExists(StoreError):
+    pass
+
+
+class Conflict(StoreError):
+    """The caller's resourceVersion is not the stored one: re-read and retry."""
+
+
+class BeingDeleted(StoreError):
+    """The record has a deletionTimestamp, and the request would add a finalizer to it."""
+
+
+class InvalidRecord(StoreError):
+    """A record file that no longer parses or validates, usually after a hand edit."""
+
+    def __init__(self, path: Path, message: str) -> None:
+        super().__init__(f"{path}: {message}")
+        self.path = path
+        self.message = message
+
+
+@dataclass(frozen=True)
+class RecordError:
+    name: str
+    path: Path
+    message: str
+
+
+@dataclass(frozen=True)
+class WatchEvent:
+    type: Literal["ADDED", "MODIFIED", "DELETED", "ERROR"]
+    name: str
+    site: Site | None
+    error: RecordError | None = None
+
+
+class _StatusMeta(Model):
+    name: str
+    uid: Uid | None = None
+    resource_version: str
+
+
+class _StatusRecord(Model):
+    """The status file: enough metadata to tie it to one incarnation of the spec record."""
+
+    api_version: Literal["director.io/v1"] = "director.io/v1"
+    kind: Literal["Site"] = "Site"
+    metadata: _StatusMeta
+    status: SiteStatus
+
+
+# What identifies one version of a file without reading it; a rename always brings a new inode.
+_FileKey = tuple[int, int, int]
+_Parsed = TypeVar("_Parsed")
+
+
+def _file_key(path: Path) -> _FileKey | None:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+def _dump(document: dict[str, object]) -> bytes:
+    text: str = yaml.dump(
+        document, Dumper=_Dumper, default_flow_style=False, sort_keys=False, allow_unicode=True
+    )
+    return text.encode()
+
+
+def _validation_message(error: ValidationError) -> str:
+    problems = []
+    for detail in error.errors():
+        location = ".".join(str(part) for part in detail["loc"]) or "(document)"
+        problems.append(f"{location}: {detail['msg']}")
+    return "; ".join(problems)
+
+
+_INDEX_FORMAT = 2
+# A list() that had to parse at least this many files rewrites the shared index.
+_INDEX_MIN_PARSES = 64
+_STR_TAG = "tag:yaml.org,2002:str"
+_MAX_DEPTH = 64
+
+
+def _build(node: yaml.Node, loader: Any, depth: int) -> Any:
+    """Python data from a composed node; plain strings, lists and mappings skip PyYAML's slow constructor."""
+    if depth > _MAX_DEPTH:
+        raise yaml.YAMLError(f"the document nests deeper than {_MAX_DEPTH} levels (or refers to itself)")
+    if isinstance(node, yaml.ScalarNode):
+        return node.value if node.tag == _STR_TAG else loader.construct_object(node, deep=True)
+    if isinstance(node, yaml.SequenceNode):
+        return [_build(item, loader, depth + 1) for item in node.value]
+    if isinstance(node, yaml.MappingNode) and all(key.tag == _STR_TAG for key, _ in node.value):
+        return {key.value: _build(value, loader, depth + 1) for key, value in node.value}
+    return loader.construct_object(node, deep=True)
+
+
+def _load_yaml(text: bytes) -> Any:
+    """yaml.safe_load, several times faster on records: libyaml parses, `_build` constructs."""
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+        return None if node is None else _build(node, loader, 0)
+    finally:
+        loader.dispose()
+
+
+def _load_document(path: Path) -> dict[str, Any]:
+    """The YAML mapping in `path`; InvalidRecord names the line when it does not parse."""
+    try:
+        text = path.read_bytes()
+    except FileNotFoundError:
+        raise
+    except OSError as error:
+        raise InvalidRecord(path, f"cannot be read: {error.strerror}") from None
+    try:
+        document = _load_yaml(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(error, "problem", None) or str(error)
+        raise InvalidRecord(path, f"is not valid YAML{where}: {problem}") from None
+    if not isinstance(document, dict):
+        raise InvalidRecord(path, "must be a YAML mapping with apiVersion, kind, metadata and spec")
+    return document
+
+
+def _parse_spec_record(path: Path) -> Site:
+    document = _load_document(path)
+    if "status" in document:
+        raise InvalidRecord(path, "status belongs in the status record, not in the spec record")
+    try:
+        site = Site.model_validate(document)
+    except ValidationError as error:
+        raise InvalidRecord(path, _validation_message(error)) from None
+    if site.metadata.name != path.stem:
+        raise InvalidRecord(path, f"metadata.name {site.metadata.name!r} does not match the file name")
+    return site
+
+
+def _parse_status_record(path: Path) -> _StatusRecord:
+    try:
+        return _StatusRecord.model_validate(_load_document(path))
+    except ValidationError as error:
+        raise InvalidRecord(path, _validation_message(error)) from None
+
+
+def _revalidated(spec: SiteSpec) -> SiteSpec:
+    """A private, validated copy: the caller may have assigned fields after construction."""
+    return SiteSpec.model_validate(spec.model_dump())
+
+
+def _version(value: str | None) -> int:
+    return int(value) if value is not None else 0
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """No cyclic garbage collection while a list() loads many records.
+
+    Each full collection walks the whole, growing heap, and a cold load of 10,000 records would set off
+    several of them (about half its time); afterwards a single collection does the same work once.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+class _ParseCache:
+    """Parsed records of this process keyed by file identity, so unchanged files are never re-parsed."""
+
+    def __init__(self) -> None:
+        self._entries: dict[Path, tuple[_FileKey, object]] = {}
+        self._lock = threading.Lock()
+        self.parses = 0
+
+    def lookup(self, path: Path) -> tuple[_FileKey, object] | None:
+        with self._lock:
+            return self._entries.get(path)
+
+    def put(self, path: Path, key: _FileKey, value: object) -> None:
+        with self._lock:
+            self._entries[path] = (key, value)
+
+    def get(self, path: Path, key: _FileKey, parse: Callable[[Path], _Parsed]) -> _Parsed | InvalidRecord:
+        with self._lock:
+            entry = self._entries.get(path)
+        if entry is not None and entry[0] == key:
+            return entry[1]  # type: ignore[return-value]
+        value: object
+        self.parses += 1
+        try:
+            value = parse(path)
+        except InvalidRecord as error:
+            value = error
+        # The file may have been replaced while it was read: cache only if it is still the one we stat'ed.
+        if _file_key(path) == key:
+            with self._lock:
+                self._entries[path] = (key, value)
+        return value
+
+    def remember(self, path: Path, value: object) -> None:
+        """Cache what this process just wrote, so its own next list() need not parse it back."""
+        key = _file_key(path)
+        with self._lock:
+            if key is None:
+                self._entries.pop(path, None)
+            else:
+                self._entries[path] = (key, value)
+
+    def forget(self, path: Path) -> None:
+        with self._lock:
+            self._entries.pop(path, None)
+
+
+class SiteStore:
+    def __init__(self, state_dir: Path, *, history_limit: int = 20) -> None:
+        if history_limit < 0:
+            raise ValueError(f"history_limit must be 0 or more, got {history_limit}")
+        self.state_dir = Path(state_dir)
+        self.history_limit = history_limit
+        self.specs_dir = self.state_dir / "specs" / "sites"
+        self.status_dir = self.state_dir / "status" / "sites"
+        self.history_dir = self.state_dir / "history" / "sites"
+        self._lock_path = self.state_dir / ".lock"
+        self._index_path = self.state_dir / ".cache" / "records.json"
+        self._index_loaded = False
+        self._counter = Counter(self.state_dir / ".resource-version")
+        self._cache = _ParseCache()
+        # Merged Sites for list() and watch(), valid while both files keep their identity.
+        self._entries: dict[str, tuple[tuple[_FileKey, _FileKey | None], Site | RecordError]] = {}
+        for directory in (self.specs_dir, self.status_dir, self.history_dir, self._index_path.parent):
+            directory.mkdir(parents=True, exist_ok=True)
+        with exclusive_lock(self._lock_path):
+            remove_stale_temp_files(self.specs_dir)
+            remove_stale_temp_files(self.status_dir)
+            remove_stale_temp_files(self._index_path.parent)
+            if not self._counter.exists():
+                self._counter.seed(self._highest_recorded_version())
+
+    def _highest_recorded_version(self) -> int:
+        """The newest resourceVersion in any record: where a lost counter file must resume, not at 1."""
+        highest = 0
+        for directory in (self.specs_dir, self.status_dir):
+            for path in directory.glob(f"*{_RECORD_SUFFIX}"):
+                with contextlib.suppress(InvalidRecord, OSError, ValueError, AttributeError, TypeError):
+                    highest = max(highest, int(_load_document(path)["metadata"]["resourceVersion"]))
+        return highest
+
+    # ---- paths and reading -------------------------------------------------------------------------
+
+    def spec_path(self, name: str) -> Path:
+        return self.specs_dir / f"{self._checked_name(name)}{_RECORD_SUFFIX}"
+
+    def status_path(self, name: str) -> Path:
+        return self.status_dir / f"{self._checked_name(name)}{_RECORD_SUFFIX}"
+
+    @staticmethod
+    def _checked_name(name: str) -> str:
+        # The name becomes a path: anything but a valid site name (say "../x") must never reach the disk.
+        if not _NAME.fullmatch(name) or len(name) > 63:
+            raise NotFound(f"site {name!r} not found: not a valid site name")
+        return name
+
+    def _read_spec(self, name: str) -> Site | None:
+        """The parsed spec record, None if absent; InvalidRecord if it is broken. Never the cached object."""
+        path = self.spec_path(name)
+        key = _file_key(path)
+        if key is None:
+            return None
+        parsed = self._cache.get(path, key, _parse_spec_record)
+        if isinstance(parsed, InvalidRecord):
+            raise parsed
+        return parsed.model_copy(deep=True)
+
+    def _read_status(self, name: str, uid: str | None) -> _StatusRecord | None:
+        """The status of this incarnation of the record; a status left by an earlier one is ignored."""
+        path = self.status_path(name)
+        key = _file_key(path)
+        if key is None:
+            return None
+        parsed = self._cache.get(path, key, _parse_status_record)
+        if isinstance(parsed, InvalidRecord):
+            raise parsed
+        if parsed.metadata.uid != uid:
+            return None
+        return parsed
+
+    @staticmethod
+    def _merge(spec: Site, status: _StatusRecord | None, *, copy: bool) -> Site:
+        metadata = spec.metadata
+        if status is not None:
+            version = max(_version(metadata.resource_version), _version(status.metadata.resource_version))
+            metadata = metadata.model_copy(update={"resource_version": str(version)})
+        status_value = None
+        if status is not None:
+            status_value = status.status.model_copy(deep=True) if copy else status.status
+        return spec.model_copy(update={"metadata": metadata, "status": status_value})
+
+    def get(self, name: str) -> Site:
+        spec = self._read_spec(name)
+        if spec is None:
+            raise NotFound(f"site {name!r} not found")
+        return self._merge(spec, self._read_status(name, spec.metadata.uid), copy=True)
+
+    def _read_entry(self, name: str, keys: tuple[_FileKey, _FileKey | None]) -> Site | RecordError:
+        """One record for list()/watch(): a shared, parsed Site or the reason it cannot be read."""
+        cached = self._entries.get(name)
+        if cached is not None and cached[0] == keys:
+            return cached[1]
+        entry = self._parse_entry(name, keys)
+        self._entries[name] = (keys, entry)
+        return entry
+
+    def _parse_entry(self, name: str, keys: tuple[_FileKey, _FileKey | None]) -> Site | RecordError:
+        spec_key, status_key = keys
+        path = self.specs_dir / f"{name}{_RECORD_SUFFIX}"
+        if not _NAME.fullmatch(name):
+            return RecordError(name, path, "not a valid site name")
+        spec = self._cache.get(path, spec_key, _parse_spec_record)
+        if isinstance(spec, InvalidRecord):
+            return RecordError(name, path, spec.message)
+        status = None
+        if status_key is not None:
+            status_path = self.status_dir / f"{name}{_RECORD_SUFFIX}"
+            parsed = self._cache.get(status_path, status_key, _parse_status_record)
+            if isinstance(parsed, InvalidRecord):
+                return RecordError(name, status_path, parsed.message)
+            if parsed.metadata.uid == spec.metadata.uid:
+                status = parsed
+        return self._merge(spec, status, copy=False)
+
+    def _scan(self) -> dict[str, tuple[_FileKey, _FileKey | None]]:
+        """Every record file's identity, by name: what list() and the watcher's resync compare."""
+        status_keys: dict[str, _FileKey] = {}
+        for entry in os.scandir(self.status_dir):
+            if entry.name.endswith(_RECORD_SUFFIX) and not entry.name.startswith("."):
+                with contextlib.suppress(FileNotFoundError):
+                    st = entry.stat()
+                    status_keys[entry.name[: -len(_RECORD_SUFFIX)]] = (st.st_mtime_ns, st.st_size, st.st_ino)
+        keys: dict[str, tuple[_FileKey, _FileKey | None]] = {}
+        for entry in os.scandir(self.specs_dir):
+            if entry.name.endswith(_RECORD_SUFFIX) and not entry.name.startswith("."):
+                with contextlib.suppress(FileNotFoundError):
+                    st = entry.stat()
+                    name = entry.name[: -len(_RECORD_SUFFIX)]
+                    keys[name] = ((st.st_mtime_ns, st.st_size, st.st_ino), status_keys.get(name))
+        return keys
+
+    def list(self) -> tuple[list[Site], list[RecordError]]:
+        """Every record sorted by name, and every record that cannot be read (never raised).
+
+        The Sites share their nested objects with this process's parse cache: change a copy
+        (`model_copy(deep=True)` or `get()`) rather than the listed object.
+        """
+        sites: builtins.list[Site] = []
+        errors: builtins.list[RecordError] = []
+        found = self._scan()
+        parses_before = self._cache.parses
+        with _collector_paused():
+            if not self._index_loaded:
+                self._load_index(found)
+            for gone in self._entries.keys() - found.keys():
+                self._entries.pop(gone, None)
+            for name, keys in sorted(found.items()):
+                entry = self._read_entry(name, keys)
+                if isinstance(entry, RecordError):
+                    errors.append(entry)
+                else:
+                    sites.append(entry)
+        if self._cache.parses - parses_before >= _INDEX_MIN_PARSES:
+            self._save_index(found)
+        return sites, errors
+
+    # The index is a cache of parsed records shared by processes, so a new process's first list() skips
+    # the YAML parser (the slow part) for unchanged files. Entries are still validated like any record;
+    # a file whose identity differs from its entry is parsed from YAML as usual.
+
+    def _load_index(self, found: dict[str, tuple[_FileKey, _FileKey | None]]) -> None:
+        self._index_loaded = True
+        try:
+            index = json.loads(self._index_path.read_bytes())
+            if index["format"] != _INDEX_FORMAT:
+                return
+            specs, statuses = index["specs"], index["status"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return
+        for name, (spec_key, status_key) in found.items():
+            path = self.specs_dir / f"{name}{_RECORD_SUFFIX}"
+            self._adopt(specs.get(name), path, spec_key, Site.model_validate_json)
+            if status_key is not None:
+                status_path = self.status_dir / f"{name}{_RECORD_SUFFIX}"
+                self._adopt(statuses.get(name), status_path, status_key, _StatusRecord.model_validate_json)
+
+    def _adopt(self, item: Any, path: Path, key: _FileKey, validate: Callable[[str], Model]) -> None:
+        if not isinstance(item, dict) or item.get("key") != builtins.list(key) or self._cache.lookup(path):
+            return
+        try:
+            value = validate(item["json"])
+        except (ValidationError, KeyError, TypeError):
+            return
+        if isinstance(value, Site) and value.metadata.name != path.stem:
+            return
+        self._cache.put(path, key, value)
+
+    def _save_index(self, found: dict[str, tuple[_FileKey, _FileKey | None]]) -> None:
+        specs: dict[str, object] = {}
+        statuses: dict[str, object] = {}
+        for name, keys in found.items():
+            for key, path, into in (
+                (keys[0], self.specs_dir / f"{name}{_RECORD_SUFFIX}", specs),
+                (keys[1], self.status_dir / f"{name}{_RECORD_SUFFIX}", statuses),
+            ):
+                cached = self._cache.lookup(path)
+                if key is None or cached is None or cached[0] != key:
+                    continue
+                # Each record as a JSON string: pydantic validates it in one call, without Python dicts.
+                if isinstance(cached[1], Site):
+                    text = cached[1].model_dump_json(by_alias=True, exclude_none=True, exclude={"status"})
+                    into[name] = {"key": key, "json": text}
+                elif isinstance(cached[1], _StatusRecord):
+                    into[name] = {
+                        "key": key,
+                        "json": cached[1].model_dump_json(by_alias=True, exclude_none=True),
+                    }
+        payload = {"format": _INDEX_FORMAT, "specs": specs, "status": statuses}
+        # Only a cache: a reader without write access to the state directory simply goes without.
+        with contextlib.suppress(OSError):
+            write_atomic(self._index_path, json.dumps(payload, separators=(",", ":")).encode())
+
+    def history(self, name: str) -> builtins.list[Site]:
+        """Previous spec generations, newest first; a broken history file is skipped."""
+        directory = self.history_dir / self._checked_name(name)
+        found: builtins.list[Site] = []
+        for generation in sorted(self._history_generations(directory), reverse=True):
+            with contextlib.suppress(InvalidRecord, FileNotFoundError):
+                document = _load_document(directory / f"{generation}{_RECORD_SUFFIX}")
+                with contextlib.suppress(ValidationError):
+                    found.append(Site.model_validate(document))
+        return found
+
+    @staticmethod
+    def _history_generations(directory: Path) -> builtins.list[int]:
+        try:
+            names = os.listdir(directory)
+        except FileNotFoundError:
+            return []
+        return [
+            int(n[: -len(_RECORD_SUFFIX)]) for n in names if n.endswith(_RECORD_SUFFIX) and n[:-5].isdigit()
+        ]
+
+    # ---- writing (always under the lock) ----------------------------------------------------------
+
+    def _write_spec(self, site: Site) -> None:
+        path = self.spec_path(site.name)
+        write_atomic(path, _dump(site.to_document(include_status=False)))
+        self._cache.remember(path, site.model_copy(deep=True, update={"status": None}))
+
+    def _remove_record(self, name: str) -> None:
+        remove_durably(self.status_path(name))
+        remove_durably(self.spec_path(name))
+        shutil.rmtree(self.history_dir / name, ignore_errors=True)
+        self._cache.forget(self.spec_path(name))
+        self._cache.forget(self.status_path(name))
+
+    def _save_history(self, previous: Site) -> None:
+        if self.history_limit == 0 or previous.metadata.generation is None:
+            return
+        directory = self.history_dir / previous.name
+        directory.mkdir(parents=True, exist_ok=True)
+        write_atomic(
+            directory / f"{previous.metadata.generation}{_RECORD_SUFFIX}",
+            _dump(previous.to_document(include_status=False)),
+        )
+        generations = sorted(self._history_generations(directory), reverse=True)
+        for old in generations[self.history_limit :]:
+            (directory / f"{old}{_RECORD_SUFFIX}").unlink(missing_ok=True)
+
+    def _current_for_write(self, name: str) -> tuple[Site, _StatusRecord | None]:
+        stored = self._read_spec(name)
+        if stored is None:
+            raise NotFound(f"site {name!r} not found")
+        try:
+            status = self._read_status(name, stored.metadata.uid)
+        except InvalidRecord:
+            status = None
+        return stored, status
+
+    @staticmethod
+    def _check_version(name: str, given: str | None, stored: Site, status: _StatusRecord | None) -> None:
+        if given is None:
+            return
+        spec_version = _version(stored.metadata.resource_version)
+        newest = max(spec_version, _version(status.metadata.resource_version) if status else 0)
+        # Any version the caller read after the last spec write is at least the spec's and at most the newest.
+        if not spec_version <= _version(given) <= newest:
+            raise Conflict(
+                f"site {name!r} was changed by someone else (resourceVersion {given} is not the current "
+                f"{newest}); read it again and retry"
+            )
+
+    def create(self, site: Site) -> Site:
+        name = self._checked_name(site.name)
+        with exclusive_lock(self._lock_path):
+            if _file_key(self.spec_path(name)) is not None:
+                raise AlreadyExists(f"site {name!r} already exists")
+            metadata = site.metadata.model_copy(
+                update={
+                    "uid": str(uuid.uuid4()),
+                    "generation": 1,
+                    "resource_version": str(self._counter.advance()),
+                    "creation_timestamp": _now(),
+                    "deletion_timestamp": None,
+                }
+            )
+            stored = Site(
+                metadata=ObjectMeta.model_validate(metadata.model_dump()), spec=_revalidated(site.spec)
+            )
+            # A status left by a crash between the removals of an earlier incarnation must not show through.
+            remove_durably(self.status_path(name))
+            self._write_spec(stored)
+        return stored
+
+    def update(self, site: Site) -> Site:
+        name = self._checked_name(site.name)
+        with exclusive_lock(self._lock_path):
+            stored, status = self._current_for_write(name)
+            self._check_version(name, site.metadata.resource_version, stored, status)
+            old = stored.metadata
+            new_finalizers = list(site.metadata.finalizers)
+            if old.deletion_timestamp is not None and set(new_finalizers) - set(old.finalizers):
+                raise BeingDeleted(f"site {name!r} is being deleted: no finalizer can be added")
+            spec = _revalidated(site.spec)
+            spec_changed = spec != stored.spec
+            if (
+                not spec_changed
+                and site.metadata.labels == old.labels
+                and site.metadata.annotations == old.annotations
+                and new_finalizers == old.finalizers
+            ):
+                return self._merge(stored, status, copy=True)
+            generation = old.generation or 0
+            if spec_changed:
+                self._save_history(stored)
+                generation += 1
+            metadata = old.model_copy(
+                update={
+                    "labels": dict(site.metadata.labels),
+                    "annotations": dict(site.metadata.annotations),
+                    "finalizers": new_finalizers,
+                    "generation": max(generation, 1),
+                    "resource_version": str(self._counter.advance(_version(old.resource_version))),
+                    # A record written by hand may lack the server fields: the first API write adds them.
+                    "uid": old.uid or str(uuid.uuid4()),
+                    "creation_timestamp": old.creation_timestamp or _now(),
+                }
+            )
+            updated = Site(metadata=ObjectMeta.model_validate(metadata.model_dump()), spec=spec)
+            if updated.metadata.deletion_timestamp is not None and not updated.metadata.finalizers:
+                self._remove_record(name)
+                return updated
+            self._write_spec(updated)
+            return self._merge(updated, status, copy=True)
+
+    def delete(self, name: str, *, resource_version: str | None = None) -> Site | None:
+        self._checked_name(name)
+        with exclusive_lock(self._lock_path):
+            try:
+                stored, status = self._current_for_write(name)
+            except InvalidRecord:
+                # A record broken by hand can still be deleted, finalizers unknown.
+                if resource_version is not None:
+                    raise
+                self._remove_record(name)
+                return None
+            self._check_version(name, resource_version, stored, status)
+            if not stored.metadata.finalizers:
+                self._remove_record(name)
+                return None
+            if stored.metadata.deletion_timestamp is not None:
+                return self._merge(stored, status, copy=True)
+            stored.metadata.deletion_timestamp = _now()
+            stored.metadata.resource_version = str(
+                self._counter.advance(_version(stored.metadata.resource_version))
+            )
+            self._write_spec(stored)
+            return self._merge(stored, status, copy=True)
+
+    def add_finalizer(self, name: str, finalizer: str) -> Site:
+        with exclusive_lock(self._lock_path):
+            stored, status = self._current_for_write(name)
+            if finalizer in stored.metadata.finalizers:
+                return self._merge(stored, status, copy=True)
+            if stored.metadata.deletion_timestamp is not None:
+                raise BeingDeleted(f"site {name!r} is being deleted: finalizer {finalizer!r} cannot be added")
+            metadata = stored.metadata.model_dump()
+            metadata["finalizers"] = [*stored.metadata.finalizers, finalizer]
+            metadata["resource_version"] = str(
+                self._counter.advance(_version(stored.metadata.resource_version))
+            )
+            stored.metadata = ObjectMeta.model_validate(metadata)
+            self._write_spec(stored)
+            return self._merge(stored, status, copy=True)
+
+    def remove_finalizer(self, name: str, finalizer: str) -> Site | None:
+        with exclusive_lock(self._lock_path):
+            stored, status = self._current_for_write(name)
+            if finalizer not in stored.metadata.finalizers:
+                return self._merge(stored, status, copy=True)
+            stored.metadata.finalizers = [f for f in stored.metadata.finalizers if f != finalizer]
+            if stored.metadata.deletion_timestamp is not None and not stored.metadata.finalizers:
+                self._remove_record(name)
+                return None
+            stored.metadata.resource_version = str(
+                self._counter.advance(_version(stored.metadata.resource_version))
+            )
+            self._write_spec(stored)
+            return self._merge(stored, status, copy=True)
+
+    def update_status(self, name: str, status: SiteStatus) -> Site:
+        with exclusive_lock(self._lock_path):
+            stored = self._read_spec(name)
+            if stored is None:
+                raise NotFound(f"site {name!r} not found")
+            path = self.status_path(name)
+            previous = None
+            with contextlib.suppress(InvalidRecord):
+                previous = self._read_status(name, stored.metadata.uid)
+            floor = max(
+                _version(stored.metadata.resource_version),
+                _version(previous.metadata.resource_version) if previous else 0,
+            )
+            record = _StatusRecord(
+                metadata=_StatusMeta(
+                    name=name, uid=stored.metadata.uid, resource_version=str(self._counter.advance(floor))
+                ),
+                status=SiteStatus.model_validate(status.model_dump()),
+            )
+            write_atomic(path, _dump(record.model_dump(mode="json", by_alias=True, exclude_none=True)))
+            self._cache.remember(path, record.model_copy(deep=True))
+            return self._merge(stored, record, copy=True)
+
+    # ---- watching ------------------------------------------------------------------------------------
+
+    async def watch(self, *, initial: bool = True, resync_seconds: float = 10.0) -> AsyncIterator[WatchEvent]:
+        """Spec and status changes as they happen, plus a full comparison every `resync_seconds`.
+
+        Events are derived by comparing file identities with what was last reported, so a missed or
+        merged file-system notification costs latency (until the next resync), never an event.
+        """
+        stop = asyncio.Event()
+        batches: asyncio.Queue[set[tuple[Change, str]] | None] = asyncio.Queue()
+
+        def is_record(_change: Change, path: str) -> bool:
+            base = os.path.basename(path)
+            return base.endswith(_RECORD_SUFFIX) and not base.startswith(".")
+
+        changes = awatch(
+            self.specs_dir,
+            self.status_dir,
+            watch_filter=is_record,
+            debounce=50,
+            step=5,
+            stop_event=stop,
+            rust_timeout=max(1, int(resync_seconds * 1000)),
+            yield_on_timeout=True,
+            recursive=False,
+        )
+
+        async def pump() -> None:
+            try:
+                async for batch in changes:
+                    await batches.put(batch)
+            finally:
+                await batches.put(None)
+
+        pump_task = asyncio.create_task(pump())
+        # The watcher registers its inotify watches in its first step; the listing below comes after,
+        # so no change can fall between the two.
+        await asyncio.sleep(0)
+        try:
+            known: dict[str, tuple[tuple[_FileKey, _FileKey | None], bool]] = {}
+            # Full scans parse every changed file: off the event loop, which may serve others meanwhile.
+            initial_events = await asyncio.to_thread(self._full_diff, known, initial)
+            for event in initial_events if initial else []:
+                yield event
+            last_full_scan = time.monotonic()
+            while True:
+                batch = await batches.get()
+                if batch is None:
+                    pump_task.result()  # raises what stopped the file watcher
+                    return
+                names = {os.path.basename(path)[: -len(_RECORD_SUFFIX)] for _, path in batch}
+                current = {name: self._keys_of(name) for name in names}
+                found = {name: keys for name, keys in current.items() if keys is not None}
+                events = self._diff(known, found, names, report_added=True)
+                # An empty batch is the watcher's timeout; a busy store gets its resync all the same.
+                if not batch or time.monotonic() - last_full_scan >= resync_seconds:
+                    events += await asyncio.to_thread(self._full_diff, known, True)
+                    last_full_scan = time.monotonic()
+                for event in events:
+                    yield event
+        finally:
+            stop.set()
+            pump_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await pump_task
+
+    def _full_diff(
+        self, known: dict[str, tuple[tuple[_FileKey, _FileKey | None], bool]], report_added: bool
+    ) -> builtins.list[WatchEvent]:
+        return self._diff(known, self._scan(), None, report_added=report_added)
+
+    def _keys_of(self, name: str) -> tuple[_FileKey, _FileKey | None] | None:
+        spec_key = _file_key(self.specs_dir / f"{name}{_RECORD_SUFFIX}")
+        if spec_key is None:
+            return None
+        return spec_key, _file_key(self.status_dir / f"{name}{_RECORD_SUFFIX}")
+
+    def _diff(
+        self,
+        known: dict[str, tuple[tuple[_FileKey, _FileKey | None], bool]],
+        found: dict[str, tuple[_FileKey, _FileKey | None]],
+        names: set[str] | None,
+        *,
+        report_added: bool,
+    ) -> builtins.list[WatchEvent]:
+        """Events turning `known` into `found` for `names` (None: every name), updating `known`."""
+        events: builtins.list[WatchEvent] = []
+        candidates = set(found) | set(known) if names is None else names
+        for name in sorted(candidates):
+            keys = found.get(name)
+            previous = known.get(name)
+            if keys is None:
+                if previous is not None:
+                    del known[name]
+                    events.append(WatchEvent("DELETED", name, None))
+                continue
+            if previous is not None and previous[0] == keys:
+                continue
+            entry = self._read_entry(name, keys)
+            valid = not isinstance(entry, RecordError)
+            known[name] = (keys, valid)
+            if isinstance(entry, RecordError):
+                events.append(WatchEvent("ERROR", name, None, entry))
+            elif previous is not None and previous[1]:
+                events.append(WatchEvent("MODIFIED", name, entry.model_copy(deep=True)))
+            elif report_added or previous is not None:
+                events.append(WatchEvent("ADDED", name, entry.model_copy(deep=True)))
+        return events

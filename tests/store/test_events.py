@@ -1,0 +1,137 @@
+from __future__ import annotations
+
+import itertools
+import multiprocessing
+import os
+import random
+import signal
+import sqlite3
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from store_helpers import record_events_forever
+
+from specs.events import EventLog
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def record(log: EventLog, site: str = "blog", *, at: datetime = T0, message: str = "ok", **fields):
+    values = {
+        "generation": 1,
+        "reconcile_id": "r1",
+        "trigger": "watch",
+        "step": "service",
+        "result": "updated",
+        "duration_seconds": 0.5,
+    }
+    values.update(fields)
+    return log.record(site=site, message=message, time=at, **values)
+
+
+@pytest.fixture
+def log(tmp_path: Path):
+    with EventLog(tmp_path / "events.db") as event_log:
+        yield event_log
+
+
+def test_identical_repeats_collapse(log: EventLog):
+    first = record(log, message="boom", result="failed")
+    again = record(
+        log,
+        message="boom",
+        result="failed",
+        at=T0 + timedelta(seconds=30),
+        reconcile_id="r2",
+        trigger="resync",
+    )
+    assert again.id == first.id and again.count == 2
+    assert again.time == T0 and again.last_time == T0 + timedelta(seconds=30)
+    assert (again.reconcile_id, again.trigger) == ("r2", "resync")
+    different = record(log, message="other", result="failed", at=T0 + timedelta(seconds=60))
+    assert different.id != first.id and different.count == 1
+    # Only the site's newest event collapses: the older "boom" is not revived.
+    third = record(log, message="boom", result="failed", at=T0 + timedelta(seconds=90))
+    assert third.id not in (first.id, different.id)
+    assert [e.count for e in log.query("blog")] == [1, 1, 2]
+
+
+def test_query_is_per_site_newest_first_with_paging(log: EventLog):
+    for i in range(25):
+        record(log, "blog", at=T0 + timedelta(seconds=i), message=f"m{i}")
+        record(log, "shop", at=T0 + timedelta(seconds=i), message=f"s{i}")
+    pages: list[list[str]] = []
+    before = None
+    while True:
+        page = log.query("blog", limit=10, before_id=before)
+        if not page:
+            break
+        pages.append([e.message for e in page])
+        before = page[-1].id
+    assert [len(p) for p in pages] == [10, 10, 5]
+    assert [message for page in pages for message in page] == [f"m{i}" for i in reversed(range(25))]
+    everything = log.query(limit=100)
+    assert len(everything) == 50 and {e.site for e in everything} == {"blog", "shop"}
+    assert all(a.last_time >= b.last_time for a, b in itertools.pairwise(everything))
+
+
+def test_retention_by_site_total_and_age(tmp_path: Path):
+    log = EventLog(tmp_path / "events.db", max_events=30, max_per_site=10, max_age=timedelta(days=1))
+    for i in range(15):
+        record(log, "blog", at=T0 + timedelta(minutes=i), message=f"m{i}")
+    assert len(log.query("blog", limit=100)) == 10
+    for site in ("a1", "a2", "a3"):
+        for i in range(10):
+            record(log, site, at=T0 + timedelta(hours=1, minutes=i), message=f"m{i}")
+    log.prune(now=T0 + timedelta(hours=2))
+    assert len(log.query(limit=1000)) == 30
+    assert log.query("blog") == []  # the oldest go first
+    removed = log.prune(now=T0 + timedelta(days=2))
+    assert removed == 30 and log.query(limit=1000) == []
+    log.close()
+
+
+def test_bad_input_is_refused(log: EventLog):
+    with pytest.raises(ValueError, match="result must be one of"):
+        record(log, result="exploded")
+    with pytest.raises(ValueError, match="timezone-aware"):
+        record(log, at=datetime(2026, 1, 1))
+    with pytest.raises(ValueError):
+        EventLog(Path("/tmp/unused.db"), max_per_site=0)
+
+
+def test_several_processes_share_the_log(tmp_path: Path):
+    path = tmp_path / "events.db"
+    EventLog(path).close()
+    ctx = multiprocessing.get_context("fork")
+    children = [ctx.Process(target=record_events_forever, args=(path,)) for _ in range(2)]
+    for child in children:
+        child.start()
+    time.sleep(0.5)
+    for child in children:
+        os.kill(child.pid or 0, signal.SIGKILL)
+        child.join()
+    with EventLog(path) as reader:
+        assert reader.query(limit=5)
+
+
+def test_log_survives_its_writer_being_killed(tmp_path: Path):
+    path = tmp_path / "events.db"
+    rng = random.Random(7)
+    ctx = multiprocessing.get_context("fork")
+    for _ in range(8):
+        child = ctx.Process(target=record_events_forever, args=(path,))
+        child.start()
+        time.sleep(rng.uniform(0.05, 0.25))
+        os.kill(child.pid or 0, signal.SIGKILL)
+        child.join()
+        with EventLog(path, max_per_site=50, max_events=400) as log:
+            events = log.query(limit=1000)
+            assert events and all(e.site.startswith("site-") or e.site == "after-crash" for e in events)
+            assert len(log.query("site-1", limit=1000)) <= 50
+            record(log, "after-crash")
+        check = sqlite3.connect(path)
+        assert check.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        check.close()

@@ -1,0 +1,309 @@
+from __future__ import annotations
+
+import pytest
+import yaml
+from store_helpers import make_site
+
+from specs.models import Condition, ObjectMeta, Site, SiteSpec, SiteStatus
+from specs.store import AlreadyExists, BeingDeleted, Conflict, InvalidRecord, NotFound, SiteStore
+
+FINALIZER = "director.io/cleanup"
+
+
+def test_create_sets_server_fields_and_drops_status(store: SiteStore):
+    site = make_site("blog", type="static")
+    site.status = SiteStatus(observed_generation=7)
+    site.metadata.generation = 42
+    created = store.create(site)
+    assert created.metadata.generation == 1
+    assert created.metadata.uid and created.metadata.resource_version == "1"
+    assert created.metadata.creation_timestamp is not None
+    assert created.status is None
+    fetched = store.get("blog")
+    assert fetched == created
+
+
+def test_create_existing_name_is_refused_also_while_deleting(store: SiteStore):
+    store.create(make_site("blog"))
+    with pytest.raises(AlreadyExists, match="'blog' already exists"):
+        store.create(make_site("blog"))
+    store.add_finalizer("blog", FINALIZER)
+    store.delete("blog")
+    with pytest.raises(AlreadyExists):
+        store.create(make_site("blog"))
+
+
+def test_generation_rises_on_spec_change_only(store: SiteStore):
+    site = store.create(make_site("blog"))
+    site.metadata.labels = {"team": "web"}
+    relabelled = store.update(site)
+    assert relabelled.metadata.generation == 1
+    assert int(relabelled.metadata.resource_version or 0) > int(site.metadata.resource_version or 0)
+    relabelled.spec.owners = ["alice"]
+    changed = store.update(relabelled)
+    assert changed.metadata.generation == 2
+    with_status = store.update_status("blog", SiteStatus(observed_generation=2))
+    assert with_status.metadata.generation == 2
+    assert int(with_status.metadata.resource_version or 0) > int(changed.metadata.resource_version or 0)
+
+
+def test_unchanged_update_writes_nothing(store: SiteStore):
+    site = store.create(make_site("blog"))
+    again = store.update(site)
+    assert again.metadata.resource_version == site.metadata.resource_version
+
+
+def test_resource_version_is_store_wide_and_monotonic(store: SiteStore):
+    versions = [int(store.create(make_site(f"site-{i}")).metadata.resource_version or 0) for i in range(5)]
+    versions.append(int(store.update_status("site-0", SiteStatus()).metadata.resource_version or 0))
+    assert versions == sorted(versions) and len(set(versions)) == len(versions)
+    # A second store object on the same directory continues the same counter.
+    other = SiteStore(store.state_dir)
+    assert int(other.create(make_site("later")).metadata.resource_version or 0) > versions[-1]
+
+
+def test_stale_resource_version_conflicts(store: SiteStore):
+    first = store.create(make_site("blog"))
+    mine = store.get("blog")
+    theirs = store.get("blog")
+    theirs.spec.replicas = 3
+    store.update(theirs)
+    mine.spec.replicas = 2
+    with pytest.raises(Conflict, match="resourceVersion"):
+        store.update(mine)
+    with pytest.raises(Conflict):
+        store.delete("blog", resource_version=first.metadata.resource_version)
+    assert store.get("blog").spec.replicas == 3
+
+
+def test_status_write_does_not_make_a_spec_writer_stale(store: SiteStore):
+    store.create(make_site("blog"))
+    mine = store.get("blog")
+    store.update_status("blog", SiteStatus(observed_generation=1))
+    mine.spec.replicas = 2
+    assert store.update(mine).spec.replicas == 2
+    # A made-up future version is refused too.
+    later = store.get("blog")
+    later.metadata.resource_version = "999999"
+    later.spec.replicas = 3
+    with pytest.raises(Conflict):
+        store.update(later)
+
+
+def test_server_fields_cannot_be_changed_by_the_caller(store: SiteStore):
+    created = store.create(make_site("blog"))
+    forged = created.model_copy(deep=True)
+    forged.metadata.uid = "0000"
+    forged.metadata.generation = 99
+    forged.metadata.creation_timestamp = None
+    forged.metadata.labels = {"a": "b"}
+    updated = store.update(forged)
+    assert updated.metadata.uid == created.metadata.uid
+    assert updated.metadata.generation == 1
+    assert updated.metadata.creation_timestamp == created.metadata.creation_timestamp
+    assert updated.metadata.deletion_timestamp is None
+
+
+def test_update_status_keeps_spec_and_is_merged_on_read(store: SiteStore, tmp_path):
+    store.create(make_site("blog"))
+    status = SiteStatus(
+        observed_generation=1,
+        conditions=[
+            Condition(
+                type="Ready", status="True", reason="Running", last_transition_time="2026-01-01T00:00:00Z"
+            )
+        ],
+    )
+    store.update_status("blog", status)
+    site = store.get("blog")
+    assert site.status is not None and site.status.condition("Ready") is not None
+    spec_text = store.spec_path("blog").read_text()
+    assert "status" not in yaml.safe_load(spec_text)
+    assert yaml.safe_load(store.status_path("blog").read_text())["status"]["observedGeneration"] == 1
+    with pytest.raises(NotFound):
+        store.update_status("missing", status)
+
+
+def test_delete_without_finalizers_removes_both_records(store: SiteStore):
+    store.create(make_site("blog"))
+    store.update_status("blog", SiteStatus())
+    assert store.delete("blog") is None
+    assert not store.spec_path("blog").exists() and not store.status_path("blog").exists()
+    with pytest.raises(NotFound):
+        store.get("blog")
+    with pytest.raises(NotFound):
+        store.delete("blog")
+
+
+def test_delete_with_finalizers_waits_for_the_last_one(store: SiteStore):
+    store.create(make_site("blog"))
+    store.add_finalizer("blog", FINALIZER)
+    store.add_finalizer("blog", "director.io/routes")
+    deleting = store.delete("blog")
+    assert deleting is not None and deleting.metadata.deletion_timestamp is not None
+    again = store.delete("blog")
+    assert again is not None and again.metadata.deletion_timestamp == deleting.metadata.deletion_timestamp
+    with pytest.raises(BeingDeleted):
+        store.add_finalizer("blog", "director.io/other")
+    remaining = store.remove_finalizer("blog", FINALIZER)
+    assert remaining is not None and remaining.metadata.finalizers == ["director.io/routes"]
+    assert store.remove_finalizer("blog", "director.io/routes") is None
+    with pytest.raises(NotFound):
+        store.get("blog")
+
+
+def test_update_removing_last_finalizer_of_deleting_record_deletes_it(store: SiteStore):
+    store.create(make_site("blog"))
+    store.add_finalizer("blog", FINALIZER)
+    store.delete("blog")
+    site = store.get("blog")
+    site.metadata.finalizers = []
+    store.update(site)
+    with pytest.raises(NotFound):
+        store.get("blog")
+
+
+def test_history_keeps_previous_generations_bounded(store: SiteStore):
+    site = store.create(make_site("blog"))
+    for replicas in range(2, 8):
+        site.spec.replicas = replicas
+        site = store.update(site)
+    history = store.history("blog")
+    assert [h.metadata.generation for h in history] == [6, 5, 4]
+    assert [h.spec.replicas for h in history] == [6, 5, 4]
+    store.delete("blog")
+    assert store.history("blog") == []
+
+
+def test_list_is_sorted_and_reports_broken_records(store: SiteStore):
+    for name in ["zeta", "alpha", "mid"]:
+        store.create(make_site(name))
+    store.spec_path("mid").write_text("apiVersion: director.io/v1\nkind: Site\nmetadata: {name: mid\nspec: [")
+    (store.specs_dir / "bad-spec.yaml").write_text(
+        "apiVersion: director.io/v1\nkind: Site\nmetadata:\n  name: bad-spec\nspec:\n  replicas: 99\n"
+    )
+    sites, errors = store.list()
+    assert [s.name for s in sites] == ["alpha", "zeta"]
+    by_name = {e.name: e for e in errors}
+    assert set(by_name) == {"bad-spec", "mid"}
+    assert "line" in by_name["mid"].message
+    assert "spec.replicas" in by_name["bad-spec"].message
+    with pytest.raises(InvalidRecord, match=r"spec\.replicas"):
+        store.get("bad-spec")
+    # A broken record can still be deleted.
+    assert store.delete("mid") is None
+    assert [e.name for e in store.list()[1]] == ["bad-spec"]
+
+
+def test_hand_edited_record_is_read_back(store: SiteStore):
+    store.create(make_site("blog"))
+    store.list()
+    path = store.spec_path("blog")
+    path.write_text(path.read_text().replace("replicas: 1", "replicas: 4"))
+    assert store.get("blog").spec.replicas == 4
+    assert store.list()[0][0].spec.replicas == 4
+
+
+def test_record_name_must_match_file(store: SiteStore):
+    store.create(make_site("blog"))
+    (store.specs_dir / "copy.yaml").write_text(store.spec_path("blog").read_text())
+    sites, errors = store.list()
+    assert [s.name for s in sites] == ["blog"]
+    assert "does not match the file name" in errors[0].message
+
+
+def test_names_cannot_escape_the_state_dir(store: SiteStore):
+    with pytest.raises(NotFound, match="not a valid site name"):
+        store.get("../../etc/passwd")
+    with pytest.raises(NotFound):
+        store.get("blog\n")
+
+
+def test_stale_status_of_an_earlier_incarnation_is_ignored(store: SiteStore):
+    store.create(make_site("blog"))
+    store.update_status("blog", SiteStatus(observed_generation=1))
+    leftover = store.status_path("blog").read_bytes()
+    store.delete("blog")
+    store.create(make_site("blog"))
+    store.status_path("blog").write_bytes(leftover)
+    assert store.get("blog").status is None
+
+
+def test_returned_objects_do_not_alias_the_cache(store: SiteStore):
+    store.create(make_site("blog"))
+    first = store.get("blog")
+    first.spec.replicas = 5
+    assert store.get("blog").spec.replicas == 1
+    site = store.get("blog")
+    site.spec.replicas = 2
+    assert store.update(site).metadata.generation == 2
+
+
+def test_records_are_readable_yaml(store: SiteStore):
+    store.create(Site(metadata=ObjectMeta(name="blog"), spec=SiteSpec(owners=["alice"])))
+    text = store.spec_path("blog").read_text()
+    assert "{" not in text.split("metadata:")[1].split("labels")[0]
+    assert "  owners:\n  - alice\n" in text
+    assert "resourceVersion:" in text and "creationTimestamp:" in text
+
+
+def test_lost_counter_resumes_above_every_record(store: SiteStore):
+    for name in ("one", "two"):
+        store.create(make_site(name))
+    store.update_status("two", SiteStatus())
+    highest = int(store.get("two").metadata.resource_version or 0)
+    (store.state_dir / ".resource-version").unlink()
+    reopened = SiteStore(store.state_dir)
+    assert int(reopened.create(make_site("three")).metadata.resource_version or 0) > highest
+
+
+def test_hand_written_record_is_listed_and_completed_by_the_first_update(store: SiteStore):
+    (store.specs_dir / "manual.yaml").write_text(
+        "apiVersion: director.io/v1\nkind: Site\nmetadata:\n  name: manual\nspec:\n  owners:\n  - alice\n"
+    )
+    sites, errors = store.list()
+    assert errors == [] and [s.name for s in sites] == ["manual"]
+    site = store.get("manual")
+    site.spec.replicas = 2
+    updated = store.update(site)
+    assert updated.metadata.uid and updated.metadata.creation_timestamp is not None
+    assert updated.metadata.generation == 1 and updated.metadata.resource_version
+    assert store.get("manual").spec.owners == ["alice"]
+
+
+def test_shared_index_spares_a_new_process_the_yaml_parse_but_not_the_truth(store: SiteStore):
+    for i in range(80):
+        store.create(make_site(f"site-{i:03d}"))
+    store.update_status("site-000", SiteStatus(observed_generation=1))
+    assert len(SiteStore(store.state_dir).list()[0]) == 80  # a cold reader writes the index
+    index = store.state_dir / ".cache" / "records.json"
+    assert index.exists()
+    path = store.spec_path("site-005")
+    path.write_text(path.read_text().replace("replicas: 1", "replicas: 3"))
+    fresh = SiteStore(store.state_dir)
+    sites, errors = fresh.list()
+    assert errors == [] and len(sites) == 80
+    assert fresh._cache.parses == 1  # only the file changed since the index was written
+    by_name = {s.name: s for s in sites}
+    assert by_name["site-005"].spec.replicas == 3
+    assert by_name["site-000"].status is not None and by_name["site-000"].status.observed_generation == 1
+    index.write_text('{"format": 2, "specs": {"site-001": {"key": "bogus"}}, "status": [')
+    assert len(SiteStore(store.state_dir).list()[0]) == 80
+
+
+def test_update_cannot_add_a_finalizer_while_deleting(store: SiteStore):
+    store.create(make_site("blog"))
+    store.add_finalizer("blog", FINALIZER)
+    store.delete("blog")
+    site = store.get("blog")
+    site.metadata.finalizers = [FINALIZER, "director.io/late"]
+    with pytest.raises(BeingDeleted):
+        store.update(site)
+
+
+def test_history_can_be_turned_off(tmp_path):
+    store = SiteStore(tmp_path, history_limit=0)
+    site = store.create(make_site("blog"))
+    site.spec.replicas = 2
+    store.update(site)
+    assert store.history("blog") == []

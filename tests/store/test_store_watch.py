@@ -1,0 +1,111 @@
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+from store_helpers import make_site
+
+from specs.models import SiteStatus
+from specs.store import SiteStore, WatchEvent
+
+
+async def next_event(events: AsyncIterator[WatchEvent]) -> WatchEvent:
+    return await asyncio.wait_for(anext(events), timeout=5)
+
+
+async def test_watch_sees_create_modify_status_error_and_delete(store: SiteStore):
+    store.create(make_site("existing"))
+    events = store.watch(initial=True)
+    try:
+        first = await next_event(events)
+        assert (first.type, first.name) == ("ADDED", "existing")
+        assert first.site is not None and first.site.metadata.generation == 1
+
+        store.create(make_site("blog"))
+        added = await next_event(events)
+        assert (added.type, added.name) == ("ADDED", "blog")
+
+        site = store.get("blog")
+        site.spec.replicas = 3
+        store.update(site)
+        modified = await next_event(events)
+        assert (modified.type, modified.name) == ("MODIFIED", "blog")
+        assert modified.site is not None and modified.site.spec.replicas == 3
+
+        store.update_status("blog", SiteStatus(observed_generation=2))
+        status_changed = await next_event(events)
+        assert status_changed.type == "MODIFIED"
+        assert status_changed.site is not None and status_changed.site.status is not None
+
+        store.spec_path("blog").write_text("metadata: [unclosed\n")
+        broken = await next_event(events)
+        assert (broken.type, broken.name, broken.site) == ("ERROR", "blog", None)
+        assert broken.error is not None and "not valid YAML" in broken.error.message
+
+        store.delete("blog")
+        deleted = await next_event(events)
+        assert (deleted.type, deleted.name, deleted.site) == ("DELETED", "blog", None)
+    finally:
+        await events.aclose()
+
+
+async def test_watch_without_initial_reports_only_changes(store: SiteStore):
+    store.create(make_site("existing"))
+    events = store.watch(initial=False)
+    try:
+        pending = asyncio.ensure_future(anext(events))
+        await asyncio.sleep(0.2)
+        assert not pending.done()
+        store.create(make_site("fresh"))
+        event = await asyncio.wait_for(pending, timeout=5)
+        assert (event.type, event.name) == ("ADDED", "fresh")
+    finally:
+        await events.aclose()
+
+
+async def test_watch_resync_catches_what_notifications_missed(store: SiteStore, tmp_path):
+    events = store.watch(initial=True, resync_seconds=0.3)
+    try:
+        pending = asyncio.ensure_future(anext(events))
+        await asyncio.sleep(0.1)
+        # Replace the (empty) watched directory wholesale, as a restore from backup would: the watcher
+        # still follows the old directory and is told nothing about the record in the new one.
+        other = SiteStore(tmp_path / "elsewhere")
+        other.create(make_site("restored"))
+        staged = store.specs_dir.with_name("sites.restored")
+        staged.mkdir()
+        (staged / "restored.yaml").write_bytes(other.spec_path("restored").read_bytes())
+        staged.rename(store.specs_dir)
+        event = await asyncio.wait_for(pending, timeout=5)
+        assert (event.type, event.name) == ("ADDED", "restored")
+    finally:
+        await events.aclose()
+
+
+async def test_initial_listing_reports_broken_records(store: SiteStore):
+    store.create(make_site("good"))
+    (store.specs_dir / "bad.yaml").write_text("kind: Site\n")
+    events = store.watch()
+    try:
+        first, second = await next_event(events), await next_event(events)
+        assert {(first.type, first.name), (second.type, second.name)} == {("ERROR", "bad"), ("ADDED", "good")}
+    finally:
+        await events.aclose()
+
+
+async def test_watch_reports_a_broken_status_record_and_its_repair(store: SiteStore):
+    store.create(make_site("blog"))
+    store.update_status("blog", SiteStatus(observed_generation=1))
+    events = store.watch(initial=True)
+    try:
+        assert (await next_event(events)).type == "ADDED"
+        store.status_path("blog").write_text("status: [\n")
+        broken = await next_event(events)
+        assert broken.type == "ERROR" and broken.error is not None
+        assert broken.error.path == store.status_path("blog")
+        store.update_status("blog", SiteStatus(observed_generation=1))
+        repaired = await next_event(events)
+        assert repaired.type in ("ADDED", "MODIFIED") and repaired.site is not None
+        assert repaired.site.status is not None and repaired.site.status.observed_generation == 1
+    finally:
+        await events.aclose()
