@@ -85,3 +85,15 @@ class Trigger(Protocol):
 
     def run(self, enqueue: Enqueue) -> Awaitable[None]:
         """Run until cancelled, calling enqueue(request, trigger_description) for every site to look at."""
+
+
+PLATFORM = Request("Platform", "edge")
+
+
+class PlatformReconciler(Protocol):
+    """What every site stands on (the network, the edge): reconciled under the key PLATFORM, before sites."""
+
+    name: str
+
+    async def reconcile_platform(self, ctx: ReconcileContext) -> Outcome:
+        """Create what is missing and repair what drifted; say what was done."""

@@ -1,4 +1,4 @@
-"""Director's settings, read from the environment once, with the embedded defaults of a one-machine install."""
+"""Director's settings, read from the environment once: the embedded defaults of a one-machine install."""
 
 from __future__ import annotations
 

@@ -1,0 +1,106 @@
+"""Running a controller as a process: logging, signals, and a thread pool sized for blocking calls."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+from controller.runtime import Controller
+
+log = logging.getLogger(__name__)
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+# Store, event-log and Docker calls all run in threads; a call given up at its deadline keeps its thread
+# until it returns, so the pool is larger than asyncio's default (cores + 4).
+THREADS = 32
+THREAD_PREFIX = "director-pool"
+
+
+def configure_logging(level: str = "INFO") -> None:
+    logging.basicConfig(level=level.upper(), format=LOG_FORMAT, stream=sys.stderr, force=True)
+    # watchfiles logs every batch of file changes at INFO: one line per status write.
+    logging.getLogger("watchfiles").setLevel(logging.WARNING)
+
+
+async def serve(build: Callable[[], Controller]) -> None:
+    """Build the controller inside the loop and run it until SIGTERM or SIGINT.
+
+    The first signal stops it cleanly (triggers stop, in-flight reconciles finish within the grace, the
+    lock is released); a second one cancels what is still running.
+    """
+    loop = asyncio.get_running_loop()
+    controller = build()
+    main = asyncio.current_task()
+    signals_seen = 0
+
+    def on_signal(signum: int) -> None:
+        nonlocal signals_seen
+        signals_seen += 1
+        name = signal.Signals(signum).name
+        if signals_seen == 1:
+            log.info("%s received: stopping", name)
+            controller.stop()
+        elif main is not None:
+            log.warning("%s received again: cancelling what is still running", name)
+            main.cancel()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, on_signal, signum)
+    try:
+        await controller.run()
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+
+
+def run(build: Callable[[], Controller], *, threads: int = THREADS, exit_grace: float = 5.0) -> int:
+    """Run a controller in a fresh event loop; the exit status is 0 after a clean stop, 1 when a second
+    signal cut the shutdown short.
+
+    asyncio.run() would wait, without a bound, for every thread of the pool: one blocking call stuck in
+    a hung Docker daemon (given up at its deadline, still running) would hold the exit forever. Here the
+    pool gets `exit_grace` seconds, then the process exits without it, as a kill would.
+    """
+    executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix=THREAD_PREFIX)
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    loop.set_default_executor(executor)
+    status = 0
+    try:
+        loop.run_until_complete(serve(build))
+    except asyncio.CancelledError:
+        status = 1
+    finally:
+        loop.run_until_complete(_cancel_leftovers())
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        asyncio.set_event_loop(None)
+        loop.close()
+        executor.shutdown(wait=False, cancel_futures=True)
+    stuck = _threads_still_running(exit_grace)
+    if stuck:
+        log.warning("%d blocking calls still running after %.0fs; exiting without them", stuck, exit_grace)
+        logging.shutdown()
+        os._exit(status)
+    return status
+
+
+async def _cancel_leftovers() -> None:
+    leftovers = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+    for task in leftovers:
+        task.cancel()
+    await asyncio.gather(*leftovers, return_exceptions=True)
+
+
+def _threads_still_running(grace: float) -> int:
+    deadline = time.monotonic() + grace
+    pool = [t for t in threading.enumerate() if t.name.startswith(THREAD_PREFIX)]
+    for thread in pool:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    return sum(thread.is_alive() for thread in pool)

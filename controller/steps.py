@@ -1,0 +1,173 @@
+"""Calling reconcilers under a deadline, and recording what they did as reconcile events."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+
+from controller.types import Outcome, PermanentError, ReconcileContext, Step
+from specs.events import EventLog, EventResult
+
+log = logging.getLogger(__name__)
+
+# Step results that change nothing. A pass made only of these is recorded as one summary event, which the
+# event log folds into a counter (it collapses a repeat of a site's newest event only), instead of one row
+# per step at every resync; a failed pass leaves them out so identical failures collapse too.
+QUIET_RESULTS: frozenset[EventResult] = frozenset({"unchanged", "skipped"})
+
+StepCall = Callable[[ReconcileContext], Awaitable[Outcome]]
+
+
+@dataclass(frozen=True)
+class Failure:
+    reconciler: str
+    message: str
+    permanent: bool
+
+
+@dataclass(frozen=True)
+class TimedStep:
+    reconciler: str
+    step: Step
+    seconds: float
+
+    @property
+    def event_step(self) -> str:
+        """The step as the event log names it: prefixed with its reconciler unless it already is."""
+        name = self.step.step
+        if name == self.reconciler or name.startswith(f"{self.reconciler}."):
+            return name
+        return f"{self.reconciler}.{name}"
+
+
+@dataclass
+class Pass:
+    """What a row of reconciler calls said, in order."""
+
+    outcomes: list[Outcome] = field(default_factory=list)
+    steps: list[TimedStep] = field(default_factory=list)
+    # The first failure; later calls ran only if the pass goes on after failures (finalizing).
+    failure: Failure | None = None
+
+    @property
+    def quiet(self) -> bool:
+        return self.failure is None and all(t.step.result in QUIET_RESULTS for t in self.steps)
+
+
+async def call_with_deadline(
+    name: str, call: StepCall, *, reconcile_id: str, trigger: str, timeout: float
+) -> Outcome | Failure:
+    """One reconciler call under its deadline; every way it can fail comes back as a Failure."""
+    ctx = ReconcileContext(reconcile_id=reconcile_id, trigger=trigger, deadline=time.monotonic() + timeout)
+    deadline = asyncio.timeout(timeout)
+    try:
+        async with deadline:
+            return await call(ctx)
+    except PermanentError as error:
+        return Failure(name, f"{name}: {error}", permanent=True)
+    except TimeoutError as error:
+        if deadline.expired():
+            return Failure(name, f"{name}: did not finish within {timeout:g}s", permanent=False)
+        return Failure(name, f"{name}: {describe(error)}", permanent=False)
+    except Exception as error:
+        return Failure(name, f"{name}: {describe(error)}", permanent=False)
+
+
+async def run_pass(
+    calls: Sequence[tuple[str, StepCall]],
+    *,
+    reconcile_id: str,
+    trigger: str,
+    timeout: float,
+    failure_step: str,
+    stop_on_failure: bool,
+) -> Pass:
+    result = Pass()
+    for name, call in calls:
+        started = time.monotonic()
+        outcome = await call_with_deadline(
+            name, call, reconcile_id=reconcile_id, trigger=trigger, timeout=timeout
+        )
+        seconds = time.monotonic() - started
+        if isinstance(outcome, Failure):
+            result.failure = result.failure or outcome
+            result.steps.append(TimedStep(name, Step(failure_step, "failed", outcome.message), seconds))
+            if stop_on_failure:
+                break
+            continue
+        result.outcomes.append(outcome)
+        result.steps.extend(TimedStep(name, step, seconds) for step in outcome.steps)
+    return result
+
+
+class EventRecorder:
+    def __init__(self, events: EventLog) -> None:
+        self._events = events
+
+    async def record_pass(
+        self,
+        site: str,
+        generation: int | None,
+        reconcile_id: str,
+        trigger: str,
+        done: Pass,
+        seconds: float,
+        *,
+        summary: str | None,
+    ) -> None:
+        """Every step of a pass that changed something (without its quiet steps if it failed); one
+        summary event, if given, for a quiet pass."""
+        if done.quiet:
+            if summary is not None:
+                await self.record(
+                    site, generation, reconcile_id, trigger, "reconcile", "unchanged", seconds, summary
+                )
+            return
+        for timed in done.steps:
+            if done.failure is not None and timed.step.result in QUIET_RESULTS:
+                continue
+            await self.record(
+                site,
+                generation,
+                reconcile_id,
+                trigger,
+                timed.event_step,
+                timed.step.result,
+                timed.seconds,
+                timed.step.message,
+            )
+
+    async def record(
+        self,
+        site: str,
+        generation: int | None,
+        reconcile_id: str,
+        trigger: str,
+        step: str,
+        result: EventResult,
+        seconds: float,
+        message: str,
+    ) -> None:
+        try:
+            await asyncio.to_thread(
+                self._events.record,
+                site=site,
+                generation=generation,
+                reconcile_id=reconcile_id,
+                trigger=trigger,
+                step=step,
+                result=result,
+                duration_seconds=round(seconds, 4),
+                message=message,
+            )
+        except Exception as error:
+            # The event log is a record of the work, not a part of it: losing one must not fail a reconcile.
+            log.error("site %s: event %s/%s not recorded: %s", site, step, result, error)
+
+
+def describe(error: BaseException) -> str:
+    text = str(error)
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__

@@ -1,0 +1,133 @@
+"""`director`: the composition root. It builds the real reconcilers and hands them to the controller.
+
+This is the one place that knows both the runtime (controller/) and Docker and Nginx (reconcilers/).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+
+import docker
+import docker.errors
+
+from controller.backoff import Backoff
+from controller.process import THREADS, configure_logging, run
+from controller.runtime import Controller, ControllerOptions
+from reconcilers.docker_events import DockerEvents
+from reconcilers.files import SiteFiles
+from reconcilers.images import ImageResolver
+from reconcilers.platform import EdgePlatform
+from reconcilers.routes import SiteRoutes
+from reconcilers.service import SiteServices
+from specs.config import Settings
+from specs.events import EventLog
+from specs.store import SiteStore
+
+log = logging.getLogger("director")
+
+
+def build_controller(
+    settings: Settings, options: ControllerOptions, client: docker.DockerClient
+) -> Controller:
+    images = ImageResolver(client, settings)
+    files = SiteFiles(settings)
+    services = SiteServices(settings, client, images, files.uid_of)
+    routes = SiteRoutes(settings, client)
+    return Controller(
+        store=SiteStore(settings.state_dir),
+        events=EventLog(settings.events_db),
+        settings=settings,
+        # Files first (the service mounts them), then the service, then the routes that point to it.
+        reconcilers=[files, services, routes],
+        platform=EdgePlatform(settings, client, images),
+        # A Docker event for a service makes its cached picture stale before it wakes the site.
+        triggers=[DockerEvents(settings, client, listeners=[services.forget])],
+        options=options,
+    )
+
+
+def _positive(kind: Callable[[str], float]) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be more than 0, got {text}")
+        return value
+
+    return parse
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="director", description="Director: websites on Docker Swarm.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    controller = commands.add_parser(
+        "controller",
+        help="reconcile every site's Swarm service, edge routes and files with its record, forever",
+        description=(
+            "Run the controller. Settings come from the environment (DIRECTOR_STATE_DIR, DIRECTOR_INSTANCE, "
+            "DIRECTOR_HTTP_PORT, DIRECTOR_RESYNC_SECONDS...). One controller per state dir writes at a "
+            "time; another one waits for the lock and says who holds it in STATE_DIR/controller.yaml."
+        ),
+    )
+    controller.add_argument("--workers", type=_positive(int), default=4, help="parallel reconciles (4)")
+    controller.add_argument(
+        "--step-timeout", type=_positive(float), default=60.0, help="deadline of each reconciler call, s (60)"
+    )
+    controller.add_argument(
+        "--resync-seconds",
+        type=_positive(float),
+        default=None,
+        help="period of the full resync, s (DIRECTOR_RESYNC_SECONDS, 30)",
+    )
+    controller.add_argument(
+        "--shutdown-grace",
+        type=_positive(float),
+        default=20.0,
+        help="how long in-flight reconciles may finish after SIGTERM, s (20)",
+    )
+    controller.add_argument(
+        "--max-backoff", type=_positive(float), default=300.0, help="longest wait before a retry, s (300)"
+    )
+    controller.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    configure_logging(args.log_level)
+    try:
+        settings = Settings.from_env()
+    except ValueError as error:
+        log.error("bad setting: %s", error)
+        return 2
+    options = ControllerOptions(
+        workers=args.workers,
+        step_timeout=args.step_timeout,
+        resync_seconds=args.resync_seconds or float(settings.resync_seconds),
+        shutdown_grace=args.shutdown_grace,
+        backoff=Backoff(cap=args.max_backoff),
+    )
+    try:
+        client = docker.from_env()
+        client.ping()
+    except docker.errors.DockerException as error:
+        log.error("cannot reach the Docker engine (%s); is dockerd running?", error)
+        return 1
+    log.info(
+        "state dir %s, instance %s, edge port %d", settings.state_dir, settings.instance, settings.http_port
+    )
+    try:
+        return run(
+            lambda: build_controller(settings, options, client), threads=max(THREADS, args.workers * 4)
+        )
+    finally:
+        client.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
