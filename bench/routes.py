@@ -1,0 +1,137 @@
+"""How long a route change takes to be validated by `nginx -t` and reloaded, at 1,000 and 10,000 sites.
+
+Runs a real edge (the local base image) on the Swarm under a throwaway instance, routes N sites (each with
+a custom domain, 1 in 100 with its own upload limit), then flips one site between served and not served
+several times, timing SiteRoutes.reconcile (debounce + render + nginx -t + rename + SIGHUP) and the moment
+the edge answers with the new route. Everything it created is removed at the end.
+
+    .venv/bin/python bench/routes.py [--sites 1000 10000] [--changes 7]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import http.client
+import secrets
+import shutil
+import socket
+import statistics
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import docker
+
+from controller.types import ReconcileContext
+from reconcilers.docker_calls import LABEL_INSTANCE, make_client
+from reconcilers.images import ImageResolver
+from reconcilers.local_images import ensure_base_image
+from reconcilers.platform import EdgePlatform, wait_for_platform
+from reconcilers.routes import SiteRoutes
+from specs.config import Settings
+from specs.models import ObjectMeta, Site, SiteSpec
+
+
+def _context(seconds: float = 120.0) -> ReconcileContext:
+    return ReconcileContext("bench", "bench", time.monotonic() + seconds)
+
+
+def _site(index: int, availability: str = "enabled") -> Site:
+    resources = {"uploadLimit": "16Mi"} if index % 100 == 0 else {}
+    return Site(
+        metadata=ObjectMeta(name=f"bench-{index}", generation=1, creation_timestamp=datetime.now(UTC)),
+        spec=SiteSpec(
+            domains=[f"www.bench-{index}.example.org"], availability=availability, resources=resources
+        ),
+    )
+
+
+def _status(settings: Settings, host: str) -> int:
+    connection = http.client.HTTPConnection("127.0.0.1", settings.http_port, timeout=5)
+    try:
+        connection.request("GET", "/", headers={"Host": host})
+        return connection.getresponse().status
+    except OSError:
+        return 0
+    finally:
+        connection.close()
+
+
+async def _measure(settings: Settings, client: docker.DockerClient, sites: int, changes: int) -> None:
+    routes = SiteRoutes(settings, client)
+    started = time.monotonic()
+    await asyncio.gather(*(routes.reconcile(_site(i), _context()) for i in range(sites)))
+    print(f"{sites:>6} sites: first burst (all routes, one validation) {time.monotonic() - started:.2f} s")
+    reconciles: list[float] = []
+    served: list[float] = []
+    host = f"bench-1.{settings.sites_domain}"
+    for change in range(changes):
+        availability, expected = ("not-served", 403) if change % 2 == 0 else ("enabled", 404)
+        started = time.monotonic()
+        await routes.reconcile(_site(1, availability), _context())
+        reconciles.append(time.monotonic() - started)
+        while _status(settings, host) != expected and time.monotonic() - started < 10:
+            await asyncio.sleep(0.005)
+        served.append(time.monotonic() - started)
+    routes_conf = settings.edge_dir / "routes.conf"
+    print(
+        f"{sites:>6} sites: route change validated+reloaded "
+        f"median {statistics.median(reconciles) * 1000:.0f} ms "
+        f"(min {min(reconciles) * 1000:.0f}, max {max(reconciles) * 1000:.0f}; includes the 50 ms debounce); "
+        f"served by the edge after median {statistics.median(served) * 1000:.0f} ms; "
+        f"routes.conf {routes_conf.stat().st_size / 1e6:.1f} MB"
+    )
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("0.0.0.0", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+async def main(site_counts: list[int], changes: int) -> None:
+    client = make_client()
+    image = ensure_base_image(client)
+    for sites in site_counts:
+        state_dir = Path(tempfile.mkdtemp(prefix="director-bench-"))
+        settings = Settings(
+            state_dir=state_dir,
+            instance=f"bench{secrets.token_hex(3)}",
+            http_port=_free_port(),
+            edge_image=image,
+            site_image=image,
+        )
+        try:
+            platform = EdgePlatform(settings, client, ImageResolver(client, settings))
+            await wait_for_platform(platform, _context())
+            await _measure(settings, client, sites, changes)
+        finally:
+            _remove_instance(client, settings)
+            shutil.rmtree(state_dir, ignore_errors=True)
+
+
+def _remove_instance(client: docker.DockerClient, settings: Settings) -> None:
+    ours = {"label": f"{LABEL_INSTANCE}={settings.instance}"}
+    for service in client.services.list(filters=ours):
+        service.remove()
+    deadline = time.monotonic() + 30
+    for network in client.networks.list(filters=ours):
+        while True:
+            try:
+                network.remove()
+                break
+            except docker.errors.APIError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sites", type=int, nargs="+", default=[1000, 10000])
+    parser.add_argument("--changes", type=int, default=7)
+    arguments = parser.parse_args()
+    asyncio.run(main(arguments.sites, arguments.changes))

@@ -1,0 +1,205 @@
+"""Each site's directory: public/ and private/, owned by the site's uid, readable by the edge where needed.
+
+    <sites_dir>/<name>/           0750 uid:www-data   the edge may pass through, nobody else
+    <sites_dir>/<name>/public/    2770 uid:www-data   setgid: what the site writes stays readable by the edge
+    <sites_dir>/<name>/private/   0700 uid:uid        the site's alone
+
+A site's uid is allocated once (from 200000 up, above any real account) and recorded as the owner of its
+directory; archived directories in the trash keep theirs, so a uid is never handed to a second site while
+the first one's files still exist.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import stat
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from controller.types import Outcome, PermanentError, ReconcileContext, Step
+from reconcilers.docker_calls import off_loop
+from specs.config import Settings
+from specs.models import Site
+
+FIRST_SITE_UID = 200_000
+EDGE_GID = 33  # www-data in Debian, and in the edge image
+TRASH_TIMESTAMP_FORMAT = "%Y%m%dT%H%M%SZ"
+_TRASH_ENTRY = re.compile(r"^(?P<name>[a-z0-9-]+)-(?P<stamp>[0-9]{8}T[0-9]{6}Z)(\.[0-9]+)?$")
+DEFAULT_INDEX_HTML = """<!doctype html>
+<html>
+<head><meta charset="utf-8"><title>{name}</title></head>
+<body>
+<h1>{name}</h1>
+<p>This site is new. Put its pages in <code>public/</code> and they are served here.</p>
+</body>
+</html>
+"""
+
+
+@dataclass(frozen=True)
+class DirectoryRule:
+    relative: str
+    mode: int
+    group_is_edge: bool
+
+
+SITE_LAYOUT = (
+    DirectoryRule("", 0o750, group_is_edge=True),
+    DirectoryRule("public", 0o2770, group_is_edge=True),
+    DirectoryRule("private", 0o700, group_is_edge=False),
+)
+
+
+class SiteFiles:
+    """Reconciler for the site directories."""
+
+    name = "files"
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._uids: dict[str, int] = {}
+        self._highest_uid_seen = FIRST_SITE_UID - 1
+        self._scanned = False
+        # Allocation must be atomic across the worker threads that run reconciles.
+        self._lock = threading.Lock()
+
+    def uid_of(self, name: str) -> int | None:
+        """The site's uid, read from its directory's owner (None before its first reconcile)."""
+        try:
+            owner = (self._settings.sites_dir / name).lstat().st_uid
+        except FileNotFoundError:
+            return None
+        return owner if owner >= FIRST_SITE_UID else None
+
+    async def observe(self) -> None:
+        await off_loop(time.monotonic() + 60, self._scan_and_prune)
+
+    async def reconcile(self, site: Site, ctx: ReconcileContext) -> Outcome:
+        steps = await off_loop(ctx.deadline, self._converge, site)
+        return Outcome(steps=steps)
+
+    async def finalize(self, name: str, ctx: ReconcileContext) -> Outcome:
+        return Outcome(steps=[await off_loop(ctx.deadline, self._archive, name)])
+
+    def owned_names(self) -> set[str]:
+        return set(self._uids)
+
+    def _scan_and_prune(self) -> None:
+        with self._lock:
+            self._scan()
+        self._prune_trash()
+
+    def _scan(self) -> None:
+        uids: dict[str, int] = {}
+        if self._settings.sites_dir.is_dir():
+            for entry in os.scandir(self._settings.sites_dir):
+                if entry.is_dir(follow_symlinks=False):
+                    uids[entry.name] = entry.stat(follow_symlinks=False).st_uid
+        trashed: list[int] = []
+        if self._settings.trash_dir.is_dir():
+            trashed = [e.stat(follow_symlinks=False).st_uid for e in os.scandir(self._settings.trash_dir)]
+        self._uids = {name: uid for name, uid in uids.items() if uid >= FIRST_SITE_UID}
+        self._highest_uid_seen = max([self._highest_uid_seen, *uids.values(), *trashed])
+        self._scanned = True
+
+    def _prune_trash(self) -> None:
+        trash = self._settings.trash_dir
+        if not trash.is_dir():
+            return
+        oldest_kept = datetime.now(UTC) - timedelta(days=self._settings.trash_retention_days)
+        for entry in os.scandir(trash):
+            match = _TRASH_ENTRY.match(entry.name)
+            if match is None:
+                continue
+            archived = datetime.strptime(match["stamp"], TRASH_TIMESTAMP_FORMAT).replace(tzinfo=UTC)
+            if archived < oldest_kept:
+                shutil.rmtree(entry.path, ignore_errors=True)
+
+    def _allocate_uid(self, name: str) -> int:
+        with self._lock:
+            if not self._scanned:
+                self._scan()
+            uid = max(self._highest_uid_seen + 1, FIRST_SITE_UID)
+            self._highest_uid_seen = uid
+            self._uids[name] = uid
+            return uid
+
+    def _converge(self, site: Site) -> list[Step]:
+        sites_dir = self._settings.sites_dir
+        sites_dir.mkdir(parents=True, exist_ok=True)
+        if stat.S_IMODE(sites_dir.stat().st_mode) != 0o711:
+            sites_dir.chmod(0o711)
+        site_dir = sites_dir / site.name
+        if site_dir.is_symlink() or (site_dir.exists() and not site_dir.is_dir()):
+            raise PermanentError(f"{site_dir} exists but is not a directory; move it away")
+        uid = self.uid_of(site.name) or self._allocate_uid(site.name)
+        with self._lock:
+            self._uids[site.name] = uid
+        created: list[str] = []
+        repaired: list[str] = []
+        for rule in SITE_LAYOUT:
+            path = site_dir / rule.relative if rule.relative else site_dir
+            gid = EDGE_GID if rule.group_is_edge else uid
+            if not path.exists():
+                path.mkdir()
+                created.append(rule.relative or site.name)
+            elif path.is_symlink() or not path.is_dir():
+                raise PermanentError(f"{path} exists but is not a directory; move it away")
+            else:
+                found = path.lstat()
+                if (found.st_uid, found.st_gid, stat.S_IMODE(found.st_mode)) == (uid, gid, rule.mode):
+                    continue
+                repaired.append(
+                    f"{rule.relative or site.name} was {found.st_uid}:{found.st_gid} "
+                    f"{stat.S_IMODE(found.st_mode):o}"
+                )
+            os.chown(path, uid, gid)
+            path.chmod(rule.mode)
+        steps: list[Step] = []
+        if "public" in created and site.spec.type == "static":
+            self._write_default_index(site_dir / "public" / "index.html", site.name, uid)
+            steps.append(Step("index", "created", "wrote a default public/index.html for the new site"))
+        if created:
+            steps.insert(0, Step("directories", "created", f"created {', '.join(created)} for uid {uid}"))
+        if repaired:
+            steps.append(Step("permissions", "updated", f"repaired {'; '.join(repaired)}"))
+        if not steps:
+            steps.append(Step("directories", "unchanged", f"{site_dir} is in place, owned by uid {uid}"))
+        return steps
+
+    @staticmethod
+    def _write_default_index(path: Path, name: str, uid: int) -> None:
+        # O_EXCL: a file the user already has is never overwritten.
+        try:
+            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o660)
+        except FileExistsError:
+            return
+        # Set explicitly: the process umask must not decide what the edge may read.
+        os.fchmod(descriptor, 0o660)
+        os.fchown(descriptor, uid, EDGE_GID)
+        with os.fdopen(descriptor, "w") as index:
+            index.write(DEFAULT_INDEX_HTML.format(name=name))
+
+    def _archive(self, name: str) -> Step:
+        site_dir = self._settings.sites_dir / name
+        with self._lock:
+            self._uids.pop(name, None)
+        if not site_dir.exists() and not site_dir.is_symlink():
+            return Step("directories", "unchanged", f"{site_dir} does not exist")
+        trash = self._settings.trash_dir
+        trash.mkdir(parents=True, exist_ok=True)
+        trash.chmod(0o700)
+        stamp = datetime.now(UTC).strftime(TRASH_TIMESTAMP_FORMAT)
+        target = trash / f"{name}-{stamp}"
+        suffix = 1
+        while target.exists():
+            target = trash / f"{name}-{stamp}.{suffix}"
+            suffix += 1
+        site_dir.rename(target)
+        days = self._settings.trash_retention_days
+        return Step("directories", "deleted", f"archived {site_dir} to {target} (kept {days} days)")

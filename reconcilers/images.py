@@ -1,0 +1,35 @@
+"""Which image a service runs: the names of Director's local images resolve to the one built here."""
+
+from __future__ import annotations
+
+import asyncio
+
+import docker
+
+from reconcilers.docker_calls import off_loop
+from reconcilers.local_images import BASE_ALIASES, resolve_edge_image, resolve_site_image
+from specs.config import Settings
+
+
+class ImageResolver:
+    def __init__(self, client: docker.DockerClient, settings: Settings) -> None:
+        self._client = client
+        self._settings = settings
+        self._lock = asyncio.Lock()
+        self._site_image: str | None = None
+        self._edge_image: str | None = None
+
+    async def site_image(self, requested: str, deadline: float) -> str:
+        if requested not in BASE_ALIASES:
+            return requested
+        # The content-hash tag, not the alias: a rebuilt image changes the spec and so redeploys the site.
+        async with self._lock:
+            if self._site_image is None:
+                self._site_image = await off_loop(deadline, resolve_site_image, self._client, self._settings)
+            return self._site_image
+
+    async def edge_image(self, deadline: float) -> str:
+        async with self._lock:
+            if self._edge_image is None:
+                self._edge_image = await off_loop(deadline, resolve_edge_image, self._client, self._settings)
+            return self._edge_image

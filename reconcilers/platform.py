@@ -1,0 +1,188 @@
+"""What every site stands on: the sites' overlay network and the edge Nginx (a global Swarm service)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import docker
+
+from controller.types import Outcome, PermanentError, ReconcileContext, Step
+from reconcilers import nginx_config
+from reconcilers.docker_calls import (
+    LABEL_INSTANCE,
+    LABEL_MANAGED,
+    LABEL_ROLE,
+    off_loop,
+    seconds_left,
+)
+from reconcilers.images import ImageResolver
+from reconcilers.swarm_spec import ServiceSpec, apply_service, nanoseconds, with_hash_label
+from reconcilers.tasks import TaskSummary, summarise_tasks
+from specs.config import Settings
+
+EDGE_ROLE = "edge"
+
+
+def render_edge_spec(settings: Settings, image: str, network_id: str) -> ServiceSpec:
+    labels = {LABEL_MANAGED: "true", LABEL_INSTANCE: settings.instance, LABEL_ROLE: EDGE_ROLE}
+    # Same path inside as outside: the files the host's `nginx -t` passed are the files the edge loads.
+    mounts = [
+        {"Type": "bind", "Source": str(path), "Target": str(path), "ReadOnly": True}
+        for path in (settings.edge_dir, settings.sites_dir)
+    ]
+    update = {
+        "Parallelism": 1,
+        # Host-mode ports cannot be bound twice on one node: the old edge must stop before the new starts.
+        "Order": "stop-first",
+        "FailureAction": "rollback",
+        "Monitor": nanoseconds(5),
+        "MaxFailureRatio": 0,
+    }
+    return with_hash_label(
+        {
+            "Name": settings.edge_service,
+            "Labels": labels,
+            "TaskTemplate": {
+                "ContainerSpec": {
+                    "Image": image,
+                    "Command": ["nginx", "-c", str(settings.edge_dir / nginx_config.MAIN_CONF)],
+                    "Args": ["-g", "daemon off;"],
+                    "Labels": labels,
+                    "Mounts": mounts,
+                    "StopGracePeriod": nanoseconds(10),
+                },
+                "RestartPolicy": {"Condition": "any", "Delay": nanoseconds(5), "MaxAttempts": 0},
+                "Networks": [{"Target": network_id}],
+            },
+            "Mode": {"Global": {}},
+            "UpdateConfig": update,
+            "RollbackConfig": {**update, "FailureAction": "pause"},
+            "EndpointSpec": {
+                "Mode": "dnsrr",
+                "Ports": [
+                    {
+                        "Protocol": "tcp",
+                        "TargetPort": 80,
+                        "PublishedPort": settings.http_port,
+                        "PublishMode": "host",
+                    }
+                ],
+            },
+        }
+    )
+
+
+class EdgePlatform:
+    """PlatformReconciler: the network, the edge's static Nginx files and the edge service."""
+
+    name = "platform"
+
+    def __init__(
+        self,
+        settings: Settings,
+        client: docker.DockerClient,
+        images: ImageResolver,
+        templates_dir: Path = nginx_config.TEMPLATES_DIR,
+    ) -> None:
+        self._settings = settings
+        self._client = client
+        self._api: Any = client.api
+        self._images = images
+        self._templates = nginx_config.template_environment(templates_dir)
+        self._layout = nginx_config.EdgeLayout(settings.edge_dir)
+
+    async def reconcile_platform(self, ctx: ReconcileContext) -> Outcome:
+        network_id, network_step = await off_loop(ctx.deadline, self._ensure_network)
+        files_step = await off_loop(ctx.deadline, self._ensure_edge_files, ctx.deadline)
+        image = await self._images.edge_image(ctx.deadline)
+        spec = render_edge_spec(self._settings, image, network_id)
+        service_step, service = await off_loop(ctx.deadline, self._ensure_edge_service, spec)
+        steps = [network_step, files_step, service_step]
+        if files_step.result == "updated" and service_step.result == "unchanged":
+            reloaded = await off_loop(ctx.deadline, nginx_config.reload_edge, self._client, self._settings)
+            steps.append(Step("edge-reload", "updated", f"sent SIGHUP to {reloaded} edge container(s)"))
+        tasks = await off_loop(ctx.deadline, self._api.tasks, filters={"service": service["ID"]})
+        summary = summarise_tasks(
+            tasks,
+            desired=None,
+            update_status=service.get("UpdateStatus"),
+            template=service["Spec"]["TaskTemplate"],
+        )
+        return _outcome(steps, summary)
+
+    def _ensure_network(self) -> tuple[str, Step]:
+        name = self._settings.network
+        found = [net for net in self._api.networks(names=[name]) if net["Name"] == name]
+        if found:
+            network = found[0]
+            if network.get("Driver") != "overlay" or not network.get("Attachable"):
+                raise PermanentError(
+                    f"network {name} exists but is not an attachable overlay network "
+                    f"(driver {network.get('Driver')}); remove it so Director can create it"
+                )
+            return str(network["Id"]), Step("network", "unchanged", f"overlay network {name} exists")
+        created = self._api.create_network(
+            name,
+            driver="overlay",
+            attachable=True,
+            check_duplicate=True,
+            labels={LABEL_MANAGED: "true", LABEL_INSTANCE: self._settings.instance},
+        )
+        return str(created["Id"]), Step("network", "created", f"created attachable overlay network {name}")
+
+    def _ensure_edge_files(self, deadline: float) -> Step:
+        settings = self._settings
+        settings.sites_dir.mkdir(parents=True, exist_ok=True)
+        # Only the edge (www-data) and each site's own uid go below this; nobody needs to list it.
+        settings.sites_dir.chmod(0o711)
+        settings.edge_dir.mkdir(parents=True, exist_ok=True)
+        wanted = nginx_config.render_static_files(self._templates, settings)
+        routes = settings.edge_dir / nginx_config.ROUTES_CONF
+        if not routes.exists():
+            wanted[nginx_config.ROUTES_CONF] = nginx_config.render_routes(self._templates, "", "", "")
+        stale = {
+            name: text
+            for name, text in wanted.items()
+            if not (settings.edge_dir / name).exists() or (settings.edge_dir / name).read_text() != text
+        }
+        if not stale:
+            return Step("edge-config", "unchanged", f"edge configuration in {settings.edge_dir} is current")
+        with nginx_config.edge_dir_lock(settings.edge_dir):
+            try:
+                staged = nginx_config.stage_and_validate(self._layout, stale, seconds_left(deadline))
+            except nginx_config.NginxRejected as rejected:
+                raise PermanentError(f"the edge's main configuration was refused: {rejected}") from None
+            nginx_config.install_staged(self._layout, staged, list(stale))
+        return Step("edge-config", "updated", f"wrote and validated {', '.join(sorted(stale))}")
+
+    def _ensure_edge_service(self, spec: ServiceSpec) -> tuple[Step, dict[str, Any]]:
+        found = self._api.services(filters={"name": spec["Name"]})
+        live = next((service for service in found if service["Spec"]["Name"] == spec["Name"]), None)
+        if live is not None and live["Spec"].get("Labels", {}).get(LABEL_INSTANCE) != self._settings.instance:
+            raise PermanentError(f"a service named {spec['Name']} exists that Director did not create")
+        applied = apply_service(self._api, spec, live)
+        message = applied.message or f"edge service {spec['Name']} matches its spec"
+        return Step("edge-service", applied.result, message), applied.live
+
+
+def _outcome(steps: list[Step], summary: TaskSummary) -> Outcome:
+    ready = summary.running >= 1 and summary.running == summary.desired
+    message = "" if ready else summary.problem or "the edge is starting"
+    return Outcome(
+        steps=steps,
+        ready=ready,
+        message=message,
+        requeue_after=None if ready else 1.0,
+        service=summary.status(),
+    )
+
+
+async def wait_for_platform(platform: EdgePlatform, ctx: ReconcileContext, poll: float = 0.5) -> Outcome:
+    """Reconcile the platform until the edge runs or the deadline passes (for start-up and tests)."""
+    while True:
+        outcome = await platform.reconcile_platform(ctx)
+        if outcome.ready:
+            return outcome
+        await asyncio.sleep(min(poll, seconds_left(ctx.deadline)))

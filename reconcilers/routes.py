@@ -1,0 +1,357 @@
+"""The edge's routes: every site's host names mapped to how it is served, validated before Nginx loads them.
+
+A site with the default upload limit costs two map entries (host -> site, site -> route) feeding one shared
+server; only a site with its own limit gets a small server block, because client_max_body_size takes no
+variable. Each site's last good fragment is kept in memory and under edge/fragments/, so a site whose new
+routes Nginx refuses keeps being served as it was, and every other site is untouched.
+
+Changes arriving within DEBOUNCE_SECONDS of each other are validated and reloaded together.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Literal
+
+import docker
+
+from controller.types import Outcome, PermanentError, ReconcileContext, Step
+from reconcilers import nginx_config
+from reconcilers.docker_calls import DeadlineExceeded, off_loop, seconds_left
+from specs.config import Settings
+from specs.models import Site
+
+log = logging.getLogger(__name__)
+
+DEBOUNCE_SECONDS = 0.05
+NGINX_TEST_TIMEOUT_SECONDS = 60.0
+RouteKind = Literal["static", "dynamic", "not-served"]
+
+
+@dataclass(frozen=True)
+class SiteRoute:
+    name: str
+    hosts: tuple[str, ...]
+    kind: RouteKind
+    upload_limit: int
+    # ISO time the site was created: of two sites claiming one domain, the older keeps it.
+    created: str = ""
+
+    def is_older_than(self, other: SiteRoute) -> bool:
+        return bool(self.created and other.created and self.created < other.created)
+
+
+@dataclass(frozen=True)
+class Fragment:
+    route: SiteRoute
+    host_entries: str
+    route_entry: str
+    server: str
+
+
+def desired_route(site: Site, settings: Settings) -> SiteRoute | None:
+    """None when the site must not be routed at all (disabled: its hosts answer 404)."""
+    spec = site.spec
+    if spec.availability == "disabled":
+        return None
+    created = site.metadata.creation_timestamp
+    return SiteRoute(
+        name=site.name,
+        hosts=(f"{site.name}.{settings.sites_domain}", *spec.domains),
+        kind="not-served" if spec.availability == "not-served" else spec.type,
+        upload_limit=spec.resources.upload_limit_bytes,
+        created=created.isoformat() if created else "",
+    )
+
+
+Changes = Mapping[str, SiteRoute | None]
+
+
+@dataclass
+class _BatchResult:
+    good: dict[str, Fragment]
+    rejected: dict[str, str]
+    reloaded: int = 0
+
+
+class SiteRoutes:
+    """Reconciler for the edge's routes."""
+
+    name = "routes"
+
+    def __init__(
+        self,
+        settings: Settings,
+        client: docker.DockerClient,
+        templates_dir: Path = nginx_config.TEMPLATES_DIR,
+        debounce_seconds: float = DEBOUNCE_SECONDS,
+    ) -> None:
+        self._settings = settings
+        self._client = client
+        self._templates = nginx_config.template_environment(templates_dir)
+        self._layout = nginx_config.EdgeLayout(settings.edge_dir)
+        self._debounce = debounce_seconds
+        self._good: dict[str, Fragment] | None = None
+        # Nginx's refusal of a route, remembered so an unchanged bad spec is not validated again and again.
+        self._refused: dict[str, tuple[SiteRoute | None, str]] = {}
+        self._pending: dict[str, tuple[SiteRoute | None, list[asyncio.Future[str | None]]]] = {}
+        self._flush: asyncio.Task[None] | None = None
+        self._flush_lock = asyncio.Lock()
+        self._load_lock = asyncio.Lock()
+
+    async def observe(self) -> None:
+        """Load the last good routes, and put the live routes.conf back if it is not what they make."""
+        deadline = time.monotonic() + NGINX_TEST_TIMEOUT_SECONDS
+        good = await self._loaded(deadline)
+        async with self._flush_lock:
+            await off_loop(deadline, self._repair_live, self._good or good)
+
+    def owned_names(self) -> set[str]:
+        return set(self._good or {})
+
+    async def reconcile(self, site: Site, ctx: ReconcileContext) -> Outcome:
+        good = await self._loaded(ctx.deadline)
+        route = desired_route(site, self._settings)
+        current = good.get(site.name)
+        if (current.route if current else None) == route:
+            message = f"{site.name} is routed as {route.kind}" if route else f"{site.name} is not routed"
+            return Outcome(steps=[Step("routes", "unchanged", message)])
+        refused = self._refused.get(site.name)
+        if refused is not None and refused[0] == route:
+            raise PermanentError(refused[1])
+        error = await self._submit(site.name, route, ctx)
+        if error is not None:
+            raise PermanentError(error)
+        if route is None:
+            message = f"{site.name} is disabled: its hosts answer 404"
+            return Outcome(steps=[Step("routes", "deleted", message)])
+        hosts = ", ".join(route.hosts)
+        return Outcome(steps=[Step("routes", "updated", f"validated and reloaded: {hosts} -> {route.kind}")])
+
+    async def finalize(self, name: str, ctx: ReconcileContext) -> Outcome:
+        good = await self._loaded(ctx.deadline)
+        self._refused.pop(name, None)
+        if name not in good:
+            return Outcome(steps=[Step("routes", "unchanged", f"{name} has no routes")])
+        error = await self._submit(name, None, ctx)
+        if error is not None:
+            raise RuntimeError(f"removing the routes of {name} failed: {error}")
+        message = f"removed the routes of {name}: its hosts answer 404"
+        return Outcome(steps=[Step("routes", "deleted", message)])
+
+    async def _submit(self, name: str, route: SiteRoute | None, ctx: ReconcileContext) -> str | None:
+        future: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
+        _, waiting = self._pending.get(name, (None, []))
+        self._pending[name] = (route, [*waiting, future])
+        if self._flush is None:
+            self._flush = asyncio.create_task(self._flush_soon())
+        # Shielded: a reconcile giving up at its deadline must not cancel the batch other sites wait on.
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), seconds_left(ctx.deadline))
+        except TimeoutError:
+            raise DeadlineExceeded(f"the routes of {name} were not validated before the deadline") from None
+
+    async def _flush_soon(self) -> None:
+        await asyncio.sleep(self._debounce)
+        async with self._flush_lock:
+            batch, self._pending, self._flush = self._pending, {}, None
+            changes = {name: route for name, (route, _) in batch.items()}
+            try:
+                result = await asyncio.to_thread(self._apply_batch, dict(self._good or {}), changes)
+            except Exception as error:  # every waiter must hear of it, or it waits until its deadline
+                for _, futures in batch.values():
+                    for future in futures:
+                        if not future.done():
+                            future.set_exception(error)
+                return
+            self._good = result.good
+            if len(result.rejected) < len(changes):
+                self._refused.clear()
+            for name, (route, futures) in batch.items():
+                message = result.rejected.get(name)
+                if message is not None:
+                    self._refused[name] = (route, message)
+                for future in futures:
+                    if not future.done():
+                        future.set_result(message)
+
+    async def _loaded(self, deadline: float) -> dict[str, Fragment]:
+        if self._good is not None:
+            return self._good
+        async with self._load_lock:
+            if self._good is None:
+                self._good = await off_loop(deadline, self._load)
+        return self._good
+
+    # Everything below runs in a worker thread and touches no state the event loop reads.
+
+    def _fragment(self, route: SiteRoute) -> Fragment:
+        templates = self._templates
+        server = ""
+        if route.upload_limit != nginx_config.DEFAULT_UPLOAD_LIMIT_BYTES:
+            server = templates.get_template("site_server.conf.j2").render(
+                name=route.name, hosts=route.hosts, upload_limit=route.upload_limit
+            )
+        return Fragment(
+            route=route,
+            host_entries=templates.get_template("site_hosts.j2").render(name=route.name, hosts=route.hosts),
+            route_entry=templates.get_template("site_route.j2").render(name=route.name, route=route.kind),
+            server=server,
+        )
+
+    def _render(self, good: Mapping[str, Fragment]) -> str:
+        # Sorted, so the same routes always make the same file, whichever order they arrived in.
+        fragments = [good[name] for name in sorted(good)]
+        return nginx_config.render_routes(
+            self._templates,
+            host_entries="".join(f.host_entries for f in fragments).rstrip("\n"),
+            route_entries="".join(f.route_entry for f in fragments).rstrip("\n"),
+            servers="".join(f.server for f in fragments),
+        )
+
+    def _load(self) -> dict[str, Fragment]:
+        """The last good fragments from disk; the live routes.conf is brought in line with them if needed."""
+        good: dict[str, Fragment] = {}
+        if self._layout.fragments_dir.is_dir():
+            for path in sorted(self._layout.fragments_dir.glob("*.json")):
+                fields = json.loads(path.read_text())
+                route = SiteRoute(**{**fields, "hosts": tuple(fields["hosts"])})
+                good[route.name] = self._fragment(route)
+        self._repair_live(good)
+        return good
+
+    def _repair_live(self, good: Mapping[str, Fragment]) -> bool:
+        text = self._render(good)
+        live = self._settings.edge_dir / nginx_config.ROUTES_CONF
+        if live.exists() and live.read_text() == text:
+            return False
+        deadline = time.monotonic() + NGINX_TEST_TIMEOUT_SECONDS
+        self._install_staged(self._validate(text, deadline), good, changed=set())
+        return True
+
+    def _apply_batch(self, good: dict[str, Fragment], changes: Changes) -> _BatchResult:
+        deadline = time.monotonic() + NGINX_TEST_TIMEOUT_SECONDS
+        rejected: dict[str, str] = {}
+        candidate = dict(good)
+        owners = _host_owners(candidate)
+        changed: set[str] = set()
+        for name, route in changes.items():
+            conflict = self._claim(candidate, owners, name, route, changed)
+            if conflict:
+                rejected[name] = conflict
+        if not changed:
+            return _BatchResult(good, rejected)
+        text = self._render(candidate)
+        staged: Path | None
+        try:
+            staged = self._validate(text, deadline)
+        except nginx_config.NginxRejected as whole_batch_refused:
+            if len(changes) == 1:
+                only = next(iter(changes))
+                rejected[only] = f"the routes of {only} were refused by {whole_batch_refused}"
+                return _BatchResult(good, rejected)
+            candidate, changed, staged = self._apply_one_by_one(good, changes, rejected, deadline)
+        if staged is None:
+            return _BatchResult(good, rejected)
+        reloaded = self._install_staged(staged, candidate, changed)
+        return _BatchResult(candidate, rejected, reloaded)
+
+    def _apply_one_by_one(
+        self, good: dict[str, Fragment], changes: Changes, rejected: dict[str, str], deadline: float
+    ) -> tuple[dict[str, Fragment], set[str], Path | None]:
+        """Find which changes Nginx refuses: each is tried on top of the good ones accepted before it."""
+        accepted = dict(good)
+        accepted_changes: set[str] = set()
+        staged: Path | None = None
+        for name, route in changes.items():
+            if name in rejected:
+                continue
+            trial = dict(accepted)
+            changed: set[str] = set()
+            if self._claim(trial, _host_owners(trial), name, route, changed):
+                continue
+            try:
+                trial_staged = self._validate(self._render(trial), deadline)
+            except nginx_config.NginxRejected as refused:
+                rejected[name] = f"the routes of {name} were refused by {refused}"
+                continue
+            if staged is not None:
+                nginx_config.discard_staged(staged)
+            accepted, staged = trial, trial_staged
+            accepted_changes |= changed
+        return accepted, accepted_changes, staged
+
+    def _claim(
+        self,
+        candidate: dict[str, Fragment],
+        owners: dict[str, str],
+        name: str,
+        route: SiteRoute | None,
+        changed: set[str],
+    ) -> str:
+        """Put `route` into `candidate` unless a host of it belongs to another site; return the conflict.
+
+        `owners` (host -> site) is kept in step with `candidate`.
+        """
+        taken_from: dict[str, list[str]] = {}
+        hosts_wanted = route.hosts if route else ()
+        for host in hosts_wanted:
+            holder_name = owners.get(host)
+            if holder_name is None or holder_name == name:
+                continue
+            holder = candidate[holder_name].route
+            own_default = host == hosts_wanted[0]
+            if not own_default and (host == holder.hosts[0] or not (route and route.is_older_than(holder))):
+                return f"the domain {host} is already served by site {holder_name} (the older claim keeps it)"
+            taken_from.setdefault(holder_name, []).append(host)
+        for holder_name, hosts in taken_from.items():
+            holder = candidate[holder_name].route
+            kept = tuple(host for host in holder.hosts if host not in hosts)
+            candidate[holder_name] = self._fragment(replace(holder, hosts=kept))
+            changed.add(holder_name)
+        previous = candidate.pop(name, None)
+        for host in previous.route.hosts if previous else ():
+            if owners.get(host) == name:
+                del owners[host]
+        if route is not None:
+            candidate[name] = self._fragment(route)
+            owners.update(dict.fromkeys(route.hosts, name))
+        changed.add(name)
+        return ""
+
+    def _validate(self, text: str, deadline: float) -> Path:
+        return nginx_config.stage_and_validate(
+            self._layout, {nginx_config.ROUTES_CONF: text}, max(0.1, deadline - time.monotonic())
+        )
+
+    def _install_staged(self, staged: Path, good: Mapping[str, Fragment], changed: set[str]) -> int:
+        with nginx_config.edge_dir_lock(self._settings.edge_dir):
+            self._persist(good, changed)
+            nginx_config.install_staged(self._layout, staged, [nginx_config.ROUTES_CONF])
+        return nginx_config.reload_edge(self._client, self._settings)
+
+    def _persist(self, good: Mapping[str, Fragment], changed: set[str]) -> None:
+        self._layout.fragments_dir.mkdir(parents=True, exist_ok=True)
+        for name in changed:
+            path = self._layout.fragments_dir / f"{name}.json"
+            fragment = good.get(name)
+            if fragment is None:
+                path.unlink(missing_ok=True)
+                continue
+            temporary = path.with_suffix(".json.tmp")
+            temporary.write_text(json.dumps(asdict(fragment.route)))
+            os.replace(temporary, path)
+
+
+def _host_owners(good: Mapping[str, Fragment]) -> dict[str, str]:
+    return {host: name for name, fragment in good.items() for host in fragment.route.hosts}
+
+
+

@@ -1,0 +1,63 @@
+"""The platform reconciler on the real Swarm: network and edge created; a removed or edited edge repaired."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from docker_cleanup import remove_labelled
+from reconciler_helpers import context, edge_settings, http_get
+
+from reconcilers import nginx_config
+from reconcilers.images import ImageResolver
+from reconcilers.platform import EdgePlatform, wait_for_platform
+
+pytestmark = [pytest.mark.swarm, pytest.mark.slow]
+
+
+async def test_platform_creates_network_and_edge_then_repairs_them(swarm, base_image, test_run, tmp_path):
+    settings = edge_settings(test_run, tmp_path, base_image)
+    platform = EdgePlatform(settings, swarm, ImageResolver(swarm, settings))
+    try:
+        first = await platform.reconcile_platform(context())
+        assert [(s.step, s.result) for s in first.steps] == [
+            ("network", "created"), ("edge-config", "updated"), ("edge-service", "created"),
+        ]
+        network = swarm.networks.get(settings.network)
+        assert network.attrs["Driver"] == "overlay" and network.attrs["Attachable"]
+
+        ready = await wait_for_platform(platform, context(60))
+        assert ready.ready and ready.service is not None and ready.service.running_tasks == 1
+        assert [s.result for s in ready.steps] == ["unchanged", "unchanged", "unchanged"]
+        assert await asyncio.to_thread(http_get, settings, "nothing.sites.localhost") == (404, _page(404))
+
+        spec = swarm.api.inspect_service(settings.edge_service)["Spec"]
+        assert spec["Mode"] == {"Global": {}}
+        assert spec["UpdateConfig"]["Order"] == "stop-first"
+        assert spec["EndpointSpec"]["Ports"][0]["PublishMode"] == "host"
+        mounts = {m["Target"]: m for m in spec["TaskTemplate"]["ContainerSpec"]["Mounts"]}
+        assert mounts[str(settings.edge_dir)]["Source"] == str(settings.edge_dir)
+        assert mounts[str(settings.sites_dir)]["ReadOnly"] is True
+
+        # Someone removes the edge: the next reconcile creates it again.
+        swarm.api.remove_service(settings.edge_service)
+        repaired = await platform.reconcile_platform(context())
+        assert repaired.steps[2].result == "created"
+        assert (await wait_for_platform(platform, context(60))).ready
+
+        # Someone edits the main configuration: it is rendered, validated and put back, and the edge reloaded.
+        main_conf = settings.edge_dir / nginx_config.MAIN_CONF
+        main_conf.write_text(main_conf.read_text().replace("worker_connections 4096", "worker_connections 7"))
+        fixed = await platform.reconcile_platform(context())
+        assert [(s.step, s.result) for s in fixed.steps][1:] == [
+            ("edge-config", "updated"), ("edge-service", "unchanged"), ("edge-reload", "updated"),
+        ]
+        assert "worker_connections 4096" in main_conf.read_text()
+    finally:
+        remove_labelled(swarm, f"io.director.instance={settings.instance}")
+
+
+def _page(status: int) -> str:
+    text = (nginx_config.TEMPLATES_DIR / "site_locations.conf.j2").read_text()
+    start = text.index(f'return {status} "') + len(f'return {status} "')
+    return text[start : text.index('";', start)].replace("\\n", "\n")

@@ -1,0 +1,166 @@
+"""Sites served through a real edge Nginx on the real Swarm, converged by the real reconcilers."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import time
+
+import pytest
+from reconciler_helpers import context, http_get, make_site, wait_for_http
+
+from controller.types import PermanentError
+
+pytestmark = [pytest.mark.swarm, pytest.mark.slow]
+
+RUN_SH = """#!/bin/sh
+cd /site/public
+exec python3 -m http.server "$PORT" --bind "$HOST"
+"""
+
+
+async def test_static_site_is_served_and_an_edit_is_served(stack, write_site_file):
+    site = make_site("static-one")
+    outcomes = await stack.converge(site)
+    assert [s.result for s in outcomes["files"].steps] == ["created", "created"]
+    assert outcomes["routes"].steps[0].result == "updated"
+    host = f"static-one.{stack.settings.sites_domain}"
+    wait_for_http(stack.settings, host, 200, "This site is new")
+
+    write_site_file("static-one", "public/index.html", "<h1>edited by its owner</h1>")
+    assert http_get(stack.settings, host) == (200, "<h1>edited by its owner</h1>")
+    again = await stack.converge(site)
+    assert {name: [s.result for s in o.steps] for name, o in again.items()} == {
+        "files": ["unchanged"], "service": ["unchanged"], "routes": ["unchanged"],
+    }
+    assert http_get(stack.settings, host)[1] == "<h1>edited by its owner</h1>", "never overwrite user files"
+
+    # A symlink out of public/ is not followed (disable_symlinks on); a missing page is a plain 404.
+    os.symlink("/etc/passwd", stack.settings.sites_dir / "static-one" / "public" / "leak.txt")
+    status, body = http_get(stack.settings, host, "/leak.txt")
+    assert status in (403, 404) and "root:" not in body and "not being served" not in body
+    assert http_get(stack.settings, host, "/nothing-here.html")[0] == 404
+
+
+async def test_dynamic_site_is_served_through_the_edge(stack, write_site_file):
+    site = make_site("dyn-one", type="dynamic", image="director-local/site:latest")
+    await stack.files.reconcile(site, context())
+    write_site_file("dyn-one", "run.sh", RUN_SH, 0o750)
+    write_site_file("dyn-one", "public/index.html", "hello from a dynamic site")
+    outcomes = await stack.converge(site)
+    assert outcomes["service"].steps[0].result == "created"
+    ready = await stack.until_ready(site)
+    assert ready.ready, ready.message
+    assert ready.service is not None and (ready.service.running_tasks, ready.service.desired_tasks) == (1, 1)
+    wait_for_http(stack.settings, f"dyn-one.{stack.settings.sites_domain}", 200, "hello from a dynamic site")
+
+    service = stack.client.api.inspect_service(stack.settings.service_name("dyn-one"))
+    template = service["Spec"]["TaskTemplate"]
+    assert template["RestartPolicy"]["Delay"] == 5_000_000_000
+    uid = stack.files.uid_of("dyn-one")
+    assert template["ContainerSpec"]["User"] == f"{uid}:{uid}"
+    assert template["ContainerSpec"]["ReadOnly"] is True
+    assert service["Spec"]["EndpointSpec"]["Mode"] == "dnsrr"
+
+    # Drift 1: someone adds an env var by hand; the next reconcile sends the whole spec back.
+    subprocess.run(
+        ["docker", "service", "update", "--detach", "--env-add", "INJECTED=1", service["Spec"]["Name"]],
+        check=True, capture_output=True,
+    )
+    stack.services.forget("dyn-one")
+    repaired = await stack.services.reconcile(site, context())
+    assert repaired.steps[0].result == "updated"
+    assert "Env" in repaired.steps[0].message
+    env = stack.client.api.inspect_service(service["ID"])["Spec"]["TaskTemplate"]["ContainerSpec"]["Env"]
+    assert "INJECTED=1" not in env
+    assert (await stack.services.reconcile(site, context())).steps[0].result == "unchanged"
+
+    # Drift 2: the service is removed; the next reconcile creates it again and the site is served again.
+    stack.client.api.remove_service(service["ID"])
+    stack.services.forget("dyn-one")
+    recreated = await stack.services.reconcile(site, context())
+    assert recreated.steps[0].result == "created"
+    assert (await stack.until_ready(site)).ready
+    wait_for_http(stack.settings, f"dyn-one.{stack.settings.sites_domain}", 200, "hello from a dynamic site")
+
+
+async def test_a_service_director_did_not_label_is_never_touched(stack, test_labels):
+    name = stack.settings.service_name("not-ours")
+    stack.client.services.create(
+        "director-local/site:latest", name=name, labels=test_labels, mode={"Replicated": {"Replicas": 0}}
+    )
+    site = make_site("not-ours", type="dynamic", image="director-local/site:latest")
+    await stack.files.reconcile(site, context())
+    with pytest.raises(PermanentError, match="did not create"):
+        await stack.services.reconcile(site, context())
+    finalized = await stack.services.finalize("not-ours", context())
+    assert finalized.steps[0].result == "skipped"
+    assert stack.client.services.get(name).attrs["Spec"]["Labels"] == test_labels
+    stack.client.services.get(name).remove()
+
+
+async def test_missing_image_is_not_ready_with_dockers_message(stack):
+    site = make_site("no-image", type="dynamic", image="director-test/missing:nope")
+    await stack.converge(site)
+    outcome = await stack.until_ready(site, seconds=20)
+    assert not outcome.ready
+    assert "No such image: director-test/missing:nope" in outcome.message
+
+
+async def test_a_taken_custom_domain_is_refused_and_the_first_site_keeps_serving(stack, write_site_file):
+    first = make_site("first-claim", domains=["shared.example.org"])
+    await stack.converge(first)
+    write_site_file("first-claim", "public/index.html", "the first claim")
+    wait_for_http(stack.settings, "shared.example.org", 200, "the first claim")
+
+    second = make_site("second-claim", domains=["shared.example.org"])
+    await stack.files.reconcile(second, context())
+    with pytest.raises(PermanentError, match=r"shared\.example\.org is already served by site first-claim"):
+        await stack.routes.reconcile(second, context())
+    assert http_get(stack.settings, "shared.example.org") == (200, "the first claim")
+
+
+async def test_a_health_checked_site_is_ready_once_its_probe_passes(stack, write_site_file):
+    site = make_site(
+        "checked",
+        type="dynamic",
+        image="director-local/site:latest",
+        health_check={"path": "/index.html", "interval": "1s", "timeout": "1s", "retries": 3},
+    )
+    await stack.files.reconcile(site, context())
+    write_site_file("checked", "run.sh", RUN_SH, 0o750)
+    write_site_file("checked", "public/index.html", "healthy")
+    await stack.converge(site)
+    ready = await stack.until_ready(site)
+    assert ready.ready, ready.message
+    health = stack.client.api.inspect_service(stack.settings.service_name("checked"))
+    assert health["Spec"]["TaskTemplate"]["ContainerSpec"]["Healthcheck"]["Interval"] == 1_000_000_000
+
+
+async def test_an_update_to_a_missing_image_rolls_back_and_the_site_keeps_serving(stack, write_site_file):
+    site = make_site("rolls-back", type="dynamic", image="director-local/site:latest")
+    await stack.files.reconcile(site, context())
+    write_site_file("rolls-back", "run.sh", RUN_SH, 0o750)
+    write_site_file("rolls-back", "public/index.html", "still here")
+    await stack.converge(site)
+    assert (await stack.until_ready(site)).ready
+    host = f"rolls-back.{stack.settings.sites_domain}"
+    wait_for_http(stack.settings, host, 200, "still here")
+
+    broken = make_site(
+        "rolls-back", created=site.metadata.creation_timestamp, generation=2,
+        type="dynamic", image="director-test/missing:nope",
+    )
+    assert (await stack.services.reconcile(broken, context())).steps[0].result == "updated"
+    messages = []
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not any("rolled back" in m for m in messages):
+        outcome = await stack.services.reconcile(broken, context())
+        assert not outcome.ready
+        messages.append(outcome.message)
+        await asyncio.sleep(1)
+    assert any("No such image: director-test/missing:nope" in m for m in messages), messages
+    assert "Swarm rolled back this spec" in messages[-1], messages
+    assert outcome.steps[0].result == "failed", "a rolled-back spec is not sent again and again"
+    assert http_get(stack.settings, host) == (200, "still here")
