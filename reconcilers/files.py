@@ -39,6 +39,13 @@ DEFAULT_INDEX_HTML = """<!doctype html>
 </body>
 </html>
 """
+# Director 4.0 offered a run.sh template with each image: a new dynamic site starts serving at once, and its
+# owner sees where their own server goes.
+STARTER_RUN_SH = """#!/bin/sh
+# Director runs this script to start your site, with PORT and HOST set and /site as your directory.
+# Replace the last line with your own server (gunicorn, node, ...), listening on $HOST:$PORT.
+exec python3 -m http.server "$PORT" --bind "$HOST" --directory /site/public
+"""
 
 
 @dataclass(frozen=True)
@@ -161,9 +168,13 @@ class SiteFiles:
             os.chown(path, uid, gid)
             path.chmod(rule.mode)
         steps: list[Step] = []
-        if "public" in created and site.spec.type == "static":
-            self._write_default_index(site_dir / "public" / "index.html", site.name, uid)
+        index_html = DEFAULT_INDEX_HTML.format(name=site.name)
+        index_path = site_dir / "public" / "index.html"
+        if "public" in created and self._write_new_file(index_path, index_html, uid, EDGE_GID, 0o660):
             steps.append(Step("index", "created", "wrote a default public/index.html for the new site"))
+        wants_run_sh = site.spec.type == "dynamic" and site.spec.command is None
+        if wants_run_sh and self._write_new_file(site_dir / "run.sh", STARTER_RUN_SH, uid, uid, 0o770):
+            steps.append(Step("run.sh", "created", "wrote a starter run.sh that serves public/"))
         if created:
             steps.insert(0, Step("directories", "created", f"created {', '.join(created)} for uid {uid}"))
         if repaired:
@@ -173,17 +184,18 @@ class SiteFiles:
         return steps
 
     @staticmethod
-    def _write_default_index(path: Path, name: str, uid: int) -> None:
-        # O_EXCL: a file the user already has is never overwritten.
+    def _write_new_file(path: Path, text: str, uid: int, gid: int, mode: int) -> bool:
+        """Write a starter file; False when one is there already (the user's file is never overwritten)."""
         try:
-            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o660)
+            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
         except FileExistsError:
-            return
-        # Set explicitly: the process umask must not decide what the edge may read.
-        os.fchmod(descriptor, 0o660)
-        os.fchown(descriptor, uid, EDGE_GID)
-        with os.fdopen(descriptor, "w") as index:
-            index.write(DEFAULT_INDEX_HTML.format(name=name))
+            return False
+        # Set explicitly: the process umask must not decide what the edge or the site may read.
+        os.fchmod(descriptor, mode)
+        os.fchown(descriptor, uid, gid)
+        with os.fdopen(descriptor, "w") as new_file:
+            new_file.write(text)
+        return True
 
     def _archive(self, name: str) -> Step:
         site_dir = self._settings.sites_dir / name

@@ -37,7 +37,12 @@ async def test_new_sites_get_their_own_uid_and_a_layout_the_edge_can_read(files_
     assert _owner_mode(alpha / "public") == (uid, EDGE_GID, 0o2770)
     assert _owner_mode(alpha / "private") == (uid, uid, 0o700)
     assert _owner_mode(alpha / "public" / "index.html") == (uid, EDGE_GID, 0o660)
-    assert not (files_settings.sites_dir / "beta" / "public" / "index.html").exists(), "dynamic: no index"
+    # A new dynamic site without a command gets a starter run.sh (private to the site) serving public/.
+    beta = files_settings.sites_dir / "beta"
+    beta_uid = files.uid_of("beta")
+    assert _owner_mode(beta / "run.sh") == (beta_uid, beta_uid, 0o770)
+    assert "http.server" in (beta / "run.sh").read_text()
+    assert (beta / "public" / "index.html").exists()
     assert stat.S_IMODE(files_settings.sites_dir.stat().st_mode) == 0o711
 
     # The uid is recorded by the directory itself: a new process finds the same one.
