@@ -39,13 +39,13 @@ lint: $(PYTHON)
 	echo "==> lint-imports"; $(VENV)/bin/lint-imports || status=1; \
 	exit $$status
 
+# dirctl goes on the PATH (a link into the venv) so that `dirctl get sites` works right after, in any shell.
 run: setup
 	$(VENV)/bin/dirctl apply --dry-run=client -f examples/
-	@if [[ -f orchestrator/main.py ]]; then \
-		exec $(VENV)/bin/director; \
-	else \
-		echo "make run: examples are valid; the orchestrator (orchestrator/main.py) does not exist yet"; \
+	@if [[ ! -e /usr/local/bin/dirctl || -L /usr/local/bin/dirctl ]]; then \
+		ln -sfn "$(CURDIR)/$(VENV)/bin/dirctl" /usr/local/bin/dirctl; \
 	fi
+	exec $(VENV)/bin/director run --examples examples
 
 bench: $(PYTHON)
 	@found=0; for script in bench/*.py; do \

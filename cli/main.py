@@ -6,9 +6,24 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from cli import apply, exit_codes, schema
+from cli import (
+    apply,
+    delete,
+    describe,
+    diff,
+    events,
+    exit_codes,
+    get,
+    login,
+    logs,
+    reconcile,
+    rollout,
+    schema,
+    wait,
+)
+from cli.common import add_connection_options
 
-VERBS = (apply, schema)
+VERBS = (apply, get, describe, diff, delete, events, logs, wait, rollout, reconcile, login, schema)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -18,10 +33,21 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=exit_codes.HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    add_connection_options(parser, suppress=False)
     subcommands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
     for verb in VERBS:
         verb.register(subcommands)
+    _add_connection_options_everywhere(parser)
     return parser
+
+
+def _add_connection_options_everywhere(parser: argparse.ArgumentParser) -> None:
+    """--server and --token work after the verb too (`dirctl get sites --server URL`), as in kubectl."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for subparser in action.choices.values():
+                add_connection_options(subparser, suppress=True)
+                _add_connection_options_everywhere(subparser)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

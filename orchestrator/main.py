@@ -9,6 +9,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import docker
 import docker.errors
@@ -16,6 +17,7 @@ import docker.errors
 from controller.backoff import Backoff
 from controller.process import THREADS, configure_logging, run
 from controller.runtime import Controller, ControllerOptions
+from orchestrator import demo
 from reconcilers.docker_events import DockerEvents
 from reconcilers.files import SiteFiles
 from reconcilers.images import ImageResolver
@@ -94,11 +96,25 @@ def _parser() -> argparse.ArgumentParser:
         "--max-backoff", type=_positive(float), default=300.0, help="longest wait before a retry, s (300)"
     )
     controller.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    demo = commands.add_parser(
+        "run",
+        help="run the controller and the API, apply the example sites and print their URLs (make run)",
+        description=(
+            "Start the controller and the API (logs under STATE_DIR/log), create a demo admin whose token "
+            "is written to dirctl's configuration, apply the examples with `dirctl apply --wait`, print the "
+            "URLs and wait. Ctrl-C stops Director's processes; the sites keep serving in Swarm."
+        ),
+    )
+    demo.add_argument(
+        "--examples", type=Path, default=Path("examples"), help="directory of Site files to apply (examples/)"
+    )
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "run":
+        return demo.run(args.examples)
     configure_logging(args.log_level)
     try:
         settings = Settings.from_env()

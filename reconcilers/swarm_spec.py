@@ -122,7 +122,9 @@ def apply_service(api: Any, spec: ServiceSpec, live: dict[str, Any] | None) -> A
     """Create the service, or update it whole when its live spec drifted from `spec`. Blocking."""
     if live is None:
         service_id = _create(api, spec)
-        return Applied("created", f"created service {spec['Name']}", api.inspect_service(service_id))
+        # Said whole, because a re-creation is a repair: the service was removed behind Director's back.
+        message = f"no service {spec['Name']} found: created it"
+        return Applied("created", message, api.inspect_service(service_id))
     differences = drift(spec, live["Spec"])
     if not differences:
         return Applied("unchanged", "", live)

@@ -1,0 +1,70 @@
+"""Endpoints for the SSH shell server, callable only with its `/shell-server/`-scoped credential."""
+
+from __future__ import annotations
+
+from django.contrib.auth.models import User
+from django.http import HttpRequest, HttpResponse
+from django.views.decorators.csrf import csrf_exempt
+
+from api import content
+from api.auth import SHELL_SERVER_SCOPE, Principal, authenticate_request, principal_for, user_from_password
+from api.errors import ApiError, Cause, method_not_allowed
+from api.runtime import site_service
+
+
+def _require_shell_server(request: HttpRequest) -> Principal:
+    principal = authenticate_request(request)
+    if principal.scope != SHELL_SERVER_SCOPE:
+        raise ApiError(403, f"only the shell server's credential may call {SHELL_SERVER_SCOPE} URLs")
+    return principal
+
+
+def _sites_of(user: User) -> list[dict[str, object]]:
+    principal = principal_for(user)
+    sites = site_service(principal).list()
+    return [
+        {"name": site.name, "type": site.spec.type, "availability": site.spec.availability} for site in sites
+    ]
+
+
+@csrf_exempt
+def authenticate_user(request: HttpRequest) -> HttpResponse:
+    """The shell server passes on a person's user name and password; it hears who they are and which
+    sites they may enter."""
+    _require_shell_server(request)
+    if request.method != "POST":
+        return method_not_allowed(request, ["POST"])
+    body = content.parse_body(request)
+    if (
+        not isinstance(body, dict)
+        or not isinstance(body.get("username"), str)
+        or not isinstance(body.get("password"), str)
+    ):
+        raise ApiError(
+            422,
+            "send username and password",
+            causes=[Cause("username", "required"), Cause("password", "required")],
+        )
+    user = user_from_password(body["username"], body["password"])
+    principal = principal_for(user)
+    return content.render(
+        request,
+        {
+            "kind": "ShellUser",
+            "username": principal.username,
+            "admin": principal.is_admin,
+            "sites": _sites_of(user),
+        },
+    )
+
+
+@csrf_exempt
+def user_sites(request: HttpRequest, username: str) -> HttpResponse:
+    """The sites a (key-authenticated) user may enter now: asked again at every login."""
+    _require_shell_server(request)
+    if request.method != "GET":
+        return method_not_allowed(request, ["GET"])
+    user = User.objects.filter(username=username, is_active=True).first()
+    if user is None:
+        raise ApiError(404, f'user "{username}" not found or disabled')
+    return content.render(request, {"kind": "ShellUser", "username": username, "sites": _sites_of(user)})

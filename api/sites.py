@@ -1,0 +1,365 @@
+"""Site operations with validation, authorization, optimistic concurrency, field ownership and auditing.
+
+Views translate HTTP to these calls; the web UI can call them directly with its own principal.
+Every write is validated by specs/ and authorized before anything changes, and is retried on a
+resourceVersion conflict only when the caller did not ask for a precondition itself.
+"""
+
+from __future__ import annotations
+
+import builtins
+import copy
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import ValidationError
+
+from api import fields
+from api.auth import Principal
+from api.errors import ApiError, Cause, invalid
+from api.listcache import ListingCache
+from api.models import WriteRecord
+from api.policy import authorize_write, can_read, require_read
+from specs.models import API_VERSION, KIND_SITE, Site
+from specs.store import AlreadyExists, Conflict, InvalidRecord, NotFound, SiteStore, StoreError
+
+Document = dict[str, Any]
+# Enough for a burst of writers on one site; each retry re-reads the record, so progress is guaranteed
+# unless someone else keeps winning, in which case the caller hears 409 and may retry.
+_MAX_ATTEMPTS = 20
+Outcome = Literal["created", "configured", "unchanged"]
+
+
+@dataclass(frozen=True)
+class WriteOptions:
+    field_manager: str = fields.DEFAULT_UPDATE_MANAGER
+    dry_run: bool = False
+    force: bool = False
+
+
+def not_found(name: str) -> ApiError:
+    return ApiError(404, f'site "{name}" not found', name=name)
+
+
+def document_of(site: Site, *, include_status: bool = True) -> Document:
+    return fields.without_managed(site.to_document(include_status=include_status))
+
+
+def _validated(document: Mapping[str, Any], name: str | None) -> Site:
+    try:
+        return Site.model_validate(document)
+    except ValidationError as error:
+        raise invalid(error, name=name) from None
+
+
+def _writable(document: Any, name: str | None) -> Document:
+    """The client's document with what only the server sets taken out."""
+    if not isinstance(document, dict):
+        raise ApiError(400, "the request body must be a Site object (a mapping), not a list or a scalar")
+    result = copy.deepcopy(document)
+    result.pop("status", None)
+    metadata = result.get("metadata")
+    if metadata is None:
+        metadata = result["metadata"] = {}
+    if not isinstance(metadata, dict):
+        raise ApiError(422, "metadata must be a mapping", causes=[Cause("metadata", "must be a mapping")])
+    for server_field in (
+        "uid",
+        "generation",
+        "creationTimestamp",
+        "deletionTimestamp",
+        "finalizers",
+        "managedFields",
+    ):
+        metadata.pop(server_field, None)
+    annotations = metadata.get("annotations")
+    if isinstance(annotations, dict):
+        annotations.pop(fields.MANAGED_FIELDS_ANNOTATION, None)
+    if name is not None:
+        given = metadata.setdefault("name", name)
+        if given != name:
+            raise ApiError(
+                400,
+                f'metadata.name "{given}" does not match the name in the URL "{name}"',
+                causes=[Cause("metadata.name", f'must be "{name}" as in the URL')],
+                name=name,
+            )
+    result.setdefault("apiVersion", API_VERSION)
+    result.setdefault("kind", KIND_SITE)
+    return result
+
+
+def _storable(document: Document, old: Site | None) -> Document:
+    """Keep the server's own metadata of the stored record (finalizers are the controller's)."""
+    if old is not None:
+        document["metadata"]["finalizers"] = list(old.metadata.finalizers)
+    return document
+
+
+def _unchanged(old: Site, new: Site) -> bool:
+    """A write that would change nothing is not written: no new resourceVersion, no reconcile."""
+    return (
+        old.spec == new.spec
+        and old.metadata.labels == new.metadata.labels
+        and old.metadata.annotations == new.metadata.annotations
+        and old.metadata.finalizers == new.metadata.finalizers
+    )
+
+
+class SiteService:
+    def __init__(self, store: SiteStore, principal: Principal, listing: ListingCache | None = None) -> None:
+        self.store = store
+        self.principal = principal
+        self.listing = listing
+
+    # ---- reading -------------------------------------------------------------------------------------
+
+    def _get(self, name: str) -> Site | None:
+        try:
+            return self.store.get(name)
+        except NotFound:
+            return None
+        except InvalidRecord as error:
+            raise ApiError(
+                500,
+                f'the record of site "{name}" cannot be read, so it can be neither shown nor changed until '
+                f"an administrator repairs or removes it: {error}",
+                reason="InvalidRecord",
+                name=name,
+            ) from None
+        except ValueError:
+            # The store refuses a name that could never be a site; to a client that is simply absent.
+            return None
+
+    def get(self, name: str) -> Site:
+        site = self._get(name)
+        if site is None:
+            raise not_found(name)
+        require_read(self.principal, site)
+        return site
+
+    def list(self, label_filter: Callable[[Mapping[str, str]], bool] | None = None) -> builtins.list[Site]:
+        sites = self.listing.sites() if self.listing is not None else self.store.list()[0]
+        return [
+            site
+            for site in sites
+            if can_read(self.principal, site) and (label_filter is None or label_filter(site.metadata.labels))
+        ]
+
+    def history(self, name: str) -> builtins.list[Site]:
+        self.get(name)
+        return self.store.history(name)
+
+    # ---- writing -------------------------------------------------------------------------------------
+
+    def _audit(self, site: Site | None, name: str, operation: str, options: WriteOptions) -> None:
+        WriteRecord.objects.create(
+            username=self.principal.username,
+            site=name,
+            operation=operation,
+            field_manager=options.field_manager,
+            generation=site.metadata.generation if site else None,
+            resource_version=(site.metadata.resource_version or "") if site else "",
+        )
+
+    def _write(
+        self,
+        name: str,
+        operation: str,
+        options: WriteOptions,
+        compute: Callable[[Site | None], Document],
+        *,
+        precondition: str | None = None,
+        create_if_missing: bool = False,
+    ) -> tuple[Site, Outcome]:
+        """Read, compute the new document, validate, authorize, write with a resourceVersion check; retry.
+
+        Returns the stored (or, for a dry run, the would-be) site and what the write did.
+        """
+        fields.check_field_manager(options.field_manager)
+        for _attempt in range(_MAX_ATTEMPTS):
+            old = self._get(name)
+            if old is None and not create_if_missing:
+                raise not_found(name)
+            if old is not None and old.metadata.deletion_timestamp is not None and create_if_missing:
+                raise ApiError(409, f'site "{name}" is being deleted; try again once it is gone', name=name)
+            if old is not None and precondition is not None and old.metadata.resource_version != precondition:
+                raise self._stale(name, precondition, old)
+            document = compute(old)
+            new = _validated(document, name)
+            authorize_write(self.principal, old, new)
+            if options.dry_run:
+                if old is None:
+                    return self._dry_run_result(new, old), "created"
+                return self._dry_run_result(new, old), "unchanged" if _unchanged(old, new) else "configured"
+            if old is not None and _unchanged(old, new):
+                return old, "unchanged"
+            try:
+                if old is None:
+                    stored = self.store.create(new)
+                else:
+                    new.metadata.resource_version = old.metadata.resource_version
+                    stored = self.store.update(new)
+            except (Conflict, AlreadyExists, NotFound):
+                if precondition is not None:
+                    current = self._get(name)
+                    raise self._stale(name, precondition, current) from None
+                continue
+            except StoreError as error:
+                raise ApiError(500, f'site "{name}" could not be written: {error}', name=name) from None
+            self._audit(stored, name, operation if old is not None else "create", options)
+            return stored, "created" if old is None else "configured"
+        raise ApiError(409, f'site "{name}" kept changing while this write was retried; try again', name=name)
+
+    @staticmethod
+    def _stale(name: str, given: str, current: Site | None) -> ApiError:
+        now = current.metadata.resource_version if current else "none (deleted)"
+        return ApiError(
+            409,
+            f'Operation cannot be fulfilled on site "{name}": the object has been modified '
+            f"(resourceVersion {given} given, {now} stored); read it again and reapply your change",
+            name=name,
+        )
+
+    @staticmethod
+    def _dry_run_result(new: Site, old: Site | None) -> Site:
+        result = new.model_copy(deep=True)
+        if old is not None:
+            result.metadata.uid = old.metadata.uid
+            result.metadata.creation_timestamp = old.metadata.creation_timestamp
+            result.metadata.resource_version = old.metadata.resource_version
+            spec_changed = old.spec != new.spec
+            result.metadata.generation = (old.metadata.generation or 0) + (1 if spec_changed else 0)
+            result.status = old.status
+        else:
+            result.metadata.generation = 1
+        return result
+
+    def _default_owner(self, document: Document) -> None:
+        """A user who creates a site without naming owners owns it; an admin's site may have none."""
+        if self.principal.is_admin:
+            return
+        spec = document.setdefault("spec", {})
+        if isinstance(spec, dict) and not spec.get("owners"):
+            spec["owners"] = [self.principal.username]
+
+    def create(self, body: Any, options: WriteOptions) -> Site:
+        given = _writable(body, None)
+        self._default_owner(given)
+        name = given["metadata"].get("name")
+        if not isinstance(name, str) or not name:
+            raise ApiError(422, "metadata.name is required", causes=[Cause("metadata.name", "is required")])
+        _validated(given, name)  # a bad document is 422 even when the name exists
+
+        def compute(old: Site | None) -> Document:
+            if old is not None:
+                raise ApiError(409, f'site "{name}" already exists', reason="AlreadyExists", name=name)
+            document = copy.deepcopy(given)
+            fields.write_managed(
+                document, fields.record_update(None, document, options.field_manager, {}, given=given)
+            )
+            return document
+
+        site, _created = self._write(name, "create", options, compute, create_if_missing=True)
+        return site
+
+    def replace(self, name: str, body: Any, options: WriteOptions) -> Site:
+        given = _writable(body, name)
+        precondition = given["metadata"].pop("resourceVersion", None)
+
+        def compute(old: Site | None) -> Document:
+            assert old is not None
+            old_document = old.to_document(include_status=False)
+            document = _storable(copy.deepcopy(given), old)
+            normalized = fields.without_managed(_validated(document, name).to_document(include_status=False))
+            managed = fields.record_update(
+                old_document, normalized, options.field_manager, fields.read_managed(old_document)
+            )
+            fields.write_managed(document, managed)
+            return document
+
+        site, _ = self._write(name, "replace", options, compute, precondition=precondition)
+        return site
+
+    def merge_patch(self, name: str, patch: Any, options: WriteOptions) -> Site:
+        if not isinstance(patch, dict):
+            raise ApiError(400, "a merge patch must be a mapping")
+        patch = copy.deepcopy(patch)
+        patch.pop("status", None)
+        metadata = patch.get("metadata")
+        precondition = None
+        if isinstance(metadata, dict):
+            precondition = metadata.pop("resourceVersion", None)
+            if metadata.get("name", name) != name:
+                raise ApiError(
+                    400, "a patch may not rename a site", causes=[Cause("metadata.name", "immutable")]
+                )
+
+        def compute(old: Site | None) -> Document:
+            assert old is not None
+            old_document = old.to_document(include_status=False)
+            managed = fields.read_managed(old_document)
+            patched = _writable(fields.merge_patch(fields.without_managed(old_document), patch), name)
+            document = _storable(patched, old)
+            normalized = fields.without_managed(_validated(document, name).to_document(include_status=False))
+            fields.write_managed(
+                document, fields.record_update(old_document, normalized, options.field_manager, managed)
+            )
+            return document
+
+        site, _ = self._write(name, "patch", options, compute, precondition=precondition)
+        return site
+
+    def apply(self, name: str, body: Any, options: WriteOptions) -> tuple[Site, Outcome]:
+        if options.field_manager == fields.DEFAULT_UPDATE_MANAGER:
+            raise ApiError(
+                400,
+                "server-side apply needs a fieldManager (cli, ui, gitops, shell, ...)",
+                causes=[Cause("fieldManager", "is required for apply")],
+            )
+        given = _writable(body, name)
+        precondition = given["metadata"].pop("resourceVersion", None)
+        # What the manager states must be valid on its own, so errors point at its document.
+        _validated(given, name)
+
+        def compute(old: Site | None) -> Document:
+            if old is None:
+                self._default_owner(given)
+            live = old.to_document(include_status=False) if old is not None else None
+            managed = fields.read_managed(live) if live is not None else {}
+            document, new_managed = fields.apply(
+                fields.without_managed(live) if live is not None else None,
+                given,
+                options.field_manager,
+                managed,
+                force=options.force,
+            )
+            document = _storable(_writable(document, name), old)
+            fields.write_managed(document, new_managed)
+            return document
+
+        return self._write(name, "apply", options, compute, precondition=precondition, create_if_missing=True)
+
+    def delete(self, name: str, options: WriteOptions, precondition: str | None = None) -> Site | None:
+        """The site still being finalized, or None when it is gone."""
+        for _attempt in range(_MAX_ATTEMPTS):
+            old = self._get(name)
+            if old is None:
+                raise not_found(name)
+            if precondition is not None and old.metadata.resource_version != precondition:
+                raise self._stale(name, precondition, old)
+            authorize_write(self.principal, old, None)
+            if options.dry_run:
+                return old if old.metadata.finalizers else None
+            try:
+                remaining = self.store.delete(name, resource_version=old.metadata.resource_version)
+            except Conflict:
+                if precondition is not None:
+                    raise self._stale(name, precondition, self._get(name)) from None
+                continue
+            except NotFound:
+                raise not_found(name) from None
+            self._audit(remaining, name, "delete", options)
+            return remaining
+        raise ApiError(409, f'site "{name}" kept changing while it was being deleted; try again', name=name)

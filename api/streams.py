@@ -1,0 +1,305 @@
+"""The endpoints that may stream: the sites collection (`?watch=true`), events, and logs.
+
+They are async views so a long watch holds no worker thread; the blocking parts (the database, the
+record store) run on worker threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from django.http import HttpRequest, StreamingHttpResponse
+from django.http.response import HttpResponseBase
+from django.views.decorators.csrf import csrf_exempt
+
+from api import content, listing, views
+from api.auth import Principal, authenticate_request
+from api.errors import ApiError, Cause, method_not_allowed
+from api.policy import can_read
+from api.runtime import event_log, log_source, site_service, site_store
+from api.selectors import name_selector, parse_label_selector
+from api.sites import document_of
+from specs.events import ReconcileEvent
+from specs.models import API_VERSION, Site
+
+WATCH_CONTENT_TYPE = "application/json;stream=watch"
+_EVENT_POLL_SECONDS = 0.5
+_MAX_EVENT_PAGE = 1000
+
+# A followed log blocks a thread between lines: those get their own pool so they never starve requests.
+_LOG_THREADS = ThreadPoolExecutor(max_workers=64, thread_name_prefix="api-logs")
+T = TypeVar("T")
+AsyncView = Callable[..., Coroutine[Any, Any, HttpResponseBase]]
+
+
+def async_endpoint(*methods: str) -> Callable[[AsyncView], AsyncView]:
+    def decorate(view: AsyncView) -> AsyncView:
+        async def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+            principal = await views.in_worker_thread(authenticate_request)(request)
+            if request.method not in methods:
+                return method_not_allowed(request, list(methods))
+            return await view(request, principal, *args, **kwargs)
+
+        wrapper.__name__ = view.__name__
+        return csrf_exempt(wrapper)
+
+    return decorate
+
+
+def _timeout(request: HttpRequest) -> float | None:
+    raw = request.GET.get("timeoutSeconds")
+    if not raw:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ApiError(
+            400, "timeoutSeconds must be a number", causes=[Cause("timeoutSeconds", "a number")]
+        ) from None
+    return max(0.0, value)
+
+
+def _line(payload: dict[str, Any]) -> bytes:
+    return (json.dumps(payload, separators=(",", ":")) + "\n").encode()
+
+
+# ---- sites ------------------------------------------------------------------------------------------
+
+
+@async_endpoint("GET", "POST")
+async def sites_collection(request: HttpRequest, principal: Principal) -> HttpResponseBase:
+    if request.method == "POST":
+        return await views.in_worker_thread(views.create_site)(request, principal)
+    if not views.query_flag(request, "watch"):
+        return await views.in_worker_thread(views.list_sites)(request, principal)
+    return _watch_sites(request, principal)
+
+
+def _watch_sites(request: HttpRequest, principal: Principal) -> StreamingHttpResponse:
+    selector = request.GET.get("labelSelector")
+    label_filter = parse_label_selector(selector) if selector else None
+    only_name = name_selector(request.GET.get("fieldSelector"))
+    since = request.GET.get("resourceVersion")
+    try:
+        since_version = int(since) if since else 0
+    except ValueError:
+        raise ApiError(400, "resourceVersion must be a number") from None
+    deadline = _deadline(_timeout(request))
+    store = site_store()
+
+    def visible(site: Site) -> bool:
+        return can_read(principal, site) and (label_filter is None or label_filter(site.metadata.labels))
+
+    as_table = listing.wants_table(request.headers.get("Accept", ""))
+
+    def render(site: Site) -> dict[str, Any]:
+        return listing.site_table([site], definitions=False) if as_table else document_of(site)
+
+    async def stream() -> AsyncIterator[bytes]:
+        # The last state this client was shown of each site: a deletion is reported with it, as in Kubernetes.
+        shown: dict[str, Site] = {}
+        events = store.watch(initial=True)
+        try:
+            while True:
+                try:
+                    event = await asyncio.wait_for(anext(events), _remaining(deadline))
+                except (TimeoutError, StopAsyncIteration):
+                    return
+                if only_name is not None and event.name != only_name:
+                    continue
+                if event.type == "DELETED":
+                    last = shown.pop(event.name, None)
+                    if last is not None:
+                        yield _line({"type": "DELETED", "object": render(last)})
+                    continue
+                if event.type == "ERROR" or event.site is None:
+                    if principal.is_admin and event.error is not None:
+                        error = ApiError(500, str(event.error.message)).to_json()
+                        yield _line({"type": "ERROR", "object": error})
+                    continue
+                if not visible(event.site):
+                    if shown.pop(event.name, None) is not None:
+                        # It left this client's view (owner or label changed): to the client it is gone.
+                        yield _line({"type": "DELETED", "object": render(event.site)})
+                    continue
+                kind = "MODIFIED" if event.name in shown or event.type == "MODIFIED" else "ADDED"
+                shown[event.name] = event.site
+                if int(event.site.metadata.resource_version or 0) <= since_version:
+                    continue
+                yield _line({"type": kind, "object": render(event.site)})
+        finally:
+            with contextlib.suppress(Exception):
+                await events.aclose()  # type: ignore[attr-defined]
+
+    return StreamingHttpResponse(stream(), content_type=WATCH_CONTENT_TYPE)
+
+
+def _deadline(timeout: float | None) -> float | None:
+    return None if timeout is None else time.monotonic() + timeout
+
+
+def _remaining(deadline: float | None) -> float | None:
+    return None if deadline is None else max(0.0, deadline - time.monotonic())
+
+
+# ---- events -----------------------------------------------------------------------------------------
+
+
+def event_document(event: ReconcileEvent) -> dict[str, Any]:
+    return {
+        "id": event.id,
+        "time": event.time.isoformat().replace("+00:00", "Z"),
+        "lastTime": event.last_time.isoformat().replace("+00:00", "Z"),
+        "count": event.count,
+        "site": event.site,
+        "generation": event.generation,
+        "reconcileId": event.reconcile_id,
+        "trigger": event.trigger,
+        "step": event.step,
+        "result": event.result,
+        "durationSeconds": event.duration_seconds,
+        "message": event.message,
+    }
+
+
+def _page_arguments(request: HttpRequest) -> tuple[int, int | None]:
+    try:
+        limit = int(request.GET.get("limit") or 50)
+        before = int(request.GET["continue"]) if request.GET.get("continue") else None
+    except ValueError:
+        raise ApiError(400, "limit and continue must be whole numbers") from None
+    if not 1 <= limit <= _MAX_EVENT_PAGE:
+        raise ApiError(
+            400, f"limit must be between 1 and {_MAX_EVENT_PAGE}", causes=[Cause("limit", "1-1000")]
+        )
+    return limit, before
+
+
+def _visible_sites(principal: Principal) -> set[str] | None:
+    """None: every site (an admin)."""
+    if principal.is_admin:
+        return None
+    return {site.name for site in site_service(principal).list()}
+
+
+def _query_events(
+    principal: Principal, site: str | None, limit: int, before: int | None
+) -> list[ReconcileEvent]:
+    if site is not None:
+        return event_log().query(site, limit=limit, before_id=before)
+    allowed = _visible_sites(principal)
+    if allowed is None:
+        return event_log().query(None, limit=limit, before_id=before)
+    merged: list[ReconcileEvent] = []
+    for name in allowed:
+        merged.extend(event_log().query(name, limit=limit, before_id=before))
+    merged.sort(key=lambda event: (event.last_time, event.id), reverse=True)
+    return merged[:limit]
+
+
+def _event_list(events: list[ReconcileEvent], limit: int) -> dict[str, Any]:
+    metadata: dict[str, Any] = {}
+    if len(events) == limit:
+        metadata["continue"] = str(events[-1].id)
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "EventList",
+        "metadata": metadata,
+        "items": [event_document(event) for event in events],
+    }
+
+
+async def _events_response(request: HttpRequest, principal: Principal, site: str | None) -> HttpResponseBase:
+    if site is not None:
+        await views.in_worker_thread(site_service(principal).get)(site)
+    limit, before = _page_arguments(request)
+    if not views.query_flag(request, "watch"):
+        events = await views.in_worker_thread(_query_events)(principal, site, limit, before)
+        return content.render(request, _event_list(events, limit))
+    deadline = _deadline(_timeout(request))
+
+    async def stream() -> AsyncIterator[bytes]:
+        # The event log has no change feed: poll it. Repeats of an event are collapsed into it (count,
+        # lastTime), so progress is tracked by (id, count), not by id alone.
+        seen: dict[int, int] = {}
+        while True:
+            events = await views.in_worker_thread(_query_events)(principal, site, limit, None)
+            for event in reversed(events):
+                if seen.get(event.id) == event.count:
+                    continue
+                kind = "ADDED" if event.id not in seen else "MODIFIED"
+                seen[event.id] = event.count
+                yield _line({"type": kind, "object": event_document(event)})
+            remaining = _remaining(deadline)
+            if remaining is not None and remaining <= 0:
+                return
+            await asyncio.sleep(
+                _EVENT_POLL_SECONDS if remaining is None else min(_EVENT_POLL_SECONDS, remaining)
+            )
+
+    return StreamingHttpResponse(stream(), content_type=WATCH_CONTENT_TYPE)
+
+
+@async_endpoint("GET")
+async def site_events(request: HttpRequest, principal: Principal, name: str) -> HttpResponseBase:
+    return await _events_response(request, principal, name)
+
+
+@async_endpoint("GET")
+async def all_events(request: HttpRequest, principal: Principal) -> HttpResponseBase:
+    return await _events_response(request, principal, None)
+
+
+# ---- logs -------------------------------------------------------------------------------------------
+
+
+@async_endpoint("GET")
+async def site_logs(request: HttpRequest, principal: Principal, name: str) -> HttpResponseBase:
+    site = await views.in_worker_thread(site_service(principal).get)(name)
+    if site.spec.type != "dynamic":
+        raise ApiError(
+            400, f'site "{name}" is static: only a dynamic site runs a service with logs', name=name
+        )
+    source = log_source()
+    if source is None:
+        raise ApiError(503, "this server has no log source configured", name=name)
+    follow = views.query_flag(request, "follow")
+    raw_tail = request.GET.get("tailLines")
+    try:
+        tail = int(raw_tail) if raw_tail else None
+    except ValueError:
+        raise ApiError(
+            400, "tailLines must be a whole number", causes=[Cause("tailLines", "a number")]
+        ) from None
+    try:
+        lines: Iterator[str] = await _in_log_thread(lambda: source.logs(name, follow=follow, tail=tail))
+        first = await _in_log_thread(lambda: _next_line(lines))
+    except LookupError as error:
+        raise ApiError(404, f'site "{name}" has no service logs: {error}', name=name) from None
+
+    async def stream() -> AsyncIterator[bytes]:
+        line = first
+        try:
+            while line is not None:
+                yield line.encode()
+                line = await _in_log_thread(lambda: _next_line(lines))
+        finally:
+            close = getattr(lines, "close", None)
+            if close is not None:
+                await _in_log_thread(close)
+
+    return StreamingHttpResponse(stream(), content_type="text/plain; charset=utf-8")
+
+
+async def _in_log_thread(function: Callable[[], T]) -> T:
+    return await asyncio.get_running_loop().run_in_executor(_LOG_THREADS, function)
+
+
+def _next_line(lines: Iterator[str]) -> str | None:
+    return next(lines, None)

@@ -1,0 +1,24 @@
+from __future__ import annotations
+
+from django.urls import path
+
+from api import shell_server, streams, views
+
+SITES = "apis/director.io/v1/sites"
+
+urlpatterns = [
+    path("apis", views.discovery_root),
+    path("apis/director.io/v1", views.discovery_group),
+    path(SITES, streams.sites_collection),
+    path(f"{SITES}/<str:name>", views.site_item),
+    path(f"{SITES}/<str:name>/status", views.site_status),
+    path(f"{SITES}/<str:name>/history", views.site_history),
+    path(f"{SITES}/<str:name>/events", streams.site_events),
+    path(f"{SITES}/<str:name>/logs", streams.site_logs),
+    path("apis/director.io/v1/events", streams.all_events),
+    path("apis/auth.director.io/v1/login", views.login),
+    path("apis/auth.director.io/v1/tokens", views.tokens),
+    path("apis/auth.director.io/v1/tokens/<int:token_id>", views.token_item),
+    path("shell-server/v1/authenticate", shell_server.authenticate_user),
+    path("shell-server/v1/users/<str:username>/sites", shell_server.user_sites),
+]

@@ -1,0 +1,317 @@
+"""HTTP for the Kubernetes-shaped Site resource, discovery, and tokens.
+
+Streaming endpoints (watch, events with watch, logs) are in api/streams.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Coroutine
+from functools import wraps
+from typing import Any, TypeVar
+
+from asgiref.sync import sync_to_async
+from django.contrib.auth.models import User
+from django.db import close_old_connections
+from django.http import HttpRequest, HttpResponse
+from django.views.decorators.csrf import csrf_exempt
+
+from api import content, fields, listing
+from api.auth import Principal, authenticate_request, issue_token, revoke_token, user_from_basic_auth
+from api.errors import ApiError, Cause, method_not_allowed, status_success
+from api.models import ApiToken
+from api.runtime import site_service
+from api.selectors import name_selector, parse_label_selector
+from api.sites import WriteOptions, document_of
+from specs.models import API_VERSION, Site
+
+GROUP = "director.io"
+VERSION = "v1"
+AUTH_GROUP_VERSION = "auth.director.io/v1"
+OUTCOME_HEADER = "Director-Outcome"
+
+T = TypeVar("T")
+View = Callable[..., Coroutine[Any, Any, HttpResponse]]
+
+
+def endpoint(*methods: str) -> Callable[[Callable[..., HttpResponse]], View]:
+    """Authenticate the caller, then dispatch; every path answers 405 for a method it does not serve."""
+
+    def decorate(view: Callable[..., HttpResponse]) -> View:
+        def handle(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            principal = authenticate_request(request)
+            if request.method not in methods:
+                return method_not_allowed(request, list(methods))
+            return view(request, principal, *args, **kwargs)
+
+        @csrf_exempt
+        @wraps(view)
+        async def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            return await in_worker_thread(handle)(request, *args, **kwargs)
+
+        return wrapper
+
+    return decorate
+
+
+def in_worker_thread(function: Callable[..., T]) -> Callable[..., Awaitable[T]]:
+    """Run blocking work (records, database) on the thread pool rather than Django's one sync thread, so
+    requests overlap; each thread keeps its own database connection, health-checked per call."""
+
+    def run(*args: Any, **kwargs: Any) -> T:
+        close_old_connections()
+        return function(*args, **kwargs)
+
+    return sync_to_async(run, thread_sensitive=False)
+
+
+def query_flag(request: HttpRequest, name: str) -> bool:
+    value = request.GET.get(name, "").lower()
+    if value in ("", "false", "0"):
+        return False
+    if value in ("true", "1"):
+        return True
+    raise ApiError(400, f"{name} must be true or false, got {value!r}", causes=[Cause(name, "true or false")])
+
+
+def write_options(request: HttpRequest) -> WriteOptions:
+    dry_run = request.GET.getlist("dryRun")
+    if any(value != "All" for value in dry_run):
+        raise ApiError(400, "dryRun must be All", causes=[Cause("dryRun", "the only value is All")])
+    return WriteOptions(
+        field_manager=request.GET.get("fieldManager") or fields.DEFAULT_UPDATE_MANAGER,
+        dry_run=bool(dry_run),
+        force=query_flag(request, "force"),
+    )
+
+
+def site_list_document(sites: list[Site]) -> dict[str, Any]:
+    versions = [int(site.metadata.resource_version or 0) for site in sites]
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "SiteList",
+        "metadata": {"resourceVersion": str(max(versions, default=0))},
+        "items": [document_of(site) for site in sites],
+    }
+
+
+# ---- discovery --------------------------------------------------------------------------------------
+
+
+@endpoint("GET")
+def discovery_root(request: HttpRequest, principal: Principal) -> HttpResponse:
+    version = {"groupVersion": f"{GROUP}/{VERSION}", "version": VERSION}
+    return content.render(
+        request,
+        {
+            "kind": "APIGroupList",
+            "apiVersion": "v1",
+            "groups": [{"name": GROUP, "versions": [version], "preferredVersion": version}],
+        },
+    )
+
+
+@endpoint("GET")
+def discovery_group(request: HttpRequest, principal: Principal) -> HttpResponse:
+    verbs = ["create", "delete", "get", "list", "patch", "update", "watch"]
+    return content.render(
+        request,
+        {
+            "kind": "APIResourceList",
+            "apiVersion": "v1",
+            "groupVersion": f"{GROUP}/{VERSION}",
+            "resources": [
+                {
+                    "name": "sites",
+                    "singularName": "site",
+                    "namespaced": False,
+                    "kind": "Site",
+                    "verbs": verbs,
+                    "shortNames": ["site"],
+                },
+                {
+                    "name": "sites/status",
+                    "singularName": "",
+                    "namespaced": False,
+                    "kind": "Site",
+                    "verbs": ["get"],
+                },
+                {
+                    "name": "sites/events",
+                    "singularName": "",
+                    "namespaced": False,
+                    "kind": "EventList",
+                    "verbs": ["get", "watch"],
+                },
+                {
+                    "name": "sites/logs",
+                    "singularName": "",
+                    "namespaced": False,
+                    "kind": "Logs",
+                    "verbs": ["get"],
+                },
+                {
+                    "name": "sites/history",
+                    "singularName": "",
+                    "namespaced": False,
+                    "kind": "SiteList",
+                    "verbs": ["get"],
+                },
+                {
+                    "name": "events",
+                    "singularName": "",
+                    "namespaced": False,
+                    "kind": "EventList",
+                    "verbs": ["list", "watch"],
+                },
+            ],
+        },
+    )
+
+
+# ---- sites ------------------------------------------------------------------------------------------
+
+
+def list_sites(request: HttpRequest, principal: Principal) -> HttpResponse:
+    selector = request.GET.get("labelSelector")
+    label_filter = parse_label_selector(selector) if selector else None
+    sites = site_service(principal).list(label_filter)
+    only_name = name_selector(request.GET.get("fieldSelector"))
+    if only_name is not None:
+        sites = [site for site in sites if site.name == only_name]
+    if listing.wants_table(request.headers.get("Accept", "")):
+        return content.render(request, listing.site_table(sites))
+    if content.wants_yaml(request):
+        return content.render(request, site_list_document(sites))
+    return HttpResponse(listing.site_list_json(sites), content_type=content.JSON)
+
+
+def create_site(request: HttpRequest, principal: Principal) -> HttpResponse:
+    site = site_service(principal).create(content.parse_body(request), write_options(request))
+    return content.render(request, document_of(site), status=201)
+
+
+@endpoint("GET", "PUT", "PATCH", "DELETE")
+def site_item(request: HttpRequest, principal: Principal, name: str) -> HttpResponse:
+    service = site_service(principal)
+    if request.method == "GET":
+        return content.render(request, document_of(service.get(name)))
+    if request.method == "PUT":
+        site = service.replace(name, content.parse_body(request), write_options(request))
+        return content.render(request, document_of(site))
+    if request.method == "PATCH":
+        kind = content.media_type(request)
+        if kind in (content.APPLY_PATCH_YAML, content.APPLY_PATCH_JSON):
+            site, outcome = service.apply(name, content.parse_body(request), write_options(request))
+            response = content.render(request, document_of(site), status=201 if outcome == "created" else 200)
+            # What happened, for clients that print "created", "configured" or "unchanged" as kubectl does.
+            response[OUTCOME_HEADER] = outcome
+            return response
+        if kind in (content.MERGE_PATCH, content.JSON):
+            site = service.merge_patch(name, content.parse_body(request), write_options(request))
+            return content.render(request, document_of(site))
+        raise ApiError(
+            415,
+            f"PATCH takes {content.MERGE_PATCH} or {content.APPLY_PATCH_YAML} (server-side apply), "
+            f"not {kind!r}",
+        )
+    precondition = request.GET.get("resourceVersion") or None
+    if request.body.strip():
+        options = content.parse_body(request)
+        if isinstance(options, dict):
+            precondition = (options.get("preconditions") or {}).get("resourceVersion") or precondition
+    remaining = service.delete(name, write_options(request), precondition)
+    if remaining is not None:
+        return content.render(request, document_of(remaining), status=202)
+    return content.render(request, status_success(f'site "{name}" deleted', name=name))
+
+
+@endpoint("GET")
+def site_status(request: HttpRequest, principal: Principal, name: str) -> HttpResponse:
+    site = site_service(principal).get(name)
+    return content.render(request, document_of(site))
+
+
+@endpoint("GET")
+def site_history(request: HttpRequest, principal: Principal, name: str) -> HttpResponse:
+    history = site_service(principal).history(name)
+    return content.render(
+        request,
+        {
+            "apiVersion": API_VERSION,
+            "kind": "SiteList",
+            "metadata": {},
+            "items": [document_of(site, include_status=False) for site in history],
+        },
+    )
+
+
+# ---- tokens -----------------------------------------------------------------------------------------
+
+
+def token_document(token: ApiToken, secret: str | None = None) -> dict[str, Any]:
+    document: dict[str, Any] = {
+        "id": token.pk,
+        "name": token.name,
+        "prefix": token.prefix,
+        "scope": token.scope,
+        "user": token.user.get_username(),
+        "created": token.created.isoformat(),
+        "lastUsed": token.last_used.isoformat() if token.last_used else None,
+    }
+    if secret is not None:
+        document["token"] = secret
+    return document
+
+
+@csrf_exempt
+def login(request: HttpRequest) -> HttpResponse:
+    """Exchange a user name and password (HTTP Basic), or a valid token, for a new API token: what
+    `dirctl login` calls."""
+    if request.headers.get("Authorization", "").lower().startswith("bearer "):
+        principal = authenticate_request(request)
+        if principal.is_component:
+            raise ApiError(403, "a component credential may not issue tokens")
+        user = User.objects.get(pk=principal.user_id)
+    else:
+        user = user_from_basic_auth(request)
+    if request.method != "POST":
+        return method_not_allowed(request, ["POST"])
+    name = request.GET.get("tokenName") or "dirctl"
+    token, secret = issue_token(user, name[:64])
+    return content.render(request, token_document(token, secret) | {"kind": "Token"}, status=201)
+
+
+@endpoint("GET", "POST")
+def tokens(request: HttpRequest, principal: Principal) -> HttpResponse:
+    if principal.is_component:
+        raise ApiError(403, "a component credential may not manage tokens")
+    if request.method == "POST":
+        body = content.parse_body(request) if request.body.strip() else {}
+        name = body.get("name", "api") if isinstance(body, dict) else "api"
+        if not isinstance(name, str) or not 1 <= len(name) <= 64:
+            raise ApiError(
+                422, "name must be a text of 1 to 64 characters", causes=[Cause("name", "1-64 chars")]
+            )
+        user = User.objects.get(pk=principal.user_id)
+        token, secret = issue_token(user, name)
+        return content.render(request, token_document(token, secret) | {"kind": "Token"}, status=201)
+    listed = ApiToken.objects.select_related("user").filter(user_id=principal.user_id, revoked__isnull=True)
+    return content.render(
+        request,
+        {
+            "kind": "TokenList",
+            "apiVersion": AUTH_GROUP_VERSION,
+            "items": [token_document(t) for t in listed],
+        },
+    )
+
+
+@endpoint("DELETE")
+def token_item(request: HttpRequest, principal: Principal, token_id: int) -> HttpResponse:
+    if principal.is_component:
+        raise ApiError(403, "a component credential may not manage tokens")
+    token = ApiToken.objects.filter(pk=token_id, revoked__isnull=True).first()
+    if token is None or (token.user_id != principal.user_id and not principal.is_admin):
+        raise ApiError(404, f"token {token_id} not found")
+    revoke_token(token)
+    return content.render(request, status_success(f"token {token_id} revoked"))

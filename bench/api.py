@@ -1,0 +1,256 @@
+"""API benchmarks: `dirctl get sites` with 10,000 sites, single-site apply throughput over HTTP, and API
+latency under 20 concurrent clients. A real uvicorn server on loopback over a temporary state directory.
+
+    .venv/bin/python bench/api.py [--sites 10000] [--applies 1000] [--clients 20] [--requests 100]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+SITES = "/apis/director.io/v1/sites"
+APPLY = {"Content-Type": "application/apply-patch+yaml"}
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def seed_sites(state_dir: Path, count: int) -> None:
+    from specs.models import Site
+    from specs.store import SiteStore
+
+    store = SiteStore(state_dir)
+    for index in range(count):
+        store.create(
+            Site.model_validate(
+                {
+                    "metadata": {
+                        "name": f"site-{index:05d}",
+                        "labels": {"tier": "web" if index % 2 else "db"},
+                    },
+                    "spec": {"owners": ["admin"], "domains": [f"s{index}.example.org"]},
+                }
+            )
+        )
+
+
+def admin_token(state_dir: Path) -> str:
+    os.environ["DIRECTOR_STATE_DIR"] = str(state_dir)
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ui.settings")
+    import django
+
+    django.setup()
+    from django.contrib.auth.models import User
+    from django.core.management import call_command
+
+    call_command("migrate", interactive=False, verbosity=0)
+    from api.auth import issue_token
+
+    user = User.objects.create_user("admin", is_superuser=True)
+    return issue_token(user, "bench")[1]
+
+
+def start_server(state_dir: Path, port: int) -> subprocess.Popen[bytes]:
+    env = os.environ | {
+        "DIRECTOR_STATE_DIR": str(state_dir),
+        "DIRECTOR_API_PORT": str(port),
+        "PYTHONPATH": str(REPO),
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "orchestrator.api_server", "serve"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/apis", timeout=1)
+            return process
+        except httpx.TransportError:
+            time.sleep(0.05)
+    process.kill()
+    raise SystemExit("the API server did not start")
+
+
+def timed_runs(command: list[str], env: dict[str, str], runs: int = 5) -> list[float]:
+    durations = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        completed = subprocess.run(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        durations.append(time.perf_counter() - start)
+        if completed.returncode != 0:
+            raise SystemExit(f"{' '.join(command)} failed: {completed.stderr.decode()}")
+    return durations
+
+
+def bench_get_sites(url: str, token: str) -> None:
+    with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=60) as client:
+        client.get(SITES)  # the server's first list parses every record; later ones read its cache
+        start = time.perf_counter()
+        response = client.get(SITES)
+        print(
+            f"GET {SITES} (HTTP only, {len(response.json()['items'])} sites, {len(response.content)} bytes): "
+            f"{time.perf_counter() - start:.3f} s"
+        )
+    env = os.environ | {"DIRECTOR_SERVER": url, "DIRECTOR_TOKEN": token, "PYTHONPATH": str(REPO)}
+    dirctl = [sys.executable, "-m", "cli.main"]
+    if not (REPO / "cli" / "get.py").exists():
+        return
+    for arguments in (["get", "sites"], ["get", "sites", "-o", "wide"], ["get", "sites", "-o", "name"]):
+        durations = timed_runs([*dirctl, *arguments], env)
+        print(
+            f"dirctl {' '.join(arguments)}: median {statistics.median(durations):.3f} s, "
+            f"best {min(durations):.3f} s of {len(durations)}"
+        )
+
+
+def _apply_document(name: str, replicas: int) -> str:
+    return yaml.safe_dump(
+        {
+            "apiVersion": "director.io/v1",
+            "kind": "Site",
+            "metadata": {"name": name},
+            "spec": {"owners": ["admin"], "replicas": replicas},
+        }
+    )
+
+
+def bench_applies(url: str, token: str, count: int, clients: int) -> None:
+    per_client = count // clients
+    errors: list[str] = []
+
+    def work(client_index: int) -> None:
+        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=60) as client:
+            for index in range(per_client):
+                name = f"apply-{client_index}-{index % 50}"
+                response = client.patch(
+                    f"{SITES}/{name}?fieldManager=cli",
+                    headers=APPLY,
+                    content=_apply_document(name, 1 + index % 3),
+                )
+                if response.status_code not in (200, 201):
+                    errors.append(response.text)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(clients)]
+    start = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - start
+    done = per_client * clients
+    print(
+        f"server-side apply over HTTP, {clients} client(s): {done} in {elapsed:.2f} s = "
+        f"{done / elapsed:.0f}/s ({len(errors)} errors)"
+    )
+
+
+def bench_latency(url: str, token: str, clients: int, requests: int, sites: int, *, with_lists: bool) -> None:
+    """Each client: 4 of 5 requests read one site, 1 of 5 applies one (a real change); with_lists, 1 in 25
+    is instead a labelSelector list, which scans every site."""
+    latencies: dict[str, list[float]] = {"get": [], "apply": [], "list-selector": []}
+    lock = threading.Lock()
+
+    def work(client_index: int) -> None:
+        mine: dict[str, list[float]] = {kind: [] for kind in latencies}
+        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=60) as client:
+            for index in range(requests):
+                if index % 5 == 4:
+                    kind, name = "apply", f"latency-{client_index}"
+                    request = client.build_request(
+                        "PATCH",
+                        f"{SITES}/{name}?fieldManager=cli",
+                        headers=APPLY,
+                        content=_apply_document(name, 1 + index % 3),
+                    )
+                elif with_lists and index % 25 == 3:
+                    kind = "list-selector"
+                    request = client.build_request("GET", SITES, params={"labelSelector": "tier=none"})
+                else:
+                    kind, name = "get", f"site-{(client_index * 997 + index) % max(sites, 1):05d}"
+                    request = client.build_request("GET", f"{SITES}/{name}")
+                start = time.perf_counter()
+                response = client.send(request)
+                mine[kind].append(time.perf_counter() - start)
+                if response.status_code >= 300:
+                    raise SystemExit(f"{kind}: {response.status_code} {response.text}")
+        with lock:
+            for kind, values in mine.items():
+                latencies[kind].extend(values)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(clients)]
+    start = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - start
+    everything = sorted(value for values in latencies.values() for value in values)
+    print(
+        f"{clients} concurrent clients{' (with 10k-site lists)' if with_lists else ''}, "
+        f"{len(everything)} requests in {elapsed:.2f} s "
+        f"({len(everything) / elapsed:.0f}/s)"
+    )
+    for kind, values in [("all", everything), *latencies.items()]:
+        if values:
+            ordered = sorted(values)
+            p50 = ordered[len(ordered) // 2]
+            p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+            print(f"  {kind:14s} n={len(ordered):5d}  p50 {p50 * 1000:6.1f} ms  p99 {p99 * 1000:6.1f} ms")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--sites", type=int, default=10_000)
+    parser.add_argument("--applies", type=int, default=1000)
+    parser.add_argument("--clients", type=int, default=20)
+    parser.add_argument("--requests", type=int, default=100)
+    parser.add_argument("--keep", action="store_true", help="keep the temporary state directory")
+    arguments = parser.parse_args()
+    state_dir = Path(tempfile.mkdtemp(prefix="director-bench-api-"))
+    try:
+        start = time.perf_counter()
+        seed_sites(state_dir, arguments.sites)
+        print(f"seeded {arguments.sites} sites through the store in {time.perf_counter() - start:.1f} s")
+        token = admin_token(state_dir)
+        port = free_port()
+        server = start_server(state_dir, port)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            bench_get_sites(url, token)
+            bench_applies(url, token, arguments.applies, 1)
+            bench_applies(url, token, arguments.applies, 4)
+            for with_lists in (False, True):
+                bench_latency(
+                    url, token, arguments.clients, arguments.requests, arguments.sites, with_lists=with_lists
+                )
+        finally:
+            server.terminate()
+            server.wait(timeout=10)
+    finally:
+        if not arguments.keep:
+            shutil.rmtree(state_dir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,66 @@
+"""`dirctl delete site NAME` or `dirctl delete -f FILE`, optionally waiting until the sites are gone."""
+
+from __future__ import annotations
+
+import argparse
+
+from cli import exit_codes
+from cli.common import api_from, error, parse_target, reports_errors
+from cli.waiting import parse_timeout, wait_for_deletion
+
+
+def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subcommands.add_parser("delete", help="delete sites by name or by file")
+    parser.add_argument("target", nargs="*", metavar="site NAME", help="`site NAME` or `site/NAME`")
+    parser.add_argument(
+        "-f", "--filename", action="append", metavar="FILE|DIR|-", help="delete the sites in it"
+    )
+    parser.add_argument("--wait", action="store_true", help="return once the sites are gone (finalized)")
+    parser.add_argument("--timeout", default="5m", type=parse_timeout, help="how long --wait waits (5m)")
+    parser.add_argument("--dry-run", choices=["server"], help="ask the server whether it would delete")
+    parser.add_argument("--ignore-not-found", action="store_true", help="a missing site is not an error")
+    parser.set_defaults(run=run)
+
+
+@reports_errors
+def run(args: argparse.Namespace) -> int:
+    names: list[str] = []
+    if args.filename:
+        from specs.yamlio import load_paths
+
+        loaded = load_paths(args.filename)
+        for problem in loaded.errors:
+            error(str(problem))
+        if not loaded.ok:
+            return exit_codes.FAILED
+        names += [site.name for site in loaded.sites]
+    if args.target:
+        try:
+            names.append(parse_target(args.target))
+        except ValueError as problem:
+            error(str(problem))
+            return exit_codes.USAGE
+    if not names:
+        error("name a site (`delete site NAME`) or give -f FILE")
+        return exit_codes.USAGE
+    code = exit_codes.OK
+    deleting: list[str] = []
+    with api_from(args) as api:
+        for name in names:
+            site = api.find_site(name)
+            if site is None:
+                if not args.ignore_not_found:
+                    error(f'site "{name}" not found')
+                    code = max(code, exit_codes.NOT_FOUND)
+                continue
+            remaining, status = api.delete_site(name, dry_run=args.dry_run == "server")
+            suffix = " (server dry run)" if args.dry_run else ""
+            if status == 202:
+                finalizers = ", ".join(remaining["metadata"].get("finalizers", []))
+                print(f"site/{name} deleting: waiting for {finalizers}{suffix}")
+                deleting.append(name)
+            else:
+                print(f"site/{name} deleted{suffix}")
+        if args.wait and deleting and not args.dry_run:
+            code = max(code, wait_for_deletion(api, deleting, args.timeout))
+    return code

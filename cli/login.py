@@ -1,0 +1,41 @@
+"""`dirctl login`: exchange a user name and password for an API token, saved in the config file."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import sys
+
+from cli import exit_codes
+from cli.client import Api
+from cli.common import error, reports_errors
+from cli.config import CliConfig, default_config_path, load_config, read_config_file, save_config
+
+
+def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subcommands.add_parser(
+        "login",
+        help="log in to a Director API and save the token",
+        description="Ask for the password (or read it from stdin with --password-stdin), obtain an API token "
+        "and save server and token in the config file.",
+    )
+    parser.add_argument("-u", "--username", help="user name (default: asked)")
+    parser.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    parser.set_defaults(run=run)
+
+
+@reports_errors
+def run(args: argparse.Namespace) -> int:
+    config = load_config(getattr(args, "server", None), None)
+    if not config.server:
+        error("say which API to log in to: dirctl login --server http://HOST:PORT")
+        return exit_codes.USAGE
+    username = args.username or input("User name: ").strip()
+    password = sys.stdin.readline().rstrip("\n") if args.password_stdin else getpass.getpass("Password: ")
+    with Api(CliConfig(server=config.server)) as api:
+        token = api.login(username, password)
+    path = default_config_path()
+    saved = read_config_file(path)
+    save_config(CliConfig(server=config.server, token=token["token"], output=saved.output), path)
+    print(f"Logged in to {config.server} as {token['user']}; the token is saved in {path}")
+    return exit_codes.OK

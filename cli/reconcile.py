@@ -1,0 +1,33 @@
+"""`dirctl reconcile site NAME`: ask the controller to reconcile the site now, not at the next resync."""
+
+from __future__ import annotations
+
+import argparse
+from datetime import UTC, datetime
+
+from cli import exit_codes
+from cli.common import api_from, error, parse_target, reports_errors
+
+
+def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subcommands.add_parser("reconcile", help="reconcile a site now")
+    parser.add_argument("target", nargs="+", metavar="site NAME", help="`site NAME` or `site/NAME`")
+    parser.set_defaults(run=run)
+
+
+@reports_errors
+def run(args: argparse.Namespace) -> int:
+    try:
+        name = parse_target(args.target)
+    except ValueError as problem:
+        error(str(problem))
+        return exit_codes.USAGE
+    from controller.types import RECONCILE_REQUEST_ANNOTATION
+
+    requested_at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    with api_from(args) as api:
+        api.patch_site(
+            name, {"metadata": {"annotations": {RECONCILE_REQUEST_ANNOTATION: requested_at}}}, manager="cli"
+        )
+    print(f"site/{name} reconcile requested at {requested_at}")
+    return exit_codes.OK

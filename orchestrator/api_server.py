@@ -1,0 +1,125 @@
+"""Serve the API (the Django project in ui/) with uvicorn on loopback, with the Docker-backed log source.
+
+    python -m orchestrator.api_server              # migrate, then serve on 127.0.0.1:$DIRECTOR_API_PORT
+    python -m orchestrator.api_server demo-admin   # create the demo admin and write its dirctl config
+
+Configuration: DIRECTOR_STATE_DIR, DIRECTOR_API_PORT (8000), DIRECTOR_API_HOST (127.0.0.1),
+DIRECTOR_DATABASE_URL (SQLite under the state directory by default).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from specs.config import Settings
+
+DEFAULT_API_PORT = 8000
+DEMO_ADMIN = "admin"
+DEMO_TOKEN_NAME = "make-run"
+
+
+def api_port() -> int:
+    raw = os.environ.get("DIRECTOR_API_PORT") or str(DEFAULT_API_PORT)
+    if not raw.isdigit() or not 0 < int(raw) < 65536:
+        raise SystemExit(f"DIRECTOR_API_PORT must be a port number (1-65535), got {raw!r}")
+    return int(raw)
+
+
+def api_url(host: str = "127.0.0.1", port: int | None = None) -> str:
+    return f"http://{host}:{port or api_port()}"
+
+
+def setup_django() -> None:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ui.settings")
+    import django
+
+    django.setup()
+
+
+def migrate() -> None:
+    from django.core.management import call_command
+
+    call_command("migrate", interactive=False, verbosity=0)
+
+
+@dataclass(frozen=True)
+class DemoAdmin:
+    username: str
+    password: str | None  # None when the user already existed
+    config_path: Path
+    server: str
+
+
+def ensure_demo_admin(server: str, config_path: Path | None = None, username: str = DEMO_ADMIN) -> DemoAdmin:
+    """Create the demo admin (idempotent), give it a token, and write a dirctl config that uses it.
+
+    The token is reissued on every call (the old `make-run` tokens are revoked): a secret cannot be read
+    back from its hash, and the config file must hold a working one.
+    """
+    import secrets
+
+    from cli.config import CliConfig, default_config_path, save_config
+    from django.contrib.auth.models import User
+
+    from api.auth import ensure_admin_group, issue_token, revoke_token
+    from api.models import ApiToken
+
+    user = User.objects.filter(username=username).first()
+    password = None
+    if user is None:
+        password = secrets.token_urlsafe(12)
+        user = User.objects.create_user(username, password=password, is_superuser=True, is_staff=True)
+    user.groups.add(ensure_admin_group())
+    for old in ApiToken.objects.filter(user=user, name=DEMO_TOKEN_NAME, revoked__isnull=True):
+        revoke_token(old)
+    _token, secret = issue_token(user, DEMO_TOKEN_NAME)
+    path = config_path or default_config_path()
+    save_config(CliConfig(server=server, token=secret, output=""), path)
+    return DemoAdmin(username, password, path, server)
+
+
+def register_docker_log_source() -> None:
+    from api.logsource import register_log_source
+    from reconcilers.service_logs import DockerServiceLogs
+
+    register_log_source(DockerServiceLogs(Settings.from_env()))
+
+
+def serve(host: str | None = None, port: int | None = None) -> None:
+    import uvicorn
+
+    setup_django()
+    migrate()
+    register_docker_log_source()
+    from api.runtime import warm_caches
+    from ui.asgi import application
+
+    threading.Thread(target=warm_caches, name="warm-caches", daemon=True).start()
+    bind = host or os.environ.get("DIRECTOR_API_HOST", "127.0.0.1")
+    uvicorn.run(application, host=bind, port=port or api_port(), log_level="warning", lifespan="off")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m orchestrator.api_server")
+    parser.add_argument("command", nargs="?", default="serve", choices=["serve", "demo-admin"])
+    parser.add_argument("--config", type=Path, help="dirctl config file to write (demo-admin)")
+    arguments = parser.parse_args(argv)
+    if arguments.command == "serve":
+        print(f"Director API on {api_url()}", file=sys.stderr, flush=True)
+        serve()
+        return
+    setup_django()
+    migrate()
+    demo = ensure_demo_admin(api_url(), arguments.config)
+    if demo.password:
+        print(f"demo admin: user {demo.username}, password {demo.password}")
+    print(f"dirctl is configured for {demo.server} in {demo.config_path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,161 @@
+"""`director run`: the whole of Director on one machine, with the example sites, for `make run`.
+
+It starts the controller and the API as two child processes (so each keeps its own event loop, signals
+and logs), makes a demo admin whose token it writes into dirctl's configuration, applies examples/
+through the API with `dirctl apply --wait`, prints where everything is, and waits. Ctrl-C stops
+Director's own processes only: the sites keep serving in Swarm, as they would across any controller
+restart.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from types import FrameType
+from typing import IO
+
+from orchestrator.api_server import api_url
+from specs.config import Settings
+from specs.yamlio import load_path
+
+API_START_SECONDS = 60.0
+APPLY_TIMEOUT = "180s"
+
+
+class DemoFailed(Exception):
+    """A step of the demo failed; the message says which and where its log is."""
+
+
+class Child:
+    """A Director process started by the demo, logging to a file under the state directory."""
+
+    def __init__(self, name: str, argv: list[str], log_path: Path) -> None:
+        self.name = name
+        self.log_path = log_path
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._log: IO[bytes] = log_path.open("ab")
+        self.process = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT)
+
+    def exited(self) -> int | None:
+        return self.process.poll()
+
+    def exit_report(self) -> str:
+        status = self.exited()
+        return f"the {self.name} exited with status {status}; its log {self.log_path} ends:\n{self.tail()}"
+
+    def tail(self, lines: int = 20) -> str:
+        with contextlib.suppress(OSError):
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        return ""
+
+    def stop(self, grace: float = 25.0) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(grace)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._log.close()
+
+
+def _wait_for_api(url: str, api: Child) -> None:
+    deadline = time.monotonic() + API_START_SECONDS
+    while time.monotonic() < deadline:
+        if api.exited() is not None:
+            raise DemoFailed(api.exit_report())
+        try:
+            urllib.request.urlopen(f"{url}/apis", timeout=2).close()
+            return
+        except urllib.error.HTTPError:
+            return  # 401 without a token: it answers.
+        except OSError:
+            time.sleep(0.3)
+    raise DemoFailed(f"the API did not answer at {url} within {API_START_SECONDS:.0f}s; see {api.log_path}")
+
+
+def _director_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", *args]
+
+
+def _dirctl() -> str:
+    return str(Path(sys.executable).with_name("dirctl"))
+
+
+@contextlib.contextmanager
+def _children(settings: Settings) -> Iterator[tuple[Child, Child]]:
+    logs = settings.state_dir / "log"
+    controller = Child(
+        "controller", _director_command("orchestrator.main", "controller"), logs / "controller.log"
+    )
+    api = Child("api", _director_command("orchestrator.api_server", "serve"), logs / "api.log")
+    try:
+        yield controller, api
+    finally:
+        print("\nstopping Director's processes; the sites keep serving in Swarm", flush=True)
+        api.stop()
+        controller.stop()
+
+
+def _print_summary(settings: Settings, examples: Path, url: str) -> None:
+    sites = load_path(examples).sites
+    print("\nDirector is running.")
+    print(f"  API:        {url}   (dirctl is configured: try `dirctl get sites -o wide`)")
+    edge = f"http://127.0.0.1:{settings.http_port}/"
+    print(f"  edge:       {edge} (Nginx in Swarm, service {settings.edge_service})")
+    print(f"  state:      {settings.state_dir}  (records, events, site files; logs in log/)")
+    print("  sites:")
+    for site in sites:
+        for site_url in settings.site_urls(site.name, site.spec.domains):
+            print(f"    {site.name:<8} {site_url}")
+    host = f"{sites[0].name}.{settings.sites_domain}" if sites else f"hello.{settings.sites_domain}"
+    print(
+        "\n*.localhost names reach this machine in browsers and curl; other host names need a Host header:"
+        f"\n  curl -H 'Host: {host}' http://127.0.0.1:{settings.http_port}/"
+    )
+    print("\nCtrl-C stops the controller and the API; the sites keep serving.", flush=True)
+
+
+def run(examples: Path) -> int:
+    settings = Settings.from_env()
+    url = api_url()
+    stop_requested = False
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        nonlocal stop_requested
+        stop_requested = True
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        with _children(settings) as (controller, api):
+            print(f"started the controller (log {controller.log_path}) and the API (log {api.log_path})")
+            _wait_for_api(url, api)
+            admin = subprocess.run(_director_command("orchestrator.api_server", "demo-admin"), check=False)
+            if admin.returncode != 0:
+                raise DemoFailed("creating the demo admin failed (see above)")
+            print(f"applying {examples}/ and waiting for every site to be Ready:", flush=True)
+            apply_argv = [_dirctl(), "apply", "-f", str(examples), "--wait", "--timeout", APPLY_TIMEOUT]
+            apply = subprocess.run(apply_argv, check=False)
+            if apply.returncode != 0:
+                raise DemoFailed(
+                    f"`dirctl apply -f {examples} --wait` failed (exit {apply.returncode}); "
+                    f"the controller's log is {controller.log_path}"
+                )
+            _print_summary(settings, examples, url)
+            while not stop_requested:
+                for child in (controller, api):
+                    if child.exited() is not None:
+                        raise DemoFailed(child.exit_report())
+                time.sleep(0.5)
+    except DemoFailed as failure:
+        print(f"director run: {failure}", file=sys.stderr)
+        return 1
+    return 0

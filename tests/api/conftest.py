@@ -1,0 +1,138 @@
+"""A live API: the real ASGI app under uvicorn in its own process, on loopback, over a temporary state dir.
+
+The test process opens the same state directory and database to arrange users, tokens and records as the
+controller or an administrator would.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+# The server process is started as `python -m tests.api.live_server`, and tests import their helpers the
+# same way; tests/ is a namespace package, so the repository root has to be importable.
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+
+@dataclass(frozen=True)
+class Api:
+    url: str
+    state_dir: Path
+    tokens: dict[str, str]
+
+    def client(self, who: str | None = "admin", **kwargs) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {self.tokens[who]}"} if who else {}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=30, **kwargs)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _setup_django(state_dir: Path) -> None:
+    previous = os.environ.get("DIRECTOR_STATE_DIR")
+    os.environ["DIRECTOR_STATE_DIR"] = str(state_dir)
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ui.settings")
+    import django
+    from django.core.management import call_command
+
+    django.setup()
+    call_command("migrate", interactive=False, verbosity=0)
+    # Settings are read once; the other tests of the session must not inherit this state dir.
+    if previous is None:
+        del os.environ["DIRECTOR_STATE_DIR"]
+    else:
+        os.environ["DIRECTOR_STATE_DIR"] = previous
+
+
+def _make_users() -> dict[str, str]:
+    from django.contrib.auth.models import User
+
+    from api.auth import SHELL_SERVER_SCOPE, ensure_admin_group, issue_token
+
+    admin = User.objects.create_user("admin", password="admin-password")
+    admin.groups.add(ensure_admin_group())
+    alice = User.objects.create_user("alice", password="alice-password")
+    bob = User.objects.create_user("bob", password="bob-password")
+    shell = User.objects.create_user("shell-server")
+    return {
+        "admin": issue_token(admin, "tests")[1],
+        "alice": issue_token(alice, "tests")[1],
+        "bob": issue_token(bob, "tests")[1],
+        "shell": issue_token(shell, "shell-server", scope=SHELL_SERVER_SCOPE)[1],
+    }
+
+
+def start_server(state_dir: Path, port: int) -> subprocess.Popen[bytes]:
+    env = os.environ | {
+        "DIRECTOR_STATE_DIR": str(state_dir),
+        "DJANGO_SETTINGS_MODULE": "ui.settings",
+        "PYTHONPATH": str(REPO),
+    }
+    log = (state_dir / "server.log").open("ab")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tests.api.live_server", str(port)], cwd=REPO, env=env, stdout=log, stderr=log
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/apis", timeout=1).status_code == 401:
+                return process
+        except httpx.TransportError:
+            time.sleep(0.05)
+        if process.poll() is not None:
+            raise RuntimeError((state_dir / "server.log").read_text())
+    process.kill()
+    raise RuntimeError("the API server did not start within 30 s")
+
+
+@pytest.fixture(scope="session")
+def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
+    state_dir = tmp_path_factory.mktemp("director-api-state")
+    (state_dir / "test-logs").mkdir()
+    _setup_django(state_dir)
+    tokens = _make_users()
+    port = _free_port()
+    process = start_server(state_dir, port)
+    try:
+        yield Api(f"http://127.0.0.1:{port}", state_dir, tokens)
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+@pytest.fixture
+def store(api: Api):
+    from specs.store import SiteStore
+
+    return SiteStore(api.state_dir)
+
+
+@pytest.fixture(autouse=True)
+def _no_sites_left(request: pytest.FixtureRequest) -> Iterator[None]:
+    yield
+    if "api" not in request.fixturenames:
+        return
+    from specs.store import NotFound, SiteStore
+
+    store = SiteStore(request.getfixturevalue("api").state_dir)
+    sites, _ = store.list()
+    for site in sites:
+        for finalizer in site.metadata.finalizers:
+            store.remove_finalizer(site.name, finalizer)
+        with contextlib.suppress(NotFound):
+            store.delete(site.name)

@@ -1,0 +1,52 @@
+"""The API server process the tests talk to: the real ASGI app under uvicorn, with a log source that reads
+`<state>/test-logs/<site>.log` instead of Docker (the Docker one is tested in test_service_logs.py)."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+
+class FileLogSource:
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    def logs(self, site: str, *, follow: bool, tail: int | None) -> Iterator[str]:
+        path = self.directory / f"{site}.log"
+        if not path.exists():
+            raise LookupError(f"no log file for {site}")
+        return self._read(path, follow, tail)
+
+    @staticmethod
+    def _read(path: Path, follow: bool, tail: int | None) -> Iterator[str]:
+        with path.open() as handle:
+            lines = handle.readlines()
+            yield from lines[-tail:] if tail else lines
+            while follow:
+                line = handle.readline()
+                if line:
+                    yield line
+                else:
+                    time.sleep(0.05)
+
+
+def main() -> None:
+    port = int(sys.argv[1])
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ui.settings")
+    import django
+
+    django.setup()
+    import uvicorn
+
+    from api.logsource import register_log_source
+    from ui.asgi import application
+
+    register_log_source(FileLogSource(Path(os.environ["DIRECTOR_STATE_DIR"]) / "test-logs"))
+    uvicorn.run(application, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,119 @@
+"""Watch streams, reconcile events and logs."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+
+from tests.api.api_helpers import SITES, site_doc
+
+
+def _watch(api, who: str, seconds: float, received: list[dict], params: str = "") -> threading.Thread:
+    def run() -> None:
+        with (
+            api.client(who) as client,
+            client.stream("GET", f"{SITES}?watch=true&timeoutSeconds={seconds}{params}") as response,
+        ):
+            for line in response.iter_lines():
+                if line:
+                    received.append(json.loads(line))
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread
+
+
+def test_a_watch_delivers_added_modified_and_deleted_to_those_who_may_see(api):
+    with api.client() as client:
+        client.post(SITES, json=site_doc("before"))
+    seen_by_alice: list[dict] = []
+    seen_by_bob: list[dict] = []
+    alice = _watch(api, "alice", 3, seen_by_alice)
+    bob = _watch(api, "bob", 3, seen_by_bob)
+    time.sleep(0.7)
+    with api.client() as client:
+        client.post(SITES, json=site_doc("during"))
+        time.sleep(0.2)
+        client.patch(
+            f"{SITES}/during",
+            json={"spec": {"replicas": 2}},
+            headers={"Content-Type": "application/merge-patch+json"},
+        )
+        time.sleep(0.2)
+        client.delete(f"{SITES}/during")
+    alice.join()
+    bob.join()
+    events = [(event["type"], event["object"]["metadata"]["name"]) for event in seen_by_alice]
+    assert events[0] == ("ADDED", "before")
+    assert ("ADDED", "during") in events and ("DELETED", "during") in events
+    modified = [
+        e for e in seen_by_alice if e["type"] == "MODIFIED" and e["object"]["metadata"]["name"] == "during"
+    ]
+    assert modified and modified[-1]["object"]["spec"]["replicas"] == 2
+    assert seen_by_bob == []
+
+
+def test_a_watch_from_a_resource_version_skips_what_the_client_has(api):
+    with api.client() as client:
+        listed = client.post(SITES, json=site_doc("known")).json()
+    received: list[dict] = []
+    thread = _watch(api, "admin", 1.5, received, f"&resourceVersion={listed['metadata']['resourceVersion']}")
+    time.sleep(0.5)
+    with api.client() as client:
+        client.post(SITES, json=site_doc("fresh"))
+    thread.join()
+    assert [(e["type"], e["object"]["metadata"]["name"]) for e in received] == [("ADDED", "fresh")]
+
+
+def test_events_are_paged_newest_first(api):
+    from specs.events import EventLog
+
+    with api.client() as client:
+        client.post(SITES, json=site_doc("evented"))
+    log = EventLog(api.state_dir / "events.db")
+    start = datetime.now(UTC) - timedelta(minutes=5)
+    for index in range(5):
+        log.record(
+            site="evented",
+            generation=1,
+            reconcile_id=f"r{index}",
+            trigger="test",
+            step=f"step{index}",
+            result="updated",
+            duration_seconds=0.01,
+            message=f"change {index}",
+            time=start + timedelta(seconds=index),
+        )
+    log.close()
+    with api.client("alice") as client:
+        first = client.get(f"{SITES}/evented/events?limit=3").json()
+        second = client.get(f"{SITES}/evented/events?limit=3&continue={first['metadata']['continue']}").json()
+        everything = client.get("/apis/director.io/v1/events").json()
+    assert [e["step"] for e in first["items"]] == ["step4", "step3", "step2"]
+    assert [e["step"] for e in second["items"]] == ["step1", "step0"]
+    assert "continue" not in second["metadata"]
+    assert len(everything["items"]) == 5
+
+
+def test_logs_of_a_dynamic_site_with_tail_and_follow(api):
+    with api.client() as client:
+        client.post(SITES, json=site_doc("logged", type="dynamic", image="nginx:1"))
+        client.post(SITES, json=site_doc("static-one"))
+        log_file = api.state_dir / "test-logs" / "logged.log"
+        log_file.write_text("one\ntwo\nthree\n")
+        tail = client.get(f"{SITES}/logged/logs?tailLines=2")
+        assert tail.status_code == 200 and tail.text == "two\nthree\n"
+        assert client.get(f"{SITES}/static-one/logs").status_code == 400
+
+        received: list[str] = []
+        with client.stream("GET", f"{SITES}/logged/logs?follow=true") as response:
+            for line in response.iter_lines():
+                received.append(line)
+                if line == "three":
+                    with log_file.open("a") as handle:
+                        handle.write("four\n")
+                if line == "four":
+                    break
+    assert received == ["one", "two", "three", "four"]
