@@ -7,17 +7,23 @@ byte for byte what the edge loads):
     routes.conf          every site's last good route (replaced whole, by rename, after validation)
     fragments/           each site's last good fragment, so a restart keeps serving what was good
     staging/             candidates being validated; never included by the live nginx.conf
+
+nginx.conf and routes.conf each carry a revision (a hash of what they were made from) that the edge's default
+server answers at REVISION_PATH: after a reload Director waits until the edge answers the new one.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
+import socket
 import subprocess
 import tempfile
 import threading
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +42,14 @@ MAIN_CONF = "nginx.conf"
 LOCATIONS_CONF = "site_locations.conf"
 ROUTES_CONF = "routes.conf"
 NGINX_BINARY = "nginx"
+
+# Answered by the edge's default server with the revisions of the files its workers loaded.
+REVISION_PATH = "/.director-edge/revision"
+# After a reload Nginx's old workers keep accepting connections, with the old files, until the new ones
+# are up: a revision counts as served once this many fresh connections in a row answered it.
+CONSECUTIVE_ANSWERS = 3
+PROBE_TIMEOUT_SECONDS = 1.0
+PROBE_PAUSE_SECONDS = 0.005
 
 # The edge directory is written by the platform and routes reconcilers, possibly from two worker threads.
 _edge_dir_locks: dict[Path, threading.Lock] = {}
@@ -78,16 +92,40 @@ class EdgeLayout:
         return self.edge_dir / "staging"
 
 
+def _revision(*parts: str) -> str:
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(part.encode())
+        digest.update(b"\0")
+    return digest.hexdigest()[:16]
+
+
 def render_static_files(environment: jinja2.Environment, settings: Settings) -> dict[str, str]:
-    """nginx.conf and site_locations.conf: they change only with Director itself or its settings."""
-    return {
-        MAIN_CONF: environment.get_template("nginx.conf.j2").render(),
-        LOCATIONS_CONF: environment.get_template("site_locations.conf.j2").render(
-            sites_dir=settings.sites_dir,
-            service_prefix=settings.service_name(""),
-            site_port=SITE_PORT,
-        ),
-    }
+    """nginx.conf and site_locations.conf: they change only with Director itself or its settings.
+
+    nginx.conf carries the revision of both (see edge_revision), so the edge can say which it loaded.
+    """
+    locations = environment.get_template("site_locations.conf.j2").render(
+        sites_dir=settings.sites_dir,
+        service_prefix=settings.service_name(""),
+        site_port=SITE_PORT,
+    )
+    main = environment.get_template("nginx.conf.j2")
+    revision = _revision(main.render(edge_revision=""), locations)
+    return {MAIN_CONF: main.render(edge_revision=revision), LOCATIONS_CONF: locations}
+
+
+def edge_revision(static_files: Mapping[str, str]) -> str:
+    """The revision the edge answers for these static files (as made by render_static_files)."""
+    found = re.search(r'\$director_edge_revision \{ default "([0-9a-f]*)"; \}', static_files[MAIN_CONF])
+    if found is None:
+        raise ValueError(f"{MAIN_CONF} does not define $director_edge_revision")
+    return found.group(1)
+
+
+def routes_revision(host_entries: str, route_entries: str, servers: str) -> str:
+    """A hash of the routes: the same routes always make the same revision, so an unchanged file stays so."""
+    return _revision(host_entries, route_entries, servers, str(DEFAULT_UPLOAD_LIMIT_BYTES))
 
 
 def render_routes(
@@ -98,6 +136,7 @@ def render_routes(
         route_entries=route_entries,
         servers=servers,
         default_upload_limit=DEFAULT_UPLOAD_LIMIT_BYTES,
+        revision=routes_revision(host_entries, route_entries, servers),
     )
 
 
@@ -155,11 +194,109 @@ def discard_staged(staged: Path) -> None:
     shutil.rmtree(staged, ignore_errors=True)
 
 
-def reload_edge(client: docker.DockerClient, settings: Settings) -> int:
+@dataclass(frozen=True)
+class EdgeReload:
+    """The edge containers on this node that were sent SIGHUP, each with the pids of its workers before."""
+
+    old_workers: Mapping[str, frozenset[str]]
+
+    @property
+    def containers(self) -> int:
+        return len(self.old_workers)
+
+
+def _workers(client: docker.DockerClient, container_id: str) -> dict[str, str]:
+    """pid -> title of each Nginx worker in the container (pids as the host sees them)."""
+    top = client.api.top(container_id, ps_args="-o pid,args")
+    return {pid: title for pid, title in top["Processes"] if "worker process" in title}
+
+
+def reload_edge(client: docker.DockerClient, settings: Settings) -> EdgeReload:
     """SIGHUP the edge's containers on this node: Nginx re-reads its files, no Docker exec. Blocking."""
     containers: list[Any] = client.containers.list(
         filters={"label": f"{SWARM_SERVICE_NAME_LABEL}={settings.edge_service}", "status": "running"}
     )
+    old_workers: dict[str, frozenset[str]] = {}
     for container in containers:
+        try:
+            old_workers[container.id] = frozenset(_workers(client, container.id))
+        except docker.errors.APIError:  # stopped since it was listed: nothing of it to wait for
+            old_workers[container.id] = frozenset()
         container.kill(signal="SIGHUP")
-    return len(containers)
+    return EdgeReload(old_workers)
+
+
+def old_workers_accepting(client: docker.DockerClient, reload: EdgeReload) -> int:
+    """How many workers from before `reload` still accept connections (with the files they loaded then).
+
+    Nginx tells the old workers to quit only once the new ones run; a quitting worker retitles itself
+    "worker process is shutting down" just before it closes its listening sockets.
+    """
+    accepting = 0
+    for container_id, pids in reload.old_workers.items():
+        try:
+            workers = _workers(client, container_id)
+        except docker.errors.APIError:  # gone or stopped: its workers accept nothing
+            continue
+        accepting += sum(1 for pid in pids if workers.get(pid, "").endswith("worker process"))
+    return accepting
+
+
+
+def served_revisions(port: int, timeout: float = PROBE_TIMEOUT_SECONDS) -> dict[str, str]:
+    """Ask the edge, on a fresh connection to its published port here, which revisions it serves.
+
+    HTTP/1.0 without a Host header always reaches the default server, whatever host names sites claim.
+    """
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as connection:
+        connection.sendall(f"GET {REVISION_PATH} HTTP/1.0\r\n\r\n".encode())
+        answer = b""
+        while chunk := connection.recv(4096):
+            answer += chunk
+    head, _, body = answer.decode(errors="replace").partition("\r\n\r\n")
+    if not head.startswith("HTTP/1.1 200"):
+        return {}
+    return dict(part.split("=", 1) for part in body.split() if "=" in part)
+
+
+def wait_until_served(
+    settings: Settings,
+    part: str,
+    revision: str,
+    seconds: float,
+    client: docker.DockerClient | None = None,
+    reload: EdgeReload | None = None,
+) -> bool:
+    """Whether the edge on this node answers `revision` for `part` ("routes" or "edge") within `seconds`.
+
+    After `reload` (sent through `client`), first until none of the workers from before it still accepts
+    connections: under load an old worker may take its time to hear it must quit. Blocking. False when
+    the edge did not (not loaded yet, not running, or its port does not answer).
+    """
+    deadline = time.monotonic() + seconds
+
+    def answers() -> bool:
+        timeout = min(PROBE_TIMEOUT_SECONDS, max(0.05, deadline - time.monotonic()))
+        try:
+            return served_revisions(settings.http_port, timeout).get(part) == revision
+        except OSError:
+            return False
+
+    # The cheap probe first: a new worker answers only once the master has loaded the files and started
+    # the new workers, and only then does it tell the old ones to quit.
+    if not _until(answers, deadline):
+        return False
+    old_workers_quit = client is None or reload is None or _until(
+        lambda: not old_workers_accepting(client, reload), deadline
+    )
+    if not old_workers_quit:
+        return False
+    return _until(lambda: all(answers() for _ in range(CONSECUTIVE_ANSWERS)), deadline)
+
+
+def _until(condition: Callable[[], bool], deadline: float) -> bool:
+    while not condition():
+        if time.monotonic() + PROBE_PAUSE_SECONDS >= deadline:
+            return False
+        time.sleep(PROBE_PAUSE_SECONDS)
+    return True

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,9 @@ from reconcilers.tasks import TaskSummary, summarise_tasks
 from specs.config import Settings
 
 EDGE_ROLE = "edge"
+# How long the edge may take to answer the revision of its files: after a reload, and otherwise.
+EDGE_RELOAD_CONFIRM_SECONDS = 5.0
+EDGE_CHECK_SECONDS = 0.5
 
 
 def render_edge_spec(settings: Settings, image: str, network_id: str) -> ServiceSpec:
@@ -100,9 +104,11 @@ class EdgePlatform:
         spec = render_edge_spec(self._settings, image, network_id)
         service_step, service = await off_loop(ctx.deadline, self._ensure_edge_service, spec)
         steps = [network_step, files_step, service_step]
+        reload: nginx_config.EdgeReload | None = None
         if files_step.result == "updated" and service_step.result == "unchanged":
-            reloaded = await off_loop(ctx.deadline, nginx_config.reload_edge, self._client, self._settings)
-            steps.append(Step("edge-reload", "updated", f"sent SIGHUP to {reloaded} edge container(s)"))
+            reload = await off_loop(ctx.deadline, nginx_config.reload_edge, self._client, self._settings)
+            message = f"sent SIGHUP to {reload.containers} edge container(s)"
+            steps.append(Step("edge-reload", "updated", message))
         tasks = await off_loop(ctx.deadline, self._api.tasks, filters={"service": service["ID"]})
         summary = summarise_tasks(
             tasks,
@@ -110,7 +116,30 @@ class EdgePlatform:
             update_status=service.get("UpdateStatus"),
             template=service["Spec"]["TaskTemplate"],
         )
-        return _outcome(steps, summary)
+        outcome = _outcome(steps, summary)
+        if outcome.ready:
+            wait = EDGE_CHECK_SECONDS if reload is None else EDGE_RELOAD_CONFIRM_SECONDS
+            seconds = min(wait, seconds_left(ctx.deadline) / 2)
+            return await self._once_edge_serves_its_files(outcome, seconds, reload)
+        return outcome
+
+    async def _once_edge_serves_its_files(
+        self, outcome: Outcome, seconds: float, reload: nginx_config.EdgeReload | None
+    ) -> Outcome:
+        """`outcome`, but not ready while the edge here does not answer the revision of its current files."""
+        files = nginx_config.render_static_files(self._templates, self._settings)
+        revision = nginx_config.edge_revision(files)
+        served = await asyncio.to_thread(
+            nginx_config.wait_until_served, self._settings, "edge", revision, seconds, self._client, reload
+        )
+        if served:
+            return outcome
+        return replace(
+            outcome,
+            ready=False,
+            message=f"the edge has not loaded its configuration revision {revision} yet",
+            requeue_after=1.0,
+        )
 
     def _ensure_network(self) -> tuple[str, Step]:
         name = self._settings.network

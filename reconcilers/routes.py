@@ -5,7 +5,9 @@ server; only a site with its own limit gets a small server block, because client
 variable. Each site's last good fragment is kept in memory and under edge/fragments/, so a site whose new
 routes Nginx refuses keeps being served as it was, and every other site is untouched.
 
-Changes arriving within DEBOUNCE_SECONDS of each other are validated and reloaded together.
+Changes arriving within DEBOUNCE_SECONDS of each other are validated and reloaded together. A change is
+reported done only once the edge answers the new routes' revision (a hash of them, served by the default
+server): for a moment after a reload Nginx's old workers still answer with the old routes.
 """
 
 from __future__ import annotations
@@ -32,6 +34,10 @@ log = logging.getLogger(__name__)
 
 DEBOUNCE_SECONDS = 0.05
 NGINX_TEST_TIMEOUT_SECONDS = 60.0
+# How long one confirmation waits for the edge to answer a new revision, and when an unconfirmed site is
+# looked at again.
+CONFIRM_SECONDS = 5.0
+CONFIRM_RETRY_SECONDS = 1.0
 RouteKind = Literal["static", "dynamic", "not-served"]
 
 
@@ -78,7 +84,9 @@ Changes = Mapping[str, SiteRoute | None]
 class _BatchResult:
     good: dict[str, Fragment]
     rejected: dict[str, str]
-    reloaded: int = 0
+    reloaded: nginx_config.EdgeReload | None = None
+    # Of `good`, when it differs from the routes the batch started from.
+    revision: str | None = None
 
 
 class SiteRoutes:
@@ -99,6 +107,12 @@ class SiteRoutes:
         self._layout = nginx_config.EdgeLayout(settings.edge_dir)
         self._debounce = debounce_seconds
         self._good: dict[str, Fragment] | None = None
+        # The revision of _good's routes, and the last one the edge was seen answering since its last reload.
+        self._revision = ""
+        self._served_revision: str | None = None
+        # The last reload, and the revision it installed: its old workers must stop before that one counts.
+        self._last_reload: tuple[str, nginx_config.EdgeReload] | None = None
+        self._confirming: dict[str, asyncio.Task[bool]] = {}
         # Nginx's refusal of a route, remembered so an unchanged bad spec is not validated again and again.
         self._refused: dict[str, tuple[SiteRoute | None, str]] = {}
         self._pending: dict[str, tuple[SiteRoute | None, list[asyncio.Future[str | None]]]] = {}
@@ -111,7 +125,9 @@ class SiteRoutes:
         deadline = time.monotonic() + NGINX_TEST_TIMEOUT_SECONDS
         good = await self._loaded(deadline)
         async with self._flush_lock:
-            await off_loop(deadline, self._repair_live, self._good or good)
+            reload = await off_loop(deadline, self._repair_live, self._good or good)
+            if reload is not None:
+                self._served_revision, self._last_reload = None, (self._revision, reload)
 
     def owned_names(self) -> set[str]:
         return set(self._good or {})
@@ -122,7 +138,7 @@ class SiteRoutes:
         current = good.get(site.name)
         if (current.route if current else None) == route:
             message = f"{site.name} is routed as {route.kind}" if route else f"{site.name} is not routed"
-            return Outcome(steps=[Step("routes", "unchanged", message)])
+            return await self._once_served(Step("routes", "unchanged", message), ctx)
         refused = self._refused.get(site.name)
         if refused is not None and refused[0] == route:
             raise PermanentError(refused[1])
@@ -131,9 +147,10 @@ class SiteRoutes:
             raise PermanentError(error)
         if route is None:
             message = f"{site.name} is disabled: its hosts answer 404"
-            return Outcome(steps=[Step("routes", "deleted", message)])
+            return await self._once_served(Step("routes", "deleted", message), ctx)
         hosts = ", ".join(route.hosts)
-        return Outcome(steps=[Step("routes", "updated", f"validated and reloaded: {hosts} -> {route.kind}")])
+        step = Step("routes", "updated", f"validated and reloaded: {hosts} -> {route.kind}")
+        return await self._once_served(step, ctx)
 
     async def finalize(self, name: str, ctx: ReconcileContext) -> Outcome:
         good = await self._loaded(ctx.deadline)
@@ -144,7 +161,50 @@ class SiteRoutes:
         if error is not None:
             raise RuntimeError(f"removing the routes of {name} failed: {error}")
         message = f"removed the routes of {name}: its hosts answer 404"
-        return Outcome(steps=[Step("routes", "deleted", message)])
+        return await self._once_served(Step("routes", "deleted", message), ctx)
+
+    async def _once_served(self, step: Step, ctx: ReconcileContext) -> Outcome:
+        """The outcome of `step`: ready only once the edge answers the current routes' revision."""
+        while True:
+            revision = self._revision
+            if await self._served(revision, ctx.deadline):
+                return Outcome(steps=[step])
+            # Newer routes (which keep this site's) were installed meanwhile: it is those that must be served.
+            if revision == self._revision:
+                break
+        return Outcome(
+            steps=[step],
+            ready=False,
+            message=f"the edge has not loaded routes revision {revision} yet",
+            requeue_after=CONFIRM_RETRY_SECONDS,
+        )
+
+    async def _served(self, revision: str, deadline: float) -> bool:
+        """Whether the edge answers `revision`, asked once for all the reconciles waiting on it."""
+        if revision == self._served_revision:
+            return True
+        confirming = self._confirming.get(revision)
+        if confirming is None:
+            confirming = asyncio.create_task(self._confirm(revision))
+            self._confirming[revision] = confirming
+        # Shielded: a reconcile giving up at its deadline must not cancel what the others wait on.
+        try:
+            return await asyncio.wait_for(asyncio.shield(confirming), max(0.0, deadline - time.monotonic()))
+        except TimeoutError:
+            return False
+
+    async def _confirm(self, revision: str) -> bool:
+        reload = self._last_reload[1] if self._last_reload and self._last_reload[0] == revision else None
+        try:
+            served = await asyncio.to_thread(
+                nginx_config.wait_until_served,
+                self._settings, "routes", revision, CONFIRM_SECONDS, self._client, reload,
+            )
+        finally:
+            del self._confirming[revision]
+        if served and revision == self._revision:
+            self._served_revision = revision
+        return served
 
     async def _submit(self, name: str, route: SiteRoute | None, ctx: ReconcileContext) -> str | None:
         future: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
@@ -172,6 +232,10 @@ class SiteRoutes:
                             future.set_exception(error)
                 return
             self._good = result.good
+            if result.revision is not None:
+                self._revision, self._served_revision = result.revision, None
+            if result.reloaded is not None:
+                self._last_reload = (self._revision, result.reloaded)
             if len(result.rejected) < len(changes):
                 self._refused.clear()
             for name, (route, futures) in batch.items():
@@ -181,13 +245,20 @@ class SiteRoutes:
                 for future in futures:
                     if not future.done():
                         future.set_result(message)
+            # Held until the edge serves this batch (or gives up), so the next batch's reload cannot
+            # replace the routes this one's reconciles are waiting to see answered.
+            if result.revision is not None:
+                await self._served(self._revision, time.monotonic() + CONFIRM_SECONDS)
 
     async def _loaded(self, deadline: float) -> dict[str, Fragment]:
         if self._good is not None:
             return self._good
         async with self._load_lock:
             if self._good is None:
-                self._good = await off_loop(deadline, self._load)
+                good, revision, reload = await off_loop(deadline, self._load)
+                self._good, self._revision = good, revision
+                if reload is not None:
+                    self._last_reload = (revision, reload)
         return self._good
 
     # Everything below runs in a worker thread and touches no state the event loop reads.
@@ -207,34 +278,26 @@ class SiteRoutes:
         )
 
     def _render(self, good: Mapping[str, Fragment]) -> str:
-        # Sorted, so the same routes always make the same file, whichever order they arrived in.
-        fragments = [good[name] for name in sorted(good)]
-        return nginx_config.render_routes(
-            self._templates,
-            host_entries="".join(f.host_entries for f in fragments).rstrip("\n"),
-            route_entries="".join(f.route_entry for f in fragments).rstrip("\n"),
-            servers="".join(f.server for f in fragments),
-        )
+        return nginx_config.render_routes(self._templates, *_entries(good))
 
-    def _load(self) -> dict[str, Fragment]:
-        """The last good fragments from disk; the live routes.conf is brought in line with them if needed."""
+    def _load(self) -> tuple[dict[str, Fragment], str, nginx_config.EdgeReload | None]:
+        """The last good fragments from disk, their revision, and the reload if the live file was not them."""
         good: dict[str, Fragment] = {}
         if self._layout.fragments_dir.is_dir():
             for path in sorted(self._layout.fragments_dir.glob("*.json")):
                 fields = json.loads(path.read_text())
                 route = SiteRoute(**{**fields, "hosts": tuple(fields["hosts"])})
                 good[route.name] = self._fragment(route)
-        self._repair_live(good)
-        return good
+        reload = self._repair_live(good)
+        return good, nginx_config.routes_revision(*_entries(good)), reload
 
-    def _repair_live(self, good: Mapping[str, Fragment]) -> bool:
+    def _repair_live(self, good: Mapping[str, Fragment]) -> nginx_config.EdgeReload | None:
         text = self._render(good)
         live = self._settings.edge_dir / nginx_config.ROUTES_CONF
         if live.exists() and live.read_text() == text:
-            return False
+            return None
         deadline = time.monotonic() + NGINX_TEST_TIMEOUT_SECONDS
-        self._install_staged(self._validate(text, deadline), good, changed=set())
-        return True
+        return self._install_staged(self._validate(text, deadline), good, changed=set())
 
     def _apply_batch(self, good: dict[str, Fragment], changes: Changes) -> _BatchResult:
         deadline = time.monotonic() + NGINX_TEST_TIMEOUT_SECONDS
@@ -261,7 +324,7 @@ class SiteRoutes:
         if staged is None:
             return _BatchResult(good, rejected)
         reloaded = self._install_staged(staged, candidate, changed)
-        return _BatchResult(candidate, rejected, reloaded)
+        return _BatchResult(candidate, rejected, reloaded, nginx_config.routes_revision(*_entries(candidate)))
 
     def _apply_one_by_one(
         self, good: dict[str, Fragment], changes: Changes, rejected: dict[str, str], deadline: float
@@ -331,7 +394,9 @@ class SiteRoutes:
             self._layout, {nginx_config.ROUTES_CONF: text}, max(0.1, deadline - time.monotonic())
         )
 
-    def _install_staged(self, staged: Path, good: Mapping[str, Fragment], changed: set[str]) -> int:
+    def _install_staged(
+        self, staged: Path, good: Mapping[str, Fragment], changed: set[str]
+    ) -> nginx_config.EdgeReload:
         with nginx_config.edge_dir_lock(self._settings.edge_dir):
             self._persist(good, changed)
             nginx_config.install_staged(self._layout, staged, [nginx_config.ROUTES_CONF])
@@ -354,4 +419,12 @@ def _host_owners(good: Mapping[str, Fragment]) -> dict[str, str]:
     return {host: name for name, fragment in good.items() for host in fragment.route.hosts}
 
 
-
+def _entries(good: Mapping[str, Fragment]) -> tuple[str, str, str]:
+    """The host entries, route entries and servers of routes.conf."""
+    # Sorted, so the same routes always make the same file, whichever order they arrived in.
+    fragments = [good[name] for name in sorted(good)]
+    return (
+        "".join(f.host_entries for f in fragments).rstrip("\n"),
+        "".join(f.route_entry for f in fragments).rstrip("\n"),
+        "".join(f.server for f in fragments),
+    )
