@@ -167,6 +167,10 @@ class SiteServices:
         self._live: dict[str, _Live] = {}
         # When the last observe listed every service: a site missing from it had none then.
         self._observed_at = float("-inf")
+        # That absence is trusted until the next observe (one resync period) unless a Docker event about
+        # the site distrusts it sooner: a resync of thousands of static sites outlasts CACHE_FRESH_SECONDS,
+        # and must not turn into one list call per site.
+        self._absence_trusted_seconds = max(CACHE_FRESH_SECONDS, float(settings.resync_seconds))
         self._distrusted: set[str] = set()
         # The spec hash last sent per site with the update state's start time then, and the hash Swarm
         # rolled back (see _refused_update).
@@ -284,7 +288,7 @@ class SiteServices:
             cached = self._live.get(name)
             if cached is not None and now - cached.read_at < CACHE_FRESH_SECONDS:
                 return cached
-            if cached is None and now - self._observed_at < CACHE_FRESH_SECONDS:
+            if cached is None and now - self._observed_at < self._absence_trusted_seconds:
                 return None
         self._distrusted.discard(name)
         live = await off_loop(ctx.deadline, self._read_one, name)
