@@ -64,7 +64,7 @@ def throwaway_instance(client: docker.DockerClient, image: str, prefix: str = "b
 class ControllerProcess:
     """`director controller` as a subprocess over `settings`, its log in the state dir."""
 
-    def __init__(self, settings: Settings, *, resync_seconds: int = 30, workers: int = 4) -> None:
+    def __init__(self, settings: Settings, *, resync_seconds: int = 30, workers: int = 16) -> None:
         self.settings = settings
         self.resync_seconds = resync_seconds
         self.workers = workers

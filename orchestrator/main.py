@@ -76,7 +76,7 @@ def _parser() -> argparse.ArgumentParser:
             "time; another one waits for the lock and says who holds it in STATE_DIR/controller.yaml."
         ),
     )
-    controller.add_argument("--workers", type=_positive(int), default=4, help="parallel reconciles (4)")
+    controller.add_argument("--workers", type=_positive(int), default=16, help="parallel reconciles (16)")
     controller.add_argument(
         "--step-timeout", type=_positive(float), default=60.0, help="deadline of each reconciler call, s (60)"
     )

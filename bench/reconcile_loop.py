@@ -12,7 +12,7 @@
 
 Everything is created under throwaway instances and removed at the end.
 
-    .venv/bin/python -m bench.controller [--rounds 10] [--sites 1000]
+    .venv/bin/python -m bench.reconcile_loop [--rounds 10] [--sites 1000]
 """
 
 from __future__ import annotations
