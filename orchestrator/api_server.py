@@ -63,11 +63,11 @@ def ensure_demo_admin(server: str, config_path: Path | None = None, username: st
     """
     import secrets
 
-    from cli.config import CliConfig, default_config_path, save_config
     from django.contrib.auth.models import User
 
     from api.auth import ensure_admin_group, issue_token, revoke_token
     from api.models import ApiToken
+    from cli.config import CliConfig, default_config_path, save_config
 
     user = User.objects.filter(username=username).first()
     password = None
