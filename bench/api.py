@@ -16,6 +16,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -103,8 +104,12 @@ def timed_runs(command: list[str], env: dict[str, str], runs: int = 5) -> list[f
     return durations
 
 
+def _api_client(url: str, token: str) -> httpx.Client:
+    return httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=60)
+
+
 def bench_get_sites(url: str, token: str) -> None:
-    with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=60) as client:
+    with _api_client(url, token) as client:
         client.get(SITES)  # the server's first list parses every record; later ones read its cache
         start = time.perf_counter()
         response = client.get(SITES)
@@ -135,12 +140,23 @@ def _apply_document(name: str, replicas: int) -> str:
     )
 
 
+def _run_clients(work: Callable[[int], None], clients: int) -> float:
+    """Seconds until `clients` threads, each running `work` with its own index, have all finished."""
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(clients)]
+    start = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return time.perf_counter() - start
+
+
 def bench_applies(url: str, token: str, count: int, clients: int) -> None:
     per_client = count // clients
     errors: list[str] = []
 
     def work(client_index: int) -> None:
-        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=60) as client:
+        with _api_client(url, token) as client:
             for index in range(per_client):
                 name = f"apply-{client_index}-{index % 50}"
                 response = client.patch(
@@ -151,13 +167,7 @@ def bench_applies(url: str, token: str, count: int, clients: int) -> None:
                 if response.status_code not in (200, 201):
                     errors.append(response.text)
 
-    threads = [threading.Thread(target=work, args=(n,)) for n in range(clients)]
-    start = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    elapsed = time.perf_counter() - start
+    elapsed = _run_clients(work, clients)
     done = per_client * clients
     print(
         f"server-side apply over HTTP, {clients} client(s): {done} in {elapsed:.2f} s = "
@@ -173,7 +183,7 @@ def bench_latency(url: str, token: str, clients: int, requests: int, sites: int,
 
     def work(client_index: int) -> None:
         mine: dict[str, list[float]] = {kind: [] for kind in latencies}
-        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=60) as client:
+        with _api_client(url, token) as client:
             for index in range(requests):
                 if index % 5 == 4:
                     kind, name = "apply", f"latency-{client_index}"
@@ -198,13 +208,7 @@ def bench_latency(url: str, token: str, clients: int, requests: int, sites: int,
             for kind, values in mine.items():
                 latencies[kind].extend(values)
 
-    threads = [threading.Thread(target=work, args=(n,)) for n in range(clients)]
-    start = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    elapsed = time.perf_counter() - start
+    elapsed = _run_clients(work, clients)
     everything = sorted(value for values in latencies.values() for value in values)
     print(
         f"{clients} concurrent clients{' (with 10k-site lists)' if with_lists else ''}, "

@@ -7,12 +7,8 @@ construction; the benchmark's own helpers are given it), so one removal by label
 
 from __future__ import annotations
 
-import http.client
-import os
 import secrets
 import shutil
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -29,18 +25,15 @@ from reconcilers.docker_calls import LABEL_INSTANCE
 from specs.config import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
-DIRECTOR = Path(sys.executable).with_name("director")
-# scripts/ is not a package; its cleanup is the one the tests and `make clean` use.
+# scripts/ is not a package; its cleanup is the one the tests and `make clean` use. The controller runs
+# as the Swarm tests run it, from tests/swarm_helpers.py; tests/ goes last so that none of its directories
+# can shadow a package of the product.
 sys.path.insert(0, str(ROOT / "scripts"))
+sys.path.append(str(ROOT / "tests"))
 
+import swarm_helpers  # noqa: E402
 from docker_cleanup import remove_labelled  # noqa: E402
-
-
-def free_tcp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("0.0.0.0", 0))
-        port: int = probe.getsockname()[1]
-        return port
+from swarm_helpers import free_tcp_port, get  # noqa: E402
 
 
 @contextmanager
@@ -61,51 +54,28 @@ def throwaway_instance(client: docker.DockerClient, image: str, prefix: str = "b
         shutil.rmtree(state_dir, ignore_errors=True)
 
 
-class ControllerProcess:
-    """`director controller` as a subprocess over `settings`, its log in the state dir."""
+class ControllerProcess(swarm_helpers.ControllerProcess):
+    """`director controller` as a subprocess over `settings` with `workers` workers (and none of the tests'
+    short step timeout and backoff), its log in the state dir."""
 
     def __init__(self, settings: Settings, *, resync_seconds: int = 30, workers: int = 16) -> None:
-        self.settings = settings
-        self.resync_seconds = resync_seconds
+        super().__init__(
+            settings,
+            settings.state_dir / "controller.log",
+            resync_seconds=resync_seconds,
+            arguments=["--workers", str(workers)],
+        )
         self.workers = workers
-        self.log = settings.state_dir / "controller.log"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        env = os.environ | {
-            "DIRECTOR_STATE_DIR": str(self.settings.state_dir),
-            "DIRECTOR_INSTANCE": self.settings.instance,
-            "DIRECTOR_HTTP_PORT": str(self.settings.http_port),
-            "DIRECTOR_SITES_DOMAIN": self.settings.sites_domain,
-            "DIRECTOR_EDGE_IMAGE": self.settings.edge_image,
-            "DIRECTOR_SITE_IMAGE": self.settings.site_image,
-            "DIRECTOR_RESYNC_SECONDS": str(self.resync_seconds),
-        }
-        with self.log.open("ab") as log:
-            self.process = subprocess.Popen(
-                [str(DIRECTOR), "controller", "--workers", str(self.workers)],
-                env=env,
-                cwd=ROOT,
-                stdout=log,
-                stderr=log,
-            )
 
     def rss_mb(self) -> float:
         assert self.process is not None
         return rss_mb(self.process.pid)
 
-    def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=40)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+    def stop(self, timeout: float = 40) -> None:
+        super().stop(timeout)
 
     def tail(self, lines: int = 20) -> str:
-        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        return super().tail(lines)
 
 
 def rss_mb(pid: int | str = "self") -> float:
@@ -116,15 +86,11 @@ def rss_mb(pid: int | str = "self") -> float:
 
 
 def http_status(settings: Settings, host: str, timeout: float = 5.0) -> tuple[int, str]:
-    connection = http.client.HTTPConnection("127.0.0.1", settings.http_port, timeout=timeout)
+    """One GET of `/` through the edge; a refused or broken connection is status 0 with the reason."""
     try:
-        connection.request("GET", "/", headers={"Host": host, "Connection": "close"})
-        response = connection.getresponse()
-        return response.status, response.read().decode(errors="replace")
+        return get(settings, host, timeout=timeout)
     except OSError as error:
         return 0, str(error)
-    finally:
-        connection.close()
 
 
 def wait_until(check: Callable[[], bool], seconds: float, what: str, poll: float = 0.005) -> float:

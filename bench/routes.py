@@ -5,7 +5,7 @@ a custom domain, 1 in 100 with its own upload limit), then flips one site betwee
 several times, timing SiteRoutes.reconcile (debounce + render + nginx -t + rename + SIGHUP) and the moment
 the edge answers with the new route. Everything it created is removed at the end.
 
-    .venv/bin/python bench/routes.py [--sites 1000 10000] [--changes 7]
+    .venv/bin/python -m bench.routes [--sites 1000 10000] [--changes 7]
 """
 
 from __future__ import annotations
@@ -13,19 +13,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import http.client
-import secrets
-import shutil
-import socket
 import statistics
-import tempfile
 import time
 from datetime import UTC, datetime
-from pathlib import Path
 
 import docker
 
+from bench.e2e_helpers import throwaway_instance
 from controller.types import ReconcileContext
-from reconcilers.docker_calls import LABEL_INSTANCE, make_client
+from reconcilers.docker_calls import make_client
 from reconcilers.images import ImageResolver
 from reconcilers.local_images import ensure_base_image
 from reconcilers.platform import EdgePlatform, wait_for_platform
@@ -85,48 +81,14 @@ async def _measure(settings: Settings, client: docker.DockerClient, sites: int, 
     )
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("0.0.0.0", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 async def main(site_counts: list[int], changes: int) -> None:
     client = make_client()
     image = ensure_base_image(client)
     for sites in site_counts:
-        state_dir = Path(tempfile.mkdtemp(prefix="director-bench-"))
-        settings = Settings(
-            state_dir=state_dir,
-            instance=f"bench{secrets.token_hex(3)}",
-            http_port=_free_port(),
-            edge_image=image,
-            site_image=image,
-        )
-        try:
+        with throwaway_instance(client, image) as settings:
             platform = EdgePlatform(settings, client, ImageResolver(client, settings))
             await wait_for_platform(platform, _context())
             await _measure(settings, client, sites, changes)
-        finally:
-            _remove_instance(client, settings)
-            shutil.rmtree(state_dir, ignore_errors=True)
-
-
-def _remove_instance(client: docker.DockerClient, settings: Settings) -> None:
-    ours = {"label": f"{LABEL_INSTANCE}={settings.instance}"}
-    for service in client.services.list(filters=ours):
-        service.remove()
-    deadline = time.monotonic() + 30
-    for network in client.networks.list(filters=ours):
-        while True:
-            try:
-                network.remove()
-                break
-            except docker.errors.APIError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.5)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import httpx
@@ -160,22 +161,31 @@ class Api:
 
     # ---- streams --------------------------------------------------------------------------------------
 
-    def stream_lines(
-        self, path: str, params: dict[str, str], headers: dict[str, str] | None = None
-    ) -> Iterator[str]:
+    @contextmanager
+    def _open_stream(
+        self, path: str, params: dict[str, str], headers: dict[str, str] | None, *, broken: str
+    ) -> Iterator[httpx.Response]:
+        """A streamed GET whose refusal or breakage, even mid-stream, is an ApiCallError; `broken` names
+        the stream in that error."""
         try:
             with self._http.stream(
                 "GET", path, params=params, headers=headers, timeout=httpx.Timeout(None, connect=5.0)
-            ) as r:
-                if r.status_code >= 300:
-                    r.read()
-                    raise error_from(r)
-                yield from r.iter_lines()
+            ) as response:
+                if response.status_code >= 300:
+                    response.read()
+                    raise error_from(response)
+                yield response
         except httpx.TransportError as error:
             raise ApiCallError(
-                f"the stream from the Director API at {self.server} broke: {error or type(error).__name__}",
-                exit_codes.UNAVAILABLE,
+                f"{broken} broke: {error or type(error).__name__}", exit_codes.UNAVAILABLE
             ) from None
+
+    def stream_lines(
+        self, path: str, params: dict[str, str], headers: dict[str, str] | None = None
+    ) -> Iterator[str]:
+        broken = f"the stream from the Director API at {self.server}"
+        with self._open_stream(path, params, headers, broken=broken) as response:
+            yield from response.iter_lines()
 
     def watch(
         self, path: str, params: dict[str, str] | None = None, headers: dict[str, str] | None = None
@@ -189,18 +199,8 @@ class Api:
         params = {"follow": "true" if follow else "false"}
         if tail is not None:
             params["tailLines"] = str(tail)
-        try:
-            with self._http.stream(
-                "GET", f"{SITES}/{name}/logs", params=params, timeout=httpx.Timeout(None, connect=5.0)
-            ) as response:
-                if response.status_code >= 300:
-                    response.read()
-                    raise error_from(response)
-                yield from response.iter_text()
-        except httpx.TransportError as error:
-            raise ApiCallError(
-                f"the log stream broke: {error or type(error).__name__}", exit_codes.UNAVAILABLE
-            ) from None
+        with self._open_stream(f"{SITES}/{name}/logs", params, None, broken="the log stream") as response:
+            yield from response.iter_text()
 
     def login(self, username: str, password: str) -> Document:
         result: Document = self.json("POST", LOGIN, auth=(username, password), params={"tokenName": "dirctl"})

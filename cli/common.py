@@ -37,13 +37,21 @@ def error(message: str) -> None:
     print(f"error: {' '.join(message.split())}", file=sys.stderr)
 
 
+class UsageError(ValueError):
+    """The command line itself is wrong: reported as one `error:` line, ending with exit code USAGE."""
+
+
 def reports_errors(run: Run) -> Run:
-    """One `error:` line and the documented exit code for whatever the API or the config refused."""
+    """One `error:` line and the documented exit code for a bad command line, or whatever the API or the
+    config refused."""
 
     @wraps(run)
     def wrapper(args: argparse.Namespace) -> int:
         try:
             return run(args)
+        except UsageError as problem:
+            error(str(problem))
+            return exit_codes.USAGE
         except ApiCallError as failure:
             error(str(failure))
             return failure.exit_code
@@ -55,10 +63,10 @@ def reports_errors(run: Run) -> Run:
 
 
 def parse_target(words: list[str]) -> str:
-    """`site NAME`, `site/NAME` or `sites NAME` -> NAME; ValueError otherwise."""
+    """`site NAME`, `site/NAME` or `sites NAME` -> NAME; UsageError otherwise."""
     if len(words) == 1 and "/" in words[0]:
         kind, _, name = words[0].partition("/")
         words = [kind, name]
     if len(words) != 2 or words[0] not in ("site", "sites") or not words[1]:
-        raise ValueError("name a site as `site NAME` or `site/NAME`")
+        raise UsageError("name a site as `site NAME` or `site/NAME`")
     return words[1]

@@ -35,11 +35,7 @@ def run(args: argparse.Namespace) -> int:
             return exit_codes.FAILED
         names += [site.name for site in loaded.sites]
     if args.target:
-        try:
-            names.append(parse_target(args.target))
-        except ValueError as problem:
-            error(str(problem))
-            return exit_codes.USAGE
+        names.append(parse_target(args.target))
     if not names:
         error("name a site (`delete site NAME`) or give -f FILE")
         return exit_codes.USAGE

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from cli import exit_codes
-from cli.common import api_from, error, parse_target, reports_errors
+from cli.common import api_from, parse_target, reports_errors
 from cli.output import EVENT_COLUMNS, age, event_row, table
 
 Document = dict[str, Any]
@@ -23,11 +23,7 @@ def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -
 
 @reports_errors
 def run(args: argparse.Namespace) -> int:
-    try:
-        name = parse_target(args.target)
-    except ValueError as problem:
-        error(str(problem))
-        return exit_codes.USAGE
+    name = parse_target(args.target)
     with api_from(args) as api:
         site = api.get_site(name)
         events = api.events(name, limit=max(1, args.events))

@@ -6,7 +6,7 @@ import argparse
 from datetime import UTC, datetime
 
 from cli import exit_codes
-from cli.common import api_from, error, parse_target, reports_errors
+from cli.common import api_from, parse_target, reports_errors
 
 
 def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -17,11 +17,7 @@ def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -
 
 @reports_errors
 def run(args: argparse.Namespace) -> int:
-    try:
-        name = parse_target(args.target)
-    except ValueError as problem:
-        error(str(problem))
-        return exit_codes.USAGE
+    name = parse_target(args.target)
     from controller.types import RECONCILE_REQUEST_ANNOTATION
 
     requested_at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

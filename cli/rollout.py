@@ -37,11 +37,7 @@ def _summary(spec: dict[str, object]) -> str:
 
 @reports_errors
 def run_history(args: argparse.Namespace) -> int:
-    try:
-        name = parse_target(args.target)
-    except ValueError as problem:
-        error(str(problem))
-        return exit_codes.USAGE
+    name = parse_target(args.target)
     with api_from(args) as api:
         current = api.get_site(name)
         history = api.history(name)
@@ -53,11 +49,7 @@ def run_history(args: argparse.Namespace) -> int:
 
 @reports_errors
 def run_undo(args: argparse.Namespace) -> int:
-    try:
-        name = parse_target(args.target)
-    except ValueError as problem:
-        error(str(problem))
-        return exit_codes.USAGE
+    name = parse_target(args.target)
     with api_from(args) as api:
         current = api.get_site(name)
         generation = current["metadata"]["generation"]

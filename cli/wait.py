@@ -23,11 +23,7 @@ def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -
 
 @reports_errors
 def run(args: argparse.Namespace) -> int:
-    try:
-        name = parse_target(args.target)
-    except ValueError as problem:
-        error(str(problem))
-        return exit_codes.USAGE
+    name = parse_target(args.target)
     with api_from(args) as api:
         if args.wait_for == "delete":
             return wait_for_deletion(api, [name], args.timeout)

@@ -88,16 +88,20 @@ def _is_out_of_sequence(error: BaseException) -> bool:
     return isinstance(error, docker.errors.APIError) and "out of sequence" in str(error)
 
 
+def _service_keywords(spec: ServiceSpec) -> dict[str, Any]:
+    """docker-py's keywords for all of `spec` but its task template: creating and updating send the same."""
+    return {
+        "name": spec["Name"],
+        "labels": spec["Labels"],
+        "mode": spec["Mode"],
+        "update_config": spec["UpdateConfig"],
+        "rollback_config": spec["RollbackConfig"],
+        "endpoint_spec": spec["EndpointSpec"],
+    }
+
+
 def _create(api: Any, spec: ServiceSpec) -> str:
-    created = api.create_service(
-        spec["TaskTemplate"],
-        name=spec["Name"],
-        labels=spec["Labels"],
-        mode=spec["Mode"],
-        update_config=spec["UpdateConfig"],
-        rollback_config=spec["RollbackConfig"],
-        endpoint_spec=spec["EndpointSpec"],
-    )
+    created = api.create_service(spec["TaskTemplate"], **_service_keywords(spec))
     return str(created["ID"])
 
 
@@ -108,13 +112,8 @@ def _update_whole(api: Any, service_id: str, spec: ServiceSpec) -> None:
         service_id,
         version,
         task_template=spec["TaskTemplate"],
-        name=spec["Name"],
-        labels=spec["Labels"],
-        mode=spec["Mode"],
-        update_config=spec["UpdateConfig"],
-        rollback_config=spec["RollbackConfig"],
-        endpoint_spec=spec["EndpointSpec"],
         fetch_current_spec=False,
+        **_service_keywords(spec),
     )
 
 

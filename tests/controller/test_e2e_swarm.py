@@ -6,68 +6,22 @@ by what runs: HTTP answers through the edge port, services in Swarm, files on di
 
 from __future__ import annotations
 
-import http.client
-import os
 import signal
-import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Iterator
 
-import docker
 import pytest
+from swarm_helpers import ControllerProcess, eventually, host_of, ready, serves, services_of, site
 
-from reconcilers.docker_calls import LABEL_INSTANCE, LABEL_SITE
-from specs.config import Settings
+from reconcilers.docker_calls import LABEL_SITE
 from specs.events import EventLog
-from specs.models import ObjectMeta, Site, SiteSpec
 from specs.store import NotFound, SiteStore
 
 pytestmark = [pytest.mark.swarm, pytest.mark.slow]
 
-ROOT = Path(__file__).resolve().parents[2]
-DIRECTOR = Path(sys.executable).with_name("director")
+
 # Serves the site's public/ on $PORT; the image is Director's local base image (python3, no shell tricks).
 SERVE = ["sh", "-c", 'exec python3 -m http.server "$PORT" --bind "$HOST" --directory /site/public']
-
-
-class ControllerProcess:
-    """One `director controller` subprocess, its log in a file."""
-
-    def __init__(self, settings: Settings, log: Path) -> None:
-        self.settings = settings
-        self.log = log
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        env = os.environ | {
-            "DIRECTOR_STATE_DIR": str(self.settings.state_dir),
-            "DIRECTOR_INSTANCE": self.settings.instance,
-            "DIRECTOR_HTTP_PORT": str(self.settings.http_port),
-            "DIRECTOR_SITES_DOMAIN": self.settings.sites_domain,
-            "DIRECTOR_EDGE_IMAGE": self.settings.edge_image,
-            "DIRECTOR_SITE_IMAGE": self.settings.site_image,
-            "DIRECTOR_RESYNC_SECONDS": "10",
-        }
-        with self.log.open("ab") as log:
-            self.process = subprocess.Popen(
-                [str(DIRECTOR), "controller", "--step-timeout", "30", "--max-backoff", "5"],
-                env=env,
-                cwd=ROOT,
-                stdout=log,
-                stderr=log,
-            )
-
-    def signal(self, signum: int) -> int:
-        assert self.process is not None
-        self.process.send_signal(signum)
-        return self.process.wait(timeout=30)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
 
 
 @pytest.fixture
@@ -75,56 +29,15 @@ def director(make_settings, base_image, swarm, tmp_path) -> Iterator[ControllerP
     settings = make_settings(edge_image=base_image, site_image=base_image)
     controller = ControllerProcess(settings, tmp_path / "controller.log")
     yield controller
-    controller.stop()
+    controller.kill()
 
 
-def get(settings: Settings, host: str) -> tuple[int, str]:
-    connection = http.client.HTTPConnection("127.0.0.1", settings.http_port, timeout=5)
+def _exists(store: SiteStore, name: str) -> bool:
     try:
-        connection.request("GET", "/", headers={"Host": host})
-        response = connection.getresponse()
-        return response.status, response.read().decode(errors="replace")
-    finally:
-        connection.close()
-
-
-def host_of(settings: Settings, name: str) -> str:
-    return f"{name}.{settings.sites_domain}"
-
-
-def eventually(check: Callable[[], bool], seconds: float, what: str, log: Path | None = None) -> None:
-    deadline = time.monotonic() + seconds
-    while True:
-        try:
-            if check():
-                return
-        except (OSError, NotFound):
-            pass
-        if time.monotonic() > deadline:
-            tail = "\n".join(log.read_text().splitlines()[-30:]) if log is not None else ""
-            pytest.fail(f"timed out after {seconds:.0f}s waiting for {what}\n{tail}")
-        time.sleep(0.25)
-
-
-def ready(store: SiteStore, name: str) -> bool:
-    status = store.get(name).status
-    condition = status.condition("Ready") if status is not None else None
-    return condition is not None and condition.status == "True"
-
-
-def serves(settings: Settings, name: str, status: int, text: str = "") -> bool:
-    answer = get(settings, host_of(settings, name))
-    return answer[0] == status and text in answer[1]
-
-
-def services_of(client: docker.DockerClient, settings: Settings) -> dict[str, str]:
-    """Every Swarm service of this instance: name -> the site label (empty for the edge)."""
-    found = client.api.services(filters={"label": f"{LABEL_INSTANCE}={settings.instance}"})
-    return {s["Spec"]["Name"]: s["Spec"].get("Labels", {}).get(LABEL_SITE, "") for s in found}
-
-
-def site(name: str, **spec: object) -> Site:
-    return Site(metadata=ObjectMeta(name=name), spec=SiteSpec.model_validate(spec))
+        store.get(name)
+    except NotFound:
+        return False
+    return True
 
 
 def test_a_static_site_is_applied_served_reported_and_deleted(director: ControllerProcess, swarm):
@@ -132,8 +45,13 @@ def test_a_static_site_is_applied_served_reported_and_deleted(director: Controll
     store = SiteStore(settings.state_dir)
     director.start()
     store.create(site("hello"))
-    eventually(lambda: serves(settings, "hello", 200, "<h1>hello</h1>"), 90, "hello served", director.log)
-    eventually(lambda: ready(store, "hello"), 30, "hello Ready", director.log)
+    eventually(
+        lambda: serves(settings, host_of(settings, "hello"), 200, "<h1>hello</h1>"),
+        90,
+        "hello served",
+        director,
+    )
+    eventually(lambda: ready(store, "hello"), 30, "hello Ready", director)
     status = store.get("hello").status
     assert status is not None and status.observed_generation == 1
     assert status.urls == [f"http://hello.{settings.sites_domain}:{settings.http_port}/"]
@@ -143,7 +61,11 @@ def test_a_static_site_is_applied_served_reported_and_deleted(director: Controll
     assert all(e.reconcile_id and e.trigger and e.generation == 1 for e in events)
 
     store.delete("hello")
-    eventually(lambda: serves(settings, "hello", 404), 30, "hello gone from the edge", director.log)
+    eventually(
+        lambda: serves(settings, host_of(settings, "hello"), 404), 30, "hello gone from the edge", director
+    )
+    # The edge stops serving the site a moment before the finalizer comes off the record.
+    eventually(lambda: not _exists(store, "hello"), 10, "hello's record gone", director)
     with pytest.raises(NotFound):
         store.get("hello")
     assert any(e.result == "deleted" for e in EventLog(settings.events_db).query("hello"))
@@ -163,7 +85,7 @@ def test_sigkill_while_applying_twenty_sites_then_restart_converges_with_nothing
     director.start()
     # A site whose record will be lost while the controller is down: its service must not outlive it.
     store.create(site("lost", type="dynamic", image="director-local/site:latest", command=SERVE))
-    eventually(lambda: "lost" in services_of(swarm, settings).values(), 90, "lost's service", director.log)
+    eventually(lambda: "lost" in services_of(swarm, settings).values(), 90, "lost's service", director)
     for name in names:
         if name in dynamic:
             store.create(site(name, type="dynamic", image="director-local/site:latest", command=SERVE))
@@ -173,7 +95,7 @@ def test_sigkill_while_applying_twenty_sites_then_restart_converges_with_nothing
         lambda: sum(store.get(n).status is not None for n in names) >= 3,
         60,
         "the apply under way",
-        director.log,
+        director,
     )
     director.signal(signal.SIGKILL)
     half_done = sum(ready(store, n) for n in names)
@@ -183,16 +105,16 @@ def test_sigkill_while_applying_twenty_sites_then_restart_converges_with_nothing
     store.status_path("lost").unlink(missing_ok=True)
 
     director.start()
-    eventually(
-        lambda: all(ready(store, n) for n in names), 180, "all 20 sites Ready after restart", director.log
-    )
+    eventually(lambda: all(ready(store, n) for n in names), 180, "all 20 sites Ready after restart", director)
     for name in names:
-        eventually(lambda n=name: serves(settings, n, 200), 30, f"{name} served", director.log)
+        eventually(lambda n=name: serves(settings, host_of(settings, n), 200), 30, f"{name} served", director)
     # No orphan service: exactly the edge and one service per dynamic site; the lost site's is gone.
     eventually(
-        lambda: "lost" not in services_of(swarm, settings).values(), 60, "the orphan removed", director.log
+        lambda: "lost" not in services_of(swarm, settings).values(), 60, "the orphan removed", director
     )
-    eventually(lambda: serves(settings, "lost", 404), 30, "lost gone from the edge", director.log)
+    eventually(
+        lambda: serves(settings, host_of(settings, "lost"), 404), 30, "lost gone from the edge", director
+    )
     live = services_of(swarm, settings)
     assert sorted(label for label in live.values() if label) == sorted(dynamic)
     assert settings.edge_service in live and len(live) == len(dynamic) + 1
@@ -207,7 +129,9 @@ def test_sigkill_while_applying_twenty_sites_then_restart_converges_with_nothing
     # Delete a dynamic site: its host answers 404 and nothing of it is left in Swarm.
     victim = sorted(dynamic)[0]
     store.delete(victim)
-    eventually(lambda: serves(settings, victim, 404), 60, f"{victim} gone from the edge", director.log)
+    eventually(
+        lambda: serves(settings, host_of(settings, victim), 404), 60, f"{victim} gone from the edge", director
+    )
     eventually(lambda: victim not in services_of(swarm, settings).values(), 60, f"{victim}'s service gone")
     eventually(
         lambda: not swarm.containers.list(all=True, filters={"label": f"{LABEL_SITE}={victim}"}),

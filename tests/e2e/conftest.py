@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import docker
 import pytest
 from docker_cleanup import INSTANCE_LABEL, remove_labelled
-from e2e_helpers import ControllerProcess, eventually, free_tcp_port, get
+from swarm_helpers import ControllerProcess, eventually, free_tcp_port, get
 
 from specs.config import Settings
 from specs.store import SiteStore

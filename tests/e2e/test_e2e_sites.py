@@ -13,22 +13,17 @@ from collections.abc import Callable
 
 import docker
 import pytest
-from e2e_helpers import (
-    LOCAL_IMAGE,
-    SERVE_PUBLIC,
+from e2e_helpers import LOCAL_IMAGE, SERVE_PUBLIC, RequestLoop, events_since, running_tasks, write_site_file
+from swarm_helpers import (
     ControllerProcess,
-    RequestLoop,
     condition,
-    events_since,
     eventually,
     get,
     host_of,
     ready,
-    running_tasks,
     serves,
     services_of,
     site,
-    write_site_file,
 )
 
 from reconcilers.docker_calls import LABEL_INSTANCE, LABEL_SITE
