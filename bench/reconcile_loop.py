@@ -306,9 +306,7 @@ async def resync_in_process(settings: Settings, count: int) -> None:
         cpu = _cpu_seconds() - cpu_before
         calls = api.between(window_start, window_end)
         writes = {
-            name: n
-            for name, n in calls.items()
-            if name.startswith(("create", "update", "remove", "kill"))
+            name: n for name, n in calls.items() if name.startswith(("create", "update", "remove", "kill"))
         }
         resync_seconds = reconciles.last_at - resync_at
         print(

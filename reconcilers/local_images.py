@@ -295,9 +295,17 @@ def import_rootfs(client: docker.DockerClient, root: Path, recipe: ImageRecipe) 
     ]
     tar = subprocess.Popen(
         [
-            "tar", "--numeric-owner", "--one-file-system",
-            "--exclude=./proc/*", "--exclude=./sys/*", "--exclude=./dev/*",
-            "-C", str(root), "-cf", "-", ".",
+            "tar",
+            "--numeric-owner",
+            "--one-file-system",
+            "--exclude=./proc/*",
+            "--exclude=./sys/*",
+            "--exclude=./dev/*",
+            "-C",
+            str(root),
+            "-cf",
+            "-",
+            ".",
         ],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,

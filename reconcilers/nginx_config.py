@@ -166,9 +166,15 @@ def stage_and_validate(layout: EdgeLayout, files: Mapping[str, str], timeout: fl
                 shutil.copyfile(layout.edge_dir / name, target)
         result = subprocess.run(
             [
-                NGINX_BINARY, "-t", "-q", "-e", "stderr",
-                "-c", str(staged / MAIN_CONF),
-                "-g", f"pid {staged}/nginx.pid;",
+                NGINX_BINARY,
+                "-t",
+                "-q",
+                "-e",
+                "stderr",
+                "-c",
+                str(staged / MAIN_CONF),
+                "-g",
+                f"pid {staged}/nginx.pid;",
             ],
             capture_output=True,
             text=True,
@@ -242,7 +248,6 @@ def old_workers_accepting(client: docker.DockerClient, reload: EdgeReload) -> in
     return accepting
 
 
-
 def served_revisions(port: int, timeout: float = PROBE_TIMEOUT_SECONDS) -> dict[str, str]:
     """Ask the edge, on a fresh connection to its published port here, which revisions it serves.
 
@@ -286,8 +291,10 @@ def wait_until_served(
     # the new workers, and only then does it tell the old ones to quit.
     if not _until(answers, deadline):
         return False
-    old_workers_quit = client is None or reload is None or _until(
-        lambda: not old_workers_accepting(client, reload), deadline
+    old_workers_quit = (
+        client is None
+        or reload is None
+        or _until(lambda: not old_workers_accepting(client, reload), deadline)
     )
     if not old_workers_quit:
         return False

@@ -198,7 +198,12 @@ class SiteRoutes:
         try:
             served = await asyncio.to_thread(
                 nginx_config.wait_until_served,
-                self._settings, "routes", revision, CONFIRM_SECONDS, self._client, reload,
+                self._settings,
+                "routes",
+                revision,
+                CONFIRM_SECONDS,
+                self._client,
+                reload,
             )
         finally:
             del self._confirming[revision]

@@ -30,9 +30,30 @@ KIND_SITE: Final = "Site"
 # Names that would collide with Director's own hosts, services or URL space.
 RESERVED_SITE_NAMES = frozenset(
     {
-        "admin", "api", "apis", "director", "edge", "localhost", "manager", "nginx", "orchestrator",
-        "root", "router", "shell", "shell-server", "sites", "static", "status", "www", "mail", "ftp",
-        "ssh", "default", "system", "registry", "docker",
+        "admin",
+        "api",
+        "apis",
+        "director",
+        "edge",
+        "localhost",
+        "manager",
+        "nginx",
+        "orchestrator",
+        "root",
+        "router",
+        "shell",
+        "shell-server",
+        "sites",
+        "static",
+        "status",
+        "www",
+        "mail",
+        "ftp",
+        "ssh",
+        "default",
+        "system",
+        "registry",
+        "docker",
     }
 )
 
@@ -74,8 +95,14 @@ DURATION_PATTERN = r"^[0-9]{1,6}(ms|s|m|h)$"
 MEMORY_PATTERN = r"^[0-9]{1,12}(\.[0-9]{1,3})?(k|K|M|G|Ki|Mi|Gi)?$"
 
 _MEMORY_UNITS = {
-    "": 1, "k": 1000, "K": 1000, "M": 1000**2, "G": 1000**3,
-    "Ki": 1024, "Mi": 1024**2, "Gi": 1024**3,
+    "": 1,
+    "k": 1000,
+    "K": 1000,
+    "M": 1000**2,
+    "G": 1000**3,
+    "Ki": 1024,
+    "Mi": 1024**2,
+    "Gi": 1024**3,
 }
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 

@@ -173,9 +173,7 @@ def base_image(docker_client: docker.DockerClient) -> str:
 
 
 @pytest.fixture
-def make_settings(
-    test_run: SessionRun, tmp_path_factory: pytest.TempPathFactory
-) -> Callable[..., Settings]:
+def make_settings(test_run: SessionRun, tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Settings]:
     """Settings with a unique instance (`dt` + 6 characters), a fresh state dir and a free port.
 
     Keyword arguments override any field, e.g. make_settings(site_image=base_image).

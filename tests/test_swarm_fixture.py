@@ -40,9 +40,7 @@ def _wait_for_running_task(service: docker.models.services.Service) -> dict[str,
 
 
 def test_dnsrr_service_answers_by_name_on_overlay(swarm, base_image, test_labels, run_id):
-    network = swarm.networks.create(
-        f"dt-{run_id}-net", driver="overlay", attachable=True, labels=test_labels
-    )
+    network = swarm.networks.create(f"dt-{run_id}-net", driver="overlay", attachable=True, labels=test_labels)
     service_name = f"dt-{run_id}-web"
     service = swarm.services.create(
         base_image,
@@ -61,8 +59,17 @@ def test_dnsrr_service_answers_by_name_on_overlay(swarm, base_image, test_labels
         answer = swarm.containers.run(
             base_image,
             [
-                "curl", "--silent", "--show-error", "--fail", "--max-time", "5",
-                "--retry", "30", "--retry-delay", "1", "--retry-all-errors",
+                "curl",
+                "--silent",
+                "--show-error",
+                "--fail",
+                "--max-time",
+                "5",
+                "--retry",
+                "30",
+                "--retry-delay",
+                "1",
+                "--retry-all-errors",
                 f"http://{service_name}:8000/",
             ],
             network=network.name,

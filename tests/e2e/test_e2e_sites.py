@@ -146,9 +146,11 @@ def test_drift_in_swarm_is_repaired_within_seconds_and_recorded(
         director,
         "docker service rm of the site's service",
         ["docker", "service", "rm", service],
-        lambda: swarm.api.inspect_service(service)["ID"] != old_id
-        and bool(running_tasks(swarm, service))
-        and serves(settings, host, 200, "<h1>drifty</h1>"),
+        lambda: (
+            swarm.api.inspect_service(service)["ID"] != old_id
+            and bool(running_tasks(swarm, service))
+            and serves(settings, host, 200, "<h1>drifty</h1>")
+        ),
     )
     # What was found (no service, woken by its removal) and what was done (created), in one event.
     recreated = [
@@ -183,9 +185,11 @@ def test_drift_in_swarm_is_repaired_within_seconds_and_recorded(
         director,
         "docker service rm of the edge",
         ["docker", "service", "rm", settings.edge_service],
-        lambda: swarm.api.inspect_service(settings.edge_service)["ID"] != old_edge
-        and bool(running_tasks(swarm, settings.edge_service))
-        and serves(settings, host, 200, "<h1>drifty</h1>"),
+        lambda: (
+            swarm.api.inspect_service(settings.edge_service)["ID"] != old_edge
+            and bool(running_tasks(swarm, settings.edge_service))
+            and serves(settings, host, 200, "<h1>drifty</h1>")
+        ),
     )
     platform = events_since(settings, "edge", edge_removed_at)
     assert any(

@@ -21,7 +21,9 @@ async def test_platform_creates_network_and_edge_then_repairs_them(swarm, base_i
     try:
         first = await platform.reconcile_platform(context())
         assert [(s.step, s.result) for s in first.steps] == [
-            ("network", "created"), ("edge-config", "updated"), ("edge-service", "created"),
+            ("network", "created"),
+            ("edge-config", "updated"),
+            ("edge-service", "created"),
         ]
         network = swarm.networks.get(settings.network)
         assert network.attrs["Driver"] == "overlay" and network.attrs["Attachable"]
@@ -50,7 +52,9 @@ async def test_platform_creates_network_and_edge_then_repairs_them(swarm, base_i
         main_conf.write_text(main_conf.read_text().replace("worker_connections 4096", "worker_connections 7"))
         fixed = await platform.reconcile_platform(context())
         assert [(s.step, s.result) for s in fixed.steps][1:] == [
-            ("edge-config", "updated"), ("edge-service", "unchanged"), ("edge-reload", "updated"),
+            ("edge-config", "updated"),
+            ("edge-service", "unchanged"),
+            ("edge-reload", "updated"),
         ]
         assert "worker_connections 4096" in main_conf.read_text()
     finally:

@@ -24,7 +24,10 @@ def test_site_spec_uses_nanoseconds_whole_configs_and_no_root():
     spec = _spec(resources={"cpus": 0.5, "memory": "128Mi"}, env={"GREETING": "hi"}, replicas=2)
     template = spec["TaskTemplate"]
     assert template["RestartPolicy"] == {
-        "Condition": "any", "Delay": 5_000_000_000, "MaxAttempts": 3, "Window": 120_000_000_000,
+        "Condition": "any",
+        "Delay": 5_000_000_000,
+        "MaxAttempts": 3,
+        "Window": 120_000_000_000,
     }
     assert template["Resources"]["Limits"] == {"NanoCPUs": 500_000_000, "MemoryBytes": 128 * 1024**2}
     container = template["ContainerSpec"]
@@ -78,14 +81,16 @@ def test_docker_events_map_to_their_site_or_the_platform():
         return {"Type": kind, "Action": action, "Actor": {"Attributes": attributes}}
 
     assert request_for(event("service", "update", name="unit-site-blog"), SETTINGS) == (
-        Request("Site", "blog"), "docker:service/update",
+        Request("Site", "blog"),
+        "docker:service/update",
     )
     edge_removed = event("service", "remove", name="unit-edge")
     assert request_for(edge_removed, SETTINGS) == (PLATFORM, "docker:service/remove")
     assert request_for(event("service", "update", name="other-site-blog"), SETTINGS) is None
     labelled = {LABEL_INSTANCE: "unit", LABEL_SITE: "blog"}
     assert request_for(event("container", "health_status: unhealthy", **labelled), SETTINGS) == (
-        Request("Site", "blog"), "docker:container/health_status",
+        Request("Site", "blog"),
+        "docker:container/health_status",
     )
     assert request_for(event("container", "exec_start: sh", **labelled), SETTINGS) is None
     foreign = {LABEL_INSTANCE: "someone-else", LABEL_SITE: "blog"}

@@ -128,7 +128,9 @@ async def test_finalize_removes_service_routes_and_archives_files(stack, write_s
 
     outcomes = await stack.finalize("going-away")
     assert {name: o.steps[0].result for name, o in outcomes.items()} == {
-        "service": "deleted", "routes": "deleted", "files": "deleted",
+        "service": "deleted",
+        "routes": "deleted",
+        "files": "deleted",
     }
     assert stack.client.services.list(filters={"name": stack.settings.service_name("going-away")}) == []
     wait_for_http(stack.settings, host, 404)

@@ -32,7 +32,9 @@ async def test_static_site_is_served_and_an_edit_is_served(stack, write_site_fil
     assert http_get(stack.settings, host) == (200, "<h1>edited by its owner</h1>")
     again = await stack.converge(site)
     assert {name: [s.result for s in o.steps] for name, o in again.items()} == {
-        "files": ["unchanged"], "service": ["unchanged"], "routes": ["unchanged"],
+        "files": ["unchanged"],
+        "service": ["unchanged"],
+        "routes": ["unchanged"],
     }
     assert http_get(stack.settings, host)[1] == "<h1>edited by its owner</h1>", "never overwrite user files"
 
@@ -66,7 +68,8 @@ async def test_dynamic_site_is_served_through_the_edge(stack, write_site_file):
     # Drift 1: someone adds an env var by hand; the next reconcile sends the whole spec back.
     subprocess.run(
         ["docker", "service", "update", "--detach", "--env-add", "INJECTED=1", service["Spec"]["Name"]],
-        check=True, capture_output=True,
+        check=True,
+        capture_output=True,
     )
     stack.services.forget("dyn-one")
     repaired = await stack.services.reconcile(site, context())
@@ -149,8 +152,11 @@ async def test_an_update_to_a_missing_image_rolls_back_and_the_site_keeps_servin
     wait_for_http(stack.settings, host, 200, "still here")
 
     broken = make_site(
-        "rolls-back", created=site.metadata.creation_timestamp, generation=2,
-        type="dynamic", image="director-test/missing:nope",
+        "rolls-back",
+        created=site.metadata.creation_timestamp,
+        generation=2,
+        type="dynamic",
+        image="director-test/missing:nope",
     )
     assert (await stack.services.reconcile(broken, context())).steps[0].result == "updated"
     messages = []
