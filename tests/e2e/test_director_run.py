@@ -1,0 +1,75 @@
+"""`director run`, what `make run` execs: the whole of Director with the examples, then Ctrl-C.
+
+Run as a user would, with its own instance, state dir, ports and dirctl configuration so it never meets the
+demo or another test on the shared Swarm.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from swarm_helpers import eventually, free_tcp_port, host_of, serves
+
+pytestmark = [pytest.mark.swarm, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parents[2]
+DIRECTOR = Path(sys.executable).with_name("director")
+DIRCTL = Path(sys.executable).with_name("dirctl")
+
+
+def test_director_run_applies_the_examples_prints_urls_and_leaves_sites_serving_on_ctrl_c(
+    make_settings, base_image, swarm, tmp_path
+):
+    settings = make_settings()
+    environment = os.environ | {
+        "DIRECTOR_STATE_DIR": str(settings.state_dir),
+        "DIRECTOR_INSTANCE": settings.instance,
+        "DIRECTOR_HTTP_PORT": str(settings.http_port),
+        "DIRECTOR_API_PORT": str(free_tcp_port()),
+        "DIRECTOR_CONFIG": str(tmp_path / "dirctl.yaml"),
+    }
+    output = tmp_path / "director-run.out"
+    with output.open("wb") as sink:
+        run = subprocess.Popen(
+            [str(DIRECTOR), "run", "--examples", "examples"],
+            cwd=ROOT,
+            env=environment,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            eventually(lambda: "Director is running." in output.read_text(), 240, "director run ready")
+            printed = output.read_text()
+            for name in ("hello", "clock", "club"):
+                assert f"http://{name}.{settings.sites_domain}:{settings.http_port}/" in printed
+                assert f"site/{name} condition met: Ready" in printed
+            assert f"http://robotics.example.org:{settings.http_port}/" in printed
+
+            # The dirctl configuration it wrote works at once, as the README promises.
+            listed = subprocess.run(
+                [str(DIRCTL), "get", "sites", "-o", "name"],
+                env=environment,
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )
+            assert listed.returncode == 0, listed.stderr
+            assert listed.stdout.split() == ["site/clock", "site/club", "site/hello"]
+            assert serves(settings, host_of(settings, "hello"), 200, "<h1>hello</h1>")
+            assert serves(settings, "robotics.example.org", 200)
+        finally:
+            run.send_signal(signal.SIGINT)
+            status = run.wait(60)
+    assert status == 0, output.read_text()
+    assert "the sites keep serving in Swarm" in output.read_text()
+    # Director's processes are gone; Swarm keeps serving what they converged.
+    time.sleep(1)
+    assert serves(settings, host_of(settings, "hello"), 200, "<h1>hello</h1>")
+    assert serves(settings, host_of(settings, "clock"), 200)
