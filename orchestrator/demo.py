@@ -115,7 +115,8 @@ def _print_summary(settings: Settings, examples: Path, url: str) -> None:
     for site in sites:
         for site_url in settings.site_urls(site.name, site.spec.domains):
             print(f"    {site.name:<8} {site_url}")
-    host = f"{sites[0].name}.{settings.sites_domain}" if sites else f"hello.{settings.sites_domain}"
+    custom_domains = [domain for site in sites for domain in site.spec.domains]
+    host = custom_domains[0] if custom_domains else "example.org"
     print(
         "\n*.localhost names reach this machine in browsers and curl; other host names need a Host header:"
         f"\n  curl -H 'Host: {host}' http://127.0.0.1:{settings.http_port}/"
