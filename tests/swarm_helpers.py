@@ -151,6 +151,15 @@ def ready(store: SiteStore, name: str) -> bool:
     return found is not None and found.status == "True"
 
 
+def record_gone(store: SiteStore, name: str) -> bool:
+    """True once the record is deleted for good (not merely marked with a deletionTimestamp)."""
+    try:
+        store.get(name)
+    except NotFound:
+        return True
+    return False
+
+
 def services_of(client: docker.DockerClient, settings: Settings) -> dict[str, str]:
     """Every Swarm service of this instance: name -> the site label (empty for the edge)."""
     found = client.api.services(filters={"label": f"{LABEL_INSTANCE}={settings.instance}"})

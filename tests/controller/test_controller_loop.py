@@ -22,6 +22,7 @@ from controller_fakes import (
     permanent,
     starting,
 )
+from swarm_helpers import record_gone
 
 from controller.backoff import Backoff
 from controller.runtime import Controller, ControllerOptions
@@ -261,14 +262,7 @@ async def test_delete_finalizes_in_reverse_order_then_the_record_goes(world: Wor
         await eventually(lambda: world.condition("golf", "Ready") == ("True", "Ready"), what="Ready")
         world.store.delete("golf")
 
-        def gone() -> bool:
-            try:
-                world.store.get("golf")
-            except NotFound:
-                return True
-            return False
-
-        await eventually(gone, what="record removed")
+        await eventually(lambda: record_gone(world.store, "golf"), what="record removed")
     assert world.journal.of("finalize", "golf")[:3] == ["routes", "service", "files"]
     deleted = [e for e in world.events.query("golf") if e.result == "deleted"]
     assert sorted(e.step for e in deleted) == ["files.remove", "routes.remove", "service.remove"]
@@ -286,14 +280,7 @@ async def test_a_failing_finalizer_keeps_the_record_and_retries(world: World):
         )
         assert world.store.get("hotel").metadata.deletion_timestamp is not None
 
-        def gone() -> bool:
-            try:
-                world.store.get("hotel")
-            except NotFound:
-                return True
-            return False
-
-        await eventually(gone, what="record removed after retries")
+        await eventually(lambda: record_gone(world.store, "hotel"), what="record removed after retries")
     # Two failures, the success, and perhaps one more look once the record is gone.
     assert world.journal.count("service", "finalize", "hotel") in (3, 4)
 

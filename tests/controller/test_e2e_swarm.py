@@ -11,7 +11,16 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from swarm_helpers import ControllerProcess, eventually, host_of, ready, serves, services_of, site
+from swarm_helpers import (
+    ControllerProcess,
+    eventually,
+    host_of,
+    ready,
+    record_gone,
+    serves,
+    services_of,
+    site,
+)
 
 from reconcilers.docker_calls import LABEL_SITE
 from specs.events import EventLog
@@ -30,14 +39,6 @@ def director(make_settings, base_image, swarm, tmp_path) -> Iterator[ControllerP
     controller = ControllerProcess(settings, tmp_path / "controller.log")
     yield controller
     controller.kill()
-
-
-def _exists(store: SiteStore, name: str) -> bool:
-    try:
-        store.get(name)
-    except NotFound:
-        return False
-    return True
 
 
 def test_a_static_site_is_applied_served_reported_and_deleted(director: ControllerProcess, swarm):
@@ -65,7 +66,7 @@ def test_a_static_site_is_applied_served_reported_and_deleted(director: Controll
         lambda: serves(settings, host_of(settings, "hello"), 404), 30, "hello gone from the edge", director
     )
     # The edge stops serving the site a moment before the finalizer comes off the record.
-    eventually(lambda: not _exists(store, "hello"), 10, "hello's record gone", director)
+    eventually(lambda: record_gone(store, "hello"), 10, "hello's record gone", director)
     with pytest.raises(NotFound):
         store.get("hello")
     assert any(e.result == "deleted" for e in EventLog(settings.events_db).query("hello"))
