@@ -59,3 +59,19 @@ class WriteRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.time:%Y-%m-%dT%H:%M:%SZ} {self.username} {self.operation} {self.site}"
+
+
+class BlockedDomain(models.Model):
+    """A domain no site may claim, kept by the admins (Director 4.0's blocked domains): the name itself and
+    every name under it. Sites already serving it keep it; only new claims are refused."""
+
+    domain: models.CharField[str, str] = models.CharField(max_length=253, unique=True)
+    reason: models.CharField[str, str] = models.CharField(max_length=512, blank=True, default="")
+    blocked_by: models.CharField[str, str] = models.CharField(max_length=150)
+    created: models.DateTimeField[datetime, datetime] = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["domain"]
+
+    def __str__(self) -> str:
+        return self.domain

@@ -93,6 +93,15 @@ def authorize_write(principal: Principal, old: Site | None, new: Site | None) ->
     if old is not None:
         require_read(principal, old, "change")
     if new is None:
+        if old is not None and old.spec.availability == "disabled":
+            # Deleting it and creating it again would undo an admin's decision: the disabled record keeps
+            # the name until an admin deletes it, which is how an admin releases the name.
+            raise ApiError(
+                403,
+                f'site "{old.name}" was disabled by an administrator: only an administrator may delete it',
+                causes=[Cause("spec.availability", "disabled by an administrator")],
+                name=old.name,
+            )
         return
     if principal.username not in new.spec.owners:
         raise ApiError(

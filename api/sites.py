@@ -3,6 +3,11 @@
 Views translate HTTP to these calls; the web UI can call them directly with its own principal.
 Every write is validated by specs/ and authorized before anything changes, and is retried on a
 resourceVersion conflict only when the caller did not ask for a precondition itself.
+
+Whether the caller may see the site is decided first, before any version check, diff or field-ownership
+conflict: those answers would otherwise tell a stranger what the site holds. A site the caller may not see
+is answered exactly as one that does not exist (404). Only a create under a taken name says that the name
+is taken: a site's name is its public host name, so that much is no secret.
 """
 
 from __future__ import annotations
@@ -13,16 +18,18 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from django.contrib.auth.models import User
 from pydantic import ValidationError
 
 from api import fields
 from api.auth import Principal
+from api.domains import admit_domains, host_taken
 from api.errors import ApiError, Cause, invalid
 from api.listcache import ListingCache
 from api.models import WriteRecord
-from api.policy import authorize_write, can_read, require_read
+from api.policy import authorize_write, can_read
 from specs.models import API_VERSION, KIND_SITE, Site
-from specs.store import AlreadyExists, Conflict, InvalidRecord, NotFound, SiteStore, StoreError
+from specs.store import AlreadyExists, Conflict, HostTaken, InvalidRecord, NotFound, SiteStore, StoreError
 
 Document = dict[str, Any]
 # Enough for a burst of writers on one site; each retry re-reads the record, so progress is guaranteed
@@ -39,7 +46,32 @@ class WriteOptions:
 
 
 def not_found(name: str) -> ApiError:
+    """The answer for a site that does not exist and for one the caller may not see, alike."""
     return ApiError(404, f'site "{name}" not found', name=name)
+
+
+def name_taken(name: str) -> ApiError:
+    return ApiError(
+        409, f'site "{name}" already exists; choose another name', reason="AlreadyExists", name=name
+    )
+
+
+def _unknown_owners(old: Site | None, new: Site) -> None:
+    """422 when a write adds an owner who is not a Director user (a typo would hand the site to nobody,
+    or to whoever registers that name later)."""
+    kept = set(old.spec.owners) if old is not None else set()
+    added = {owner: index for index, owner in enumerate(new.spec.owners) if owner not in kept}
+    if not added:
+        return
+    known = set(User.objects.filter(username__in=list(added)).values_list("username", flat=True))
+    causes = [
+        Cause(f"spec.owners[{index}]", f"no user is named {owner!r}; owners must be Director users")
+        for owner, index in added.items()
+        if owner not in known
+    ]
+    if causes:
+        listing = "; ".join(f"{cause.field}: {cause.message}" for cause in causes)
+        raise ApiError(422, f'site "{new.name}" has unknown owners: {listing}', causes=causes, name=new.name)
 
 
 def document_of(site: Site, *, include_status: bool = True) -> Document:
@@ -132,11 +164,15 @@ class SiteService:
             # The store refuses a name that could never be a site; to a client that is simply absent.
             return None
 
-    def get(self, name: str) -> Site:
+    def _visible(self, name: str) -> Site | None:
+        """The site if it exists and the caller may see it; None otherwise, whichever it is."""
         site = self._get(name)
+        return site if site is not None and can_read(self.principal, site) else None
+
+    def get(self, name: str) -> Site:
+        site = self._visible(name)
         if site is None:
             raise not_found(name)
-        require_read(self.principal, site)
         return site
 
     def list(self, label_filter: Callable[[Mapping[str, str]], bool] | None = None) -> builtins.list[Site]:
@@ -180,6 +216,8 @@ class SiteService:
         fields.check_field_manager(options.field_manager)
         for _attempt in range(_MAX_ATTEMPTS):
             old = self._get(name)
+            if old is not None and not can_read(self.principal, old):
+                raise name_taken(name) if create_if_missing else not_found(name)
             if old is None and not create_if_missing:
                 raise not_found(name)
             if old is not None and old.metadata.deletion_timestamp is not None and create_if_missing:
@@ -189,7 +227,13 @@ class SiteService:
             document = compute(old)
             new = _validated(document, name)
             authorize_write(self.principal, old, new)
+            _unknown_owners(old, new)
+            admit_domains(self.principal, old, new)
             if options.dry_run:
+                try:
+                    self.store.check_hosts(new)
+                except HostTaken as taken:
+                    raise host_taken(taken, name) from None
                 if old is None:
                     return self._dry_run_result(new, old), "created"
                 return self._dry_run_result(new, old), "unchanged" if _unchanged(old, new) else "configured"
@@ -201,10 +245,11 @@ class SiteService:
                 else:
                     new.metadata.resource_version = old.metadata.resource_version
                     stored = self.store.update(new)
+            except HostTaken as taken:
+                raise host_taken(taken, name) from None
             except (Conflict, AlreadyExists, NotFound):
                 if precondition is not None:
-                    current = self._get(name)
-                    raise self._stale(name, precondition, current) from None
+                    raise self._stale(name, precondition, self._visible(name)) from None
                 continue
             except StoreError as error:
                 raise ApiError(500, f'site "{name}" could not be written: {error}', name=name) from None
@@ -254,7 +299,7 @@ class SiteService:
 
         def compute(old: Site | None) -> Document:
             if old is not None:
-                raise ApiError(409, f'site "{name}" already exists', reason="AlreadyExists", name=name)
+                raise name_taken(name)
             document = copy.deepcopy(given)
             fields.write_managed(
                 document, fields.record_update(None, document, options.field_manager, {}, given=given)
@@ -344,7 +389,7 @@ class SiteService:
     def delete(self, name: str, options: WriteOptions, precondition: str | None = None) -> Site | None:
         """The site still being finalized, or None when it is gone."""
         for _attempt in range(_MAX_ATTEMPTS):
-            old = self._get(name)
+            old = self._visible(name)
             if old is None:
                 raise not_found(name)
             if precondition is not None and old.metadata.resource_version != precondition:
@@ -356,7 +401,7 @@ class SiteService:
                 remaining = self.store.delete(name, resource_version=old.metadata.resource_version)
             except Conflict:
                 if precondition is not None:
-                    raise self._stale(name, precondition, self._get(name)) from None
+                    raise self._stale(name, precondition, self._visible(name)) from None
                 continue
             except NotFound:
                 raise not_found(name) from None

@@ -124,9 +124,12 @@ def _watch_sites(request: HttpRequest, principal: Principal) -> StreamingHttpRes
                         yield _line({"type": "ERROR", "object": error})
                     continue
                 if not visible(event.site):
-                    if shown.pop(event.name, None) is not None:
-                        # It left this client's view (owner or label changed): to the client it is gone.
-                        yield _line({"type": "DELETED", "object": render(event.site)})
+                    last = shown.pop(event.name, None)
+                    if last is not None:
+                        # It left this client's view: to the client it is gone. A caller who lost access
+                        # sees it as they were last shown it, never its new owners, env or annotations.
+                        gone = event.site if can_read(principal, event.site) else last
+                        yield _line({"type": "DELETED", "object": render(gone)})
                     continue
                 kind = "MODIFIED" if event.name in shown or event.type == "MODIFIED" else "ADDED"
                 shown[event.name] = event.site

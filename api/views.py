@@ -15,7 +15,7 @@ from django.db import close_old_connections
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from api import content, fields, listing
+from api import content, domains, fields, listing
 from api.auth import Principal, authenticate_request, issue_token, revoke_token, user_from_basic_auth
 from api.errors import ApiError, Cause, method_not_allowed, status_success
 from api.models import ApiToken
@@ -157,6 +157,13 @@ def discovery_group(request: HttpRequest, principal: Principal) -> HttpResponse:
                     "verbs": ["get"],
                 },
                 {
+                    "name": "blockeddomains",
+                    "singularName": "blockeddomain",
+                    "namespaced": False,
+                    "kind": domains.BLOCKED_KIND,
+                    "verbs": ["create", "delete", "get", "list"],
+                },
+                {
                     "name": "events",
                     "singularName": "",
                     "namespaced": False,
@@ -243,6 +250,16 @@ def site_history(request: HttpRequest, principal: Principal, name: str) -> HttpR
             "items": [document_of(site, include_status=False) for site in history],
         },
     )
+
+
+@endpoint("GET", "POST")
+def blocked_domains(request: HttpRequest, principal: Principal) -> HttpResponse:
+    return domains.blocked_collection(request, principal)
+
+
+@endpoint("GET", "DELETE")
+def blocked_domain(request: HttpRequest, principal: Principal, domain: str) -> HttpResponse:
+    return domains.blocked_item(request, principal, domain)
 
 
 # ---- tokens -----------------------------------------------------------------------------------------

@@ -35,18 +35,21 @@ def build_controller(
     settings: Settings, options: ControllerOptions, client: docker.DockerClient
 ) -> Controller:
     images = ImageResolver(client, settings)
+    store = SiteStore(settings.state_dir)
     files = SiteFiles(settings)
     services = SiteServices(settings, client, images, files.uid_of)
-    routes = SiteRoutes(settings, client)
+    # Which site holds each custom domain is the store's to say: the first to claim it.
+    routes = SiteRoutes(settings, client, host_holders=store.host_holders)
     return Controller(
-        store=SiteStore(settings.state_dir),
+        store=store,
         events=EventLog(settings.events_db),
         settings=settings,
         # Files first (the service mounts them), then the service, then the routes that point to it.
         reconcilers=[files, services, routes],
         platform=EdgePlatform(settings, client, images),
         # A Docker event for a service makes its cached picture stale before it wakes the site.
-        triggers=[DockerEvents(settings, client, listeners=[services.forget])],
+        # The routes wake the sites waiting for a domain the moment its holder lets go of it.
+        triggers=[DockerEvents(settings, client, listeners=[services.forget]), routes],
         options=options,
     )
 

@@ -8,6 +8,12 @@ routes Nginx refuses keeps being served as it was, and every other site is untou
 Changes arriving within DEBOUNCE_SECONDS of each other are validated and reloaded together. A change is
 reported done only once the edge answers the new routes' revision (a hash of them, served by the default
 server): for a moment after a reload Nginx's old workers still answer with the old routes.
+
+A custom domain is routed to the site holding it: the first to claim it, as the record store records
+(`host_holders`). A site naming a domain another holds is served on its other hosts and is not Ready; it
+is woken (this reconciler is also a trigger) the moment the holder lets go, and a site that loses a domain
+at the edge is woken too, so neither waits for a resync to be right. Without claims (a reconciler driven
+without a store), the site serving a domain at the edge keeps it.
 """
 
 from __future__ import annotations
@@ -17,18 +23,19 @@ import json
 import logging
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Literal
 
 import docker
 
-from controller.types import Outcome, PermanentError, ReconcileContext, Step
+from controller.types import Enqueue, Outcome, PermanentError, ReconcileContext, Request, Step
 from reconcilers import nginx_config
 from reconcilers.docker_calls import DeadlineExceeded, off_loop, seconds_left
 from specs.config import Settings
-from specs.models import Site
+from specs.hosts import custom_domain_problem
+from specs.models import KIND_SITE, Site
 
 log = logging.getLogger(__name__)
 
@@ -44,14 +51,21 @@ RouteKind = Literal["static", "dynamic", "not-served"]
 @dataclass(frozen=True)
 class SiteRoute:
     name: str
+    # The site's default host first, then the custom domains it is granted.
     hosts: tuple[str, ...]
     kind: RouteKind
     upload_limit: int
-    # ISO time the site was created: of two sites claiming one domain, the older keeps it.
-    created: str = ""
+    # Custom domains the record store says this site holds: the edge moves them here from any other site.
+    claimed: tuple[str, ...] = ()
 
-    def is_older_than(self, other: SiteRoute) -> bool:
-        return bool(self.created and other.created and self.created < other.created)
+    @classmethod
+    def from_json(cls, fields: dict[str, object]) -> SiteRoute:
+        """A fragment saved on disk, by this version or an earlier one (which kept other fields)."""
+        known = {key: fields[key] for key in ("name", "kind", "upload_limit") if key in fields}
+        hosts = fields.get("hosts") or []
+        claimed = fields.get("claimed") or []
+        assert isinstance(hosts, list) and isinstance(claimed, list)
+        return cls(**known, hosts=tuple(hosts), claimed=tuple(claimed))  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
@@ -62,19 +76,39 @@ class Fragment:
     server: str
 
 
-def desired_route(site: Site, settings: Settings) -> SiteRoute | None:
-    """None when the site must not be routed at all (disabled: its hosts answer 404)."""
+HostHolders = Callable[[str], Mapping[str, str]]
+
+
+def _no_claims(_name: str) -> Mapping[str, str]:
+    return {}
+
+
+def desired_route(
+    site: Site, settings: Settings, holders: Mapping[str, str] | None = None
+) -> tuple[SiteRoute | None, dict[str, str]]:
+    """The site's route (None when it must not be routed: disabled, its hosts answer 404), and the custom
+    domains it names but may not have, each with the reason."""
     spec = site.spec
     if spec.availability == "disabled":
-        return None
-    created = site.metadata.creation_timestamp
-    return SiteRoute(
+        return None, {}
+    holders = holders or {}
+    denied: dict[str, str] = {}
+    for host in spec.domains:
+        problem = custom_domain_problem(host, settings.sites_domain)
+        holder = holders.get(host, site.name)
+        if problem is not None:
+            denied[host] = problem
+        elif holder != site.name:
+            denied[host] = f"{host} is served by site {holder}, which claimed it first"
+    granted = tuple(host for host in spec.domains if host not in denied)
+    route = SiteRoute(
         name=site.name,
-        hosts=(f"{site.name}.{settings.sites_domain}", *spec.domains),
+        hosts=(f"{site.name}.{settings.sites_domain}", *granted),
         kind="not-served" if spec.availability == "not-served" else spec.type,
         upload_limit=spec.resources.upload_limit_bytes,
-        created=created.isoformat() if created else "",
+        claimed=tuple(host for host in granted if holders.get(host) == site.name),
     )
+    return route, denied
 
 
 Changes = Mapping[str, SiteRoute | None]
@@ -100,9 +134,14 @@ class SiteRoutes:
         client: docker.DockerClient,
         templates_dir: Path = nginx_config.TEMPLATES_DIR,
         debounce_seconds: float = DEBOUNCE_SECONDS,
+        host_holders: HostHolders = _no_claims,
     ) -> None:
         self._settings = settings
         self._client = client
+        self._host_holders = host_holders
+        # Sites refused a custom domain, by domain: woken when it is free at the edge.
+        self._waiting: dict[str, set[str]] = {}
+        self._enqueue: Enqueue | None = None
         self._templates = nginx_config.template_environment(templates_dir)
         self._layout = nginx_config.EdgeLayout(settings.edge_dir)
         self._debounce = debounce_seconds
@@ -132,9 +171,44 @@ class SiteRoutes:
     def owned_names(self) -> set[str]:
         return set(self._good or {})
 
+    async def run(self, enqueue: Enqueue) -> None:
+        """As a trigger: wake sites whose domains were freed or taken, until cancelled."""
+        self._enqueue = enqueue
+        try:
+            await asyncio.Event().wait()
+        finally:
+            self._enqueue = None
+
+    def _wake(self, names: set[str], why: str) -> None:
+        if self._enqueue is None:
+            return
+        for name in sorted(names):
+            self._enqueue(Request(KIND_SITE, name), f"routes: {why}")
+
     async def reconcile(self, site: Site, ctx: ReconcileContext) -> Outcome:
         good = await self._loaded(ctx.deadline)
-        route = desired_route(site, self._settings)
+        holders = await off_loop(ctx.deadline, self._host_holders, site.name) if site.spec.domains else {}
+        route, denied = desired_route(site, self._settings, holders)
+        self._note_waiting(site.name, denied)
+        outcome = await self._converge(site, route, good, ctx)
+        if denied:
+            outcome.ready = False
+            outcome.message = "; ".join(denied.values()) + (
+                ": it is served on its other hosts, and gets a domain the moment its holder lets go of it"
+            )
+        return outcome
+
+    def _note_waiting(self, name: str, denied: Mapping[str, str]) -> None:
+        for host in [host for host, names in self._waiting.items() if name in names and host not in denied]:
+            self._waiting[host].discard(name)
+            if not self._waiting[host]:
+                del self._waiting[host]
+        for host in denied:
+            self._waiting.setdefault(host, set()).add(name)
+
+    async def _converge(
+        self, site: Site, route: SiteRoute | None, good: Mapping[str, Fragment], ctx: ReconcileContext
+    ) -> Outcome:
         current = good.get(site.name)
         if (current.route if current else None) == route:
             message = f"{site.name} is routed as {route.kind}" if route else f"{site.name} is not routed"
@@ -236,6 +310,7 @@ class SiteRoutes:
                         if not future.done():
                             future.set_exception(error)
                 return
+            self._wake_after(self._good or {}, result.good)
             self._good = result.good
             if result.revision is not None:
                 self._revision, self._served_revision = result.revision, None
@@ -254,6 +329,19 @@ class SiteRoutes:
             # replace the routes this one's reconciles are waiting to see answered.
             if result.revision is not None:
                 await self._served(self._revision, time.monotonic() + CONFIRM_SECONDS)
+
+    def _wake_after(self, before: Mapping[str, Fragment], after: Mapping[str, Fragment]) -> None:
+        """Wake the sites waiting for a domain no site serves any more, and those that lost one."""
+        served_before, served_after = _host_owners(before), _host_owners(after)
+        freed = {host for host in self._waiting if host in served_before and host not in served_after}
+        waiting = {name for host in freed for name in self._waiting.pop(host)}
+        losers = {
+            name
+            for host, name in served_before.items()
+            if served_after.get(host, name) != name and name in after
+        }
+        self._wake(waiting, "a domain it names was freed")
+        self._wake(losers, "another site holds a domain it served")
 
     async def _loaded(self, deadline: float) -> dict[str, Fragment]:
         if self._good is not None:
@@ -290,8 +378,7 @@ class SiteRoutes:
         good: dict[str, Fragment] = {}
         if self._layout.fragments_dir.is_dir():
             for path in sorted(self._layout.fragments_dir.glob("*.json")):
-                fields = json.loads(path.read_text())
-                route = SiteRoute(**{**fields, "hosts": tuple(fields["hosts"])})
+                route = SiteRoute.from_json(json.loads(path.read_text()))
                 good[route.name] = self._fragment(route)
         reload = self._repair_live(good)
         return good, nginx_config.routes_revision(*_entries(good)), reload
@@ -366,7 +453,9 @@ class SiteRoutes:
     ) -> str:
         """Put `route` into `candidate` unless a host of it belongs to another site; return the conflict.
 
-        `owners` (host -> site) is kept in step with `candidate`.
+        A site's own default host and the domains its record holds are moved to it from whichever site
+        serves them now; any other host stays with the site serving it. `owners` (host -> site) is kept
+        in step with `candidate`.
         """
         taken_from: dict[str, list[str]] = {}
         hosts_wanted = route.hosts if route else ()
@@ -376,8 +465,9 @@ class SiteRoutes:
                 continue
             holder = candidate[holder_name].route
             own_default = host == hosts_wanted[0]
-            if not own_default and (host == holder.hosts[0] or not (route and route.is_older_than(holder))):
-                return f"the domain {host} is already served by site {holder_name} (the older claim keeps it)"
+            held = route is not None and host in route.claimed
+            if host == holder.hosts[0] or not (own_default or held):
+                return f"the domain {host} is already served by site {holder_name}, which had it first"
             taken_from.setdefault(holder_name, []).append(host)
         for holder_name, hosts in taken_from.items():
             holder = candidate[holder_name].route

@@ -17,6 +17,11 @@ def _env_int(name: str, default: int) -> int:
         raise ValueError(f"{name} must be a whole number, got {raw!r}") from None
 
 
+def _env_list(name: str) -> tuple[str, ...]:
+    """A comma-separated list, lower-cased (host names are compared so), empty items dropped."""
+    return tuple(item.strip().lower() for item in os.environ.get(name, "").split(",") if item.strip())
+
+
 @dataclass(frozen=True)
 class Settings:
     state_dir: Path = field(default_factory=lambda: Path("var").resolve())
@@ -30,6 +35,8 @@ class Settings:
     instance: str = "director"
     resync_seconds: int = 30
     trash_retention_days: int = 7
+    # Domains (each with every name under it) only an admin may give a site: a school's own domain.
+    admin_only_domains: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -42,6 +49,7 @@ class Settings:
             instance=os.environ.get("DIRECTOR_INSTANCE", "director"),
             resync_seconds=_env_int("DIRECTOR_RESYNC_SECONDS", 30),
             trash_retention_days=_env_int("DIRECTOR_TRASH_RETENTION_DAYS", 7),
+            admin_only_domains=_env_list("DIRECTOR_ADMIN_ONLY_DOMAINS"),
         )
 
     @property

@@ -69,7 +69,13 @@ MAX_COMMAND_ARG_BYTES = 4096
 MIN_MEMORY_BYTES = 6 * 1024 * 1024  # Docker refuses limits below 6 MiB.
 MAX_MEMORY_BYTES = 16 * 1024**3
 MAX_UPLOAD_BYTES = 1024**3
+# Every limit has a floor above the value its backend reads as "no limit": Docker takes NanoCPUs 0 as
+# unlimited and Nginx takes client_max_body_size 0 as any size, so a tiny value must never round to 0.
+MIN_UPLOAD_BYTES = 1024
+MIN_CPUS = 0.01
 MAX_CPUS = 8.0
+# Docker reads a healthcheck timeout of 0 as its own default (30s), not as none.
+MIN_HEALTH_TIMEOUT_SECONDS = 0.1
 MAX_REPLICAS = 10
 # Env names Director sets itself for every dynamic site.
 RESERVED_ENV_NAMES = frozenset({"PORT", "HOST"})
@@ -139,9 +145,23 @@ def _check_memory(quantity: str) -> str:
 
 
 def _check_upload_limit(quantity: str) -> str:
-    if parse_memory(quantity) > MAX_UPLOAD_BYTES:
+    size = parse_memory(quantity)
+    if size > MAX_UPLOAD_BYTES:
         raise ValueError(f"uploadLimit must be at most 1Gi, got {quantity}")
+    if size < MIN_UPLOAD_BYTES:
+        raise ValueError(
+            f"uploadLimit must be at least 1Ki, got {quantity}: Nginx would read a limit of 0 as no limit"
+        )
     return quantity
+
+
+def _check_cpus(cpus: float) -> float:
+    if cpus < MIN_CPUS:
+        raise ValueError(
+            f"cpus must be at least {MIN_CPUS} (1% of a CPU), got {cpus:g}: Docker would read a limit "
+            "that rounds to 0 as no limit"
+        )
+    return cpus
 
 
 def _check_env_value(value: str) -> str:
@@ -216,13 +236,17 @@ class HealthCheck(Model):
     def _timeout_fits_interval(self) -> HealthCheck:
         if parse_duration(self.timeout) > parse_duration(self.interval):
             raise ValueError("healthCheck.timeout may not be longer than healthCheck.interval")
+        if parse_duration(self.timeout) < MIN_HEALTH_TIMEOUT_SECONDS:
+            raise ValueError("healthCheck.timeout must be at least 100ms (Docker reads 0 as its default)")
         if not 1 <= parse_duration(self.interval) <= 3600:
             raise ValueError("healthCheck.interval must be between 1s and 1h")
         return self
 
 
 class Resources(Model):
-    cpus: Annotated[float, Field(gt=0, le=MAX_CPUS, allow_inf_nan=False, strict=True)] = DEFAULT_CPUS
+    cpus: Annotated[
+        float, Field(gt=0, le=MAX_CPUS, allow_inf_nan=False, strict=True), AfterValidator(_check_cpus)
+    ] = DEFAULT_CPUS
     memory: MemoryQuantity = DEFAULT_MEMORY
     upload_limit: UploadQuantity = DEFAULT_UPLOAD_LIMIT
 

@@ -5,12 +5,17 @@ Layout (all readable and editable by hand):
     specs/sites/<name>.yaml                  metadata + spec, written by the API side
     status/sites/<name>.yaml                 status, written by the controller only
     history/sites/<name>/<generation>.yaml   previous spec generations, newest `history_limit` kept
+    claims/hosts/<host>                      which site holds each custom domain (specs/hostclaims.py)
     .lock, .resource-version                 the write lock and the store-wide resourceVersion counter
 
 Spec and status live in separate files so their writers never conflict: the optimistic-concurrency
 check of `update`/`delete` is against the spec record's resourceVersion, and a status write in between
 does not make a spec writer's copy stale. A Site read back carries the newer of the two versions.
 Every write happens under one flock and goes through temp file, fsync, rename, fsync of the directory.
+
+A custom domain belongs to one record at a time, the first to claim it: a write naming a domain another
+record holds is refused (HostTaken) under the same lock, so no order of writers, restarts or deletions
+ever moves a host from its holder.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from pydantic import ValidationError
 from watchfiles import Change, awatch
 
 from specs._durable import Counter, exclusive_lock, remove_durably, remove_stale_temp_files, write_atomic
+from specs.hostclaims import Claim, HostClaims
 from specs.models import (
     SITE_NAME_PATTERN,
     Model,
@@ -71,6 +77,17 @@ class Conflict(StoreError):
 
 class BeingDeleted(StoreError):
     """The record has a deletionTimestamp, and the request would add a finalizer to it."""
+
+
+class HostTaken(StoreError):
+    """A custom domain the record names is held by another site."""
+
+    def __init__(self, host: str, holder: str, index: int) -> None:
+        super().__init__(f"the domain {host} is held by site {holder!r}")
+        self.host = host
+        self.holder = holder
+        # Where in spec.domains, so an API error can point at the field.
+        self.index = index
 
 
 class InvalidRecord(StoreError):
@@ -300,6 +317,7 @@ class SiteStore:
         self._index_loaded = False
         self._counter = Counter(self.state_dir / ".resource-version")
         self._cache = _ParseCache()
+        self._claims = HostClaims(self.state_dir)
         # Merged Sites for list() and watch(), valid while both files keep their identity.
         self._entries: dict[str, tuple[tuple[_FileKey, _FileKey | None], Site | RecordError]] = {}
         for directory in (self.specs_dir, self.status_dir, self.history_dir, self._index_path.parent):
@@ -310,6 +328,8 @@ class SiteStore:
             remove_stale_temp_files(self._index_path.parent)
             if not self._counter.exists():
                 self._counter.seed(self._highest_recorded_version())
+            if not self._claims.migrated:
+                self._claim_existing_hosts()
 
     def _highest_recorded_version(self) -> int:
         """The newest resourceVersion in any record: where a lost counter file must resume, not at 1."""
@@ -530,6 +550,10 @@ class SiteStore:
         self._cache.remember(path, site.model_copy(deep=True, update={"status": None}))
 
     def _remove_record(self, name: str) -> None:
+        with contextlib.suppress(InvalidRecord):
+            record = self._read_spec(name)
+            if record is not None:
+                self._release_hosts(name, builtins.list(record.spec.domains))
         remove_durably(self.status_path(name))
         remove_durably(self.spec_path(name))
         shutil.rmtree(self.history_dir / name, ignore_errors=True)
@@ -572,14 +596,103 @@ class SiteStore:
                 f"{newest}); read it again and retry"
             )
 
+    # ---- host claims (always under the lock) ----------------------------------------------------------
+
+    def _claim_existing_hosts(self) -> None:
+        """Claim the domains of records written before claims existed: the oldest record first."""
+        records: builtins.list[Site] = []
+        for path in self.specs_dir.glob(f"*{_RECORD_SUFFIX}"):
+            with contextlib.suppress(InvalidRecord, OSError):
+                records.append(_parse_spec_record(path))
+        oldest_first = sorted(records, key=lambda r: (r.metadata.creation_timestamp or _now(), r.name))
+        for record in oldest_first:
+            if record.metadata.uid is not None and record.metadata.deletion_timestamp is None:
+                self._settle(record)
+        self._claims.mark_migrated()
+
+    def _holder(self, host: str) -> Claim | None:
+        """The live claim on `host`; a claim whose record no longer names the host is removed."""
+        claim = self._claims.read(host)
+        if claim is None:
+            return None
+        try:
+            record = self._read_spec(claim.site)
+        except InvalidRecord:
+            # A record broken by hand keeps what it held until it is mended or deleted.
+            return claim
+        except NotFound:
+            record = None
+        if (
+            record is None
+            or record.metadata.uid != claim.uid
+            or record.metadata.deletion_timestamp is not None
+            or host not in record.spec.domains
+        ):
+            self._claims.release(host)
+            return None
+        return claim
+
+    def _take_hosts(self, name: str, uid: str, domains: builtins.list[str]) -> None:
+        """Claim every domain for the record `name`, or raise HostTaken and claim none."""
+        unclaimed = []
+        for index, host in enumerate(domains):
+            holder = self._holder(host)
+            if holder is None:
+                unclaimed.append(host)
+            elif holder.site != name:
+                raise HostTaken(host, holder.site, index)
+        for host in unclaimed:
+            self._claims.hold(host, name, uid)
+
+    def _release_hosts(self, name: str, hosts: builtins.list[str]) -> None:
+        for host in hosts:
+            claim = self._claims.read(host)
+            if claim is not None and claim.site == name:
+                self._claims.release(host)
+
+    def _settle(self, record: Site) -> dict[str, str]:
+        """Claim what nobody holds of the record's domains; domain -> the site holding it."""
+        holders: dict[str, str] = {}
+        for host in record.spec.domains:
+            holder = self._holder(host)
+            if holder is None and record.metadata.uid is not None:
+                holder = self._claims.hold(host, record.name, record.metadata.uid)
+            holders[host] = holder.site if holder is not None else record.name
+        return holders
+
+    def check_hosts(self, site: Site) -> None:
+        """Raise HostTaken if a write of `site` would be refused for its domains; writes nothing."""
+        with exclusive_lock(self._lock_path):
+            for index, host in enumerate(site.spec.domains):
+                holder = self._holder(host)
+                if holder is not None and holder.site != site.name:
+                    raise HostTaken(host, holder.site, index)
+
+    def host_holders(self, name: str) -> dict[str, str]:
+        """For each domain the record names: the site holding it, which is the record itself unless an
+        earlier claimant holds it. A domain nobody holds is claimed for the record now (a record written
+        by hand, not through the store). Empty for a record that is gone or being deleted."""
+        with exclusive_lock(self._lock_path):
+            try:
+                record = self._read_spec(name)
+            except InvalidRecord:
+                return {}
+            if record is None or record.metadata.deletion_timestamp is not None:
+                return {}
+            return self._settle(record)
+
+    # ---- writing records (always under the lock) -----------------------------------------------------
+
     def create(self, site: Site) -> Site:
         name = self._checked_name(site.name)
         with exclusive_lock(self._lock_path):
             if _file_key(self.spec_path(name)) is not None:
                 raise AlreadyExists(f"site {name!r} already exists")
+            uid = str(uuid.uuid4())
+            self._take_hosts(name, uid, builtins.list(site.spec.domains))
             metadata = site.metadata.model_copy(
                 update={
-                    "uid": str(uuid.uuid4()),
+                    "uid": uid,
                     "generation": 1,
                     "resource_version": str(self._counter.advance()),
                     "creation_timestamp": _now(),
@@ -613,6 +726,10 @@ class SiteStore:
             ):
                 return self._merge(stored, status, copy=True)
             generation = old.generation or 0
+            uid = old.uid or str(uuid.uuid4())
+            dropped = [host for host in stored.spec.domains if host not in spec.domains]
+            if spec.domains != stored.spec.domains:
+                self._take_hosts(name, uid, builtins.list(spec.domains))
             if spec_changed:
                 self._save_history(stored)
                 generation += 1
@@ -624,7 +741,7 @@ class SiteStore:
                     "generation": max(generation, 1),
                     "resource_version": str(self._counter.advance(_version(old.resource_version))),
                     # A record written by hand may lack the server fields: the first API write adds them.
-                    "uid": old.uid or str(uuid.uuid4()),
+                    "uid": uid,
                     "creation_timestamp": old.creation_timestamp or _now(),
                 }
             )
@@ -633,6 +750,7 @@ class SiteStore:
                 self._remove_record(name)
                 return updated
             self._write_spec(updated)
+            self._release_hosts(name, dropped)
             return self._merge(updated, status, copy=True)
 
     def delete(self, name: str, *, resource_version: str | None = None) -> Site | None:
@@ -657,6 +775,9 @@ class SiteStore:
                 self._counter.advance(_version(stored.metadata.resource_version))
             )
             self._write_spec(stored)
+            # A site being deleted lets go of its domains at once: the next claimant need not wait for
+            # its finalizers (the routes of the new holder replace the old one's at the edge).
+            self._release_hosts(name, builtins.list(stored.spec.domains))
             return self._merge(stored, status, copy=True)
 
     def add_finalizer(self, name: str, finalizer: str) -> Site:

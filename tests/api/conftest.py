@@ -82,6 +82,7 @@ def start_server(state_dir: Path, port: int) -> subprocess.Popen[bytes]:
         "DIRECTOR_STATE_DIR": str(state_dir),
         "DJANGO_SETTINGS_MODULE": "ui.settings",
         "PYTHONPATH": str(REPO),
+        "DIRECTOR_ADMIN_ONLY_DOMAINS": "school.example.edu",
     }
     log = (state_dir / "server.log").open("ab")
     process = subprocess.Popen(

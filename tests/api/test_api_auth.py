@@ -31,10 +31,9 @@ ENDPOINTS = [
     ("GET", "/shell-server/v1/users/alice/sites"),
 ]
 SHELL_ENDPOINTS = {path for _, path in ENDPOINTS if path.startswith("/shell-server/")}
-# What alice, an ordinary user, is forbidden (403) to do on bob's site or on the shell server's URLs.
-FORBIDDEN_FOR_ALICE = [
-    (method, path) for method, path in ENDPOINTS if "{site}" in path or path in SHELL_ENDPOINTS
-]
+# What alice, an ordinary user, may not reach: bob's site (404, as if it did not exist) and the shell
+# server's URLs (403).
+HIDDEN_FROM_ALICE = [(method, path) for method, path in ENDPOINTS if "{site}" in path]
 
 
 @pytest.fixture
@@ -64,10 +63,20 @@ def test_every_endpoint_without_credentials_is_401(api, bobs_site, method, path)
     assert response.json()["kind"] == "Status" and response.json()["reason"] == "Unauthorized"
 
 
-@pytest.mark.parametrize(("method", "path"), FORBIDDEN_FOR_ALICE)
-def test_every_site_and_shell_endpoint_is_403_for_a_user_who_may_not(api, bobs_site, method, path):
+@pytest.mark.parametrize(("method", "path"), HIDDEN_FROM_ALICE)
+def test_a_site_one_may_not_see_is_answered_exactly_as_one_that_does_not_exist(api, bobs_site, method, path):
+    """Not 403: that would say the name exists, and a 403 after a 409 or a version check would say more."""
     with api.client("alice") as client:
-        response = _call(client, method, path, bobs_site)
+        hidden = _call(client, method, path, bobs_site)
+        missing = _call(client, method, path, "ghost")
+    assert hidden.status_code == 404, hidden.text
+    assert hidden.text == missing.text.replace("ghost", bobs_site)
+
+
+@pytest.mark.parametrize(("method", "path"), [e for e in ENDPOINTS if e[1] in SHELL_ENDPOINTS])
+def test_the_shell_server_endpoints_are_403_for_a_user(api, method, path):
+    with api.client("alice") as client:
+        response = _call(client, method, path, "any")
     assert response.status_code == 403, response.text
     assert response.json()["reason"] == "Forbidden"
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
 from reconciler_helpers import make_site
 
 from controller.types import PLATFORM, Request
@@ -11,6 +14,7 @@ from reconcilers.routes import desired_route
 from reconcilers.service import render_site_spec
 from reconcilers.swarm_spec import drift, spec_hash
 from specs.config import Settings
+from specs.models import Site
 
 SETTINGS = Settings(instance="unit")
 
@@ -98,10 +102,56 @@ def test_docker_events_map_to_their_site_or_the_platform():
 
 
 def test_routes_say_how_a_site_is_served():
-    assert desired_route(make_site("gone", availability="disabled"), SETTINGS) is None
+    assert desired_route(make_site("gone", availability="disabled"), SETTINGS) == (None, {})
     paused_site = make_site("paused", availability="not-served", domains=["a.example.org"])
-    paused = desired_route(paused_site, SETTINGS)
-    assert paused is not None
+    paused, denied = desired_route(paused_site, SETTINGS)
+    assert paused is not None and denied == {}
     assert paused.kind == "not-served" and paused.hosts == ("paused.sites.localhost", "a.example.org")
-    app = desired_route(make_site("app", type="dynamic", image="x.org/app:1"), SETTINGS)
+    app, _ = desired_route(make_site("app", type="dynamic", image="x.org/app:1"), SETTINGS)
     assert app is not None and app.kind == "dynamic"
+
+
+def test_a_route_gets_only_the_domains_its_site_holds_and_may_have():
+    site = make_site(
+        "club", domains=["mine.example.org", "theirs.example.org", "10.0.0.1", "x.sites.localhost"]
+    )
+    holders = {"mine.example.org": "club", "theirs.example.org": "first"}
+    route, denied = desired_route(site, SETTINGS, holders)
+    assert route is not None
+    assert route.hosts == ("club.sites.localhost", "mine.example.org")
+    assert route.claimed == ("mine.example.org",)
+    assert denied == {
+        "theirs.example.org": "theirs.example.org is served by site first, which claimed it first",
+        "10.0.0.1": "10.0.0.1 is an IP address, not a host name; a site is reached by name",
+        "x.sites.localhost": (
+            "x.sites.localhost is under the sites domain sites.localhost, whose names are the sites' own "
+            "default hosts; a site's default host is <name>.sites.localhost"
+        ),
+    }
+
+
+@given(
+    cpus=st.floats(allow_nan=True, allow_infinity=True) | st.integers(-5, 20),
+    upload=st.from_regex(r"[0-9]{1,6}(\.[0-9]{1,3})?(k|K|M|G|Ki|Mi|Gi)?", fullmatch=True),
+    memory=st.from_regex(r"[0-9]{1,11}(\.[0-9]{1,3})?(k|K|M|G|Ki|Mi|Gi)?", fullmatch=True),
+)
+@settings(max_examples=300, deadline=None)
+def test_every_limit_is_refused_or_rendered_as_a_limit(cpus, upload, memory):
+    """Docker reads NanoCPUs 0 and MemoryBytes 0, Nginx client_max_body_size 0, as no limit at all."""
+    resources = {"cpus": cpus, "uploadLimit": upload, "memory": memory}
+    try:
+        site = Site.model_validate(
+            {
+                "metadata": {"name": "limited"},
+                "spec": {"type": "dynamic", "image": "x.org/a:1", "resources": resources},
+            }
+        )
+    except ValidationError:
+        return
+    limits = render_site_spec(SETTINGS, site, "x.org/a:1", 200001, "net")["TaskTemplate"]["Resources"][
+        "Limits"
+    ]
+    assert limits["NanoCPUs"] >= 10_000_000
+    assert limits["MemoryBytes"] >= 6 * 1024 * 1024
+    route, _ = desired_route(site, SETTINGS)
+    assert route is not None and route.upload_limit >= 1024

@@ -10,6 +10,7 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import yaml
 from reconciler_helpers import CountingClient, context, http_get, make_site, wait_for_http
 
 from controller.types import PLATFORM, PermanentError, Request
@@ -18,6 +19,7 @@ from reconcilers.docker_events import DockerEvents
 from reconcilers.images import ImageResolver
 from reconcilers.routes import SiteRoutes
 from reconcilers.service import SiteServices
+from specs.store import SiteStore
 
 pytestmark = [pytest.mark.swarm, pytest.mark.slow]
 
@@ -255,7 +257,7 @@ async def test_a_burst_of_route_changes_is_one_validation_and_one_reload(stack):
         assert http_get(stack.settings, f"{site.name}.{stack.settings.sites_domain}")[0] == 200
 
 
-async def test_the_older_site_keeps_a_contested_domain(stack):
+async def test_without_claims_the_site_serving_a_domain_keeps_it_whichever_is_older(stack):
     yesterday = datetime.now(UTC) - timedelta(days=1)
     newer = make_site("newer-claim", domains=["contested.example.org"])
     older = make_site("older-claim", created=yesterday, domains=["contested.example.org"])
@@ -264,9 +266,63 @@ async def test_the_older_site_keeps_a_contested_domain(stack):
     await stack.routes.reconcile(newer, context())
     wait_for_http(stack.settings, "contested.example.org", 200, "newer-claim")
 
-    await stack.routes.reconcile(older, context())
-    wait_for_http(stack.settings, "contested.example.org", 200, "older-claim")
-    taken = r"contested\.example\.org is already served by site older-claim"
+    taken = r"contested\.example\.org is already served by site newer-claim, which had it first"
     with pytest.raises(PermanentError, match=taken):
-        await stack.routes.reconcile(newer, context())
-    assert http_get(stack.settings, f"newer-claim.{stack.settings.sites_domain}")[0] == 200
+        await stack.routes.reconcile(older, context())
+    assert "newer-claim" in http_get(stack.settings, "contested.example.org")[1]
+
+
+def _name_domains_by_hand(store: SiteStore, name: str, domains: list[str]) -> None:
+    """What an earlier version (or an edit by hand) could leave: a record naming a domain it does not hold."""
+    record = store.spec_path(name)
+    document = yaml.safe_load(record.read_text())
+    document["spec"]["domains"] = domains
+    record.write_text(yaml.safe_dump(document))
+
+
+async def test_the_store_s_holder_keeps_its_domain_and_a_freed_domain_wakes_the_site_waiting(stack, tmp_path):
+    store = SiteStore(tmp_path / "records")
+    woken: list[tuple[Request, str]] = []
+    routes = SiteRoutes(stack.settings, stack.client, host_holders=store.host_holders)
+    waking = asyncio.create_task(routes.run(lambda request, why: woken.append((request, why))))
+    try:
+        store.create(make_site("attacker"))
+        store.create(make_site("victim", domains=["victim.example.org"]))
+        _name_domains_by_hand(store, "attacker", ["victim.example.org"])
+        for name in ("victim", "attacker"):
+            await stack.files.reconcile(store.get(name), context())
+
+        # The attacker is reconciled first, and is older: the domain stays the victim's all the same.
+        refused = await routes.reconcile(store.get("attacker"), context())
+        assert not refused.ready
+        assert "victim.example.org is served by site victim, which claimed it first" in refused.message
+        assert http_get(stack.settings, "victim.example.org")[0] == 404
+        wait_for_http(stack.settings, f"attacker.{stack.settings.sites_domain}", 200, "attacker")
+        assert (await routes.reconcile(store.get("victim"), context())).ready
+        wait_for_http(stack.settings, "victim.example.org", 200, "<h1>victim</h1>")
+        assert not (await routes.reconcile(store.get("attacker"), context())).ready
+        assert http_get(stack.settings, "victim.example.org")[1].count("<h1>victim</h1>") == 1
+
+        # The victim lets go: the attacker, waiting for the domain, is woken at once and gets it.
+        victim = store.get("victim")
+        victim.spec.domains = []
+        store.update(victim)
+        assert (await routes.reconcile(store.get("victim"), context())).ready
+        assert [request.name for request, _ in woken] == ["attacker"]
+        assert (await routes.reconcile(store.get("attacker"), context())).ready
+        wait_for_http(stack.settings, "victim.example.org", 200, "<h1>attacker</h1>")
+    finally:
+        waking.cancel()
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "sites-of-others.example.org.sites.localhost", "me.localhost"])
+async def test_a_record_naming_a_host_no_site_may_have_is_not_routed_for_it(stack, host):
+    host = host.replace("sites.localhost", stack.settings.sites_domain)
+    name = f"greedy-{abs(hash(host)) % 1000}"
+    fine = f"fine.{name}.example.org"
+    site = make_site(name, domains=[host, fine])
+    await stack.files.reconcile(site, context())
+    outcome = await stack.routes.reconcile(site, context())
+    assert not outcome.ready and host in outcome.message
+    wait_for_http(stack.settings, fine, 200, name)
+    assert http_get(stack.settings, host)[0] == 404
