@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import argparse
 
-from cli import exit_codes
+from cli import blocked, exit_codes
 from cli.common import api_from, error, parse_target, reports_errors
 from cli.waiting import parse_timeout, wait_for_deletion
 
 
 def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subcommands.add_parser("delete", help="delete sites by name or by file")
-    parser.add_argument("target", nargs="*", metavar="site NAME", help="`site NAME` or `site/NAME`")
+    parser = subcommands.add_parser("delete", help="delete sites by name or by file, or a blocked domain")
+    parser.add_argument(
+        "target", nargs="*", metavar="site NAME", help="`site NAME`, `site/NAME` or `blockeddomain DOMAIN`"
+    )
     parser.add_argument(
         "-f", "--filename", action="append", metavar="FILE|DIR|-", help="delete the sites in it"
     )
@@ -24,6 +26,14 @@ def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -
 
 @reports_errors
 def run(args: argparse.Namespace) -> int:
+    if args.target and args.target[0].partition("/")[0] in blocked.KINDS:
+        words = args.target[0].split("/", 1) if len(args.target) == 1 else args.target
+        if len(words) != 2:
+            error("name the domain: `delete blockeddomain DOMAIN`")
+            return exit_codes.USAGE
+        with api_from(args) as api:
+            blocked.delete(api, words[1])
+        return exit_codes.OK
     names: list[str] = []
     if args.filename:
         from specs.yamlio import load_paths

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 from cli import (
     apply,
+    create,
     delete,
     describe,
     diff,
@@ -23,7 +24,7 @@ from cli import (
 )
 from cli.common import add_connection_options
 
-VERBS = (apply, get, describe, diff, delete, events, logs, wait, rollout, reconcile, login, schema)
+VERBS = (apply, create, get, describe, diff, delete, events, logs, wait, rollout, reconcile, login, schema)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -416,3 +416,23 @@ def test_events_watch_and_logs_follow_stream_as_things_happen(api, dirctl, tmp_p
         for process in (events, logs):
             process.kill()
             process.wait()
+
+
+def test_admins_keep_the_blocked_domains_with_dirctl(dirctl, tmp_path):
+    refused = dirctl("create", "blockeddomain", "casino.example", "--reason", "no gambling", who="alice")
+    assert refused.returncode == 1 and "admins only" in refused.stderr
+    created = dirctl("create", "blockeddomain", "casino.example", "--reason", "no gambling")
+    assert (created.returncode, created.stdout) == (0, "blockeddomain/casino.example created\n")
+    listed = dirctl("get", "blockeddomains")
+    assert listed.returncode == 0
+    assert listed.stdout.split("\n")[1].split()[:2] == ["casino.example", "admin"]
+    assert listed.stdout.rstrip().endswith("no gambling")
+    try:
+        manifest = write_sites(tmp_path / "s.yaml", site_doc("bets", domains=["www.casino.example"]))
+        applied = dirctl("apply", "-f", str(manifest), who="alice")
+        assert applied.returncode == 1
+        assert "spec.domains[0]" in applied.stderr and "blocked by the administrators" in applied.stderr
+    finally:
+        deleted = dirctl("delete", "blockeddomain", "casino.example")
+    assert (deleted.returncode, deleted.stdout) == (0, "blockeddomain/casino.example deleted\n")
+    assert dirctl("get", "blockeddomain", "casino.example").returncode == 4
