@@ -236,6 +236,8 @@ async def test_sites_named_like_nginx_map_words_are_served(stack, write_site_fil
         make_site("include", domains=["include.example.org"]),
         make_site("hostnames", resources={"uploadLimit": "5Mi"}),
         make_site("volatile"),
+        # Nginx reads \n, \r and \t as control characters: a key's escape must not make one.
+        make_site("names", domains=["rewrite.example.org", "tabs.example.org"]),
     ]
     for site in sites:
         outcomes = await stack.converge(site)
