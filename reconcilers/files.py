@@ -162,9 +162,6 @@ class SiteFiles:
         with contextlib.ExitStack() as opened:
             sites_fd = os.open(sites_dir, _DIRECTORY_FLAGS)
             opened.callback(os.close, sites_fd)
-            # Everything inside the site's directory is the site's to rename and replace at any instant, so
-            # each entry is reached from its parent's descriptor and opened without following a link; what
-            # is changed is the descriptor's directory, never a path that may lead elsewhere by then.
             directories: dict[str, int] = {}
             for rule in SITE_LAYOUT:
                 parent_fd, entry = (
