@@ -7,10 +7,17 @@
 A site's uid is allocated once (from 200000 up, above any real account) and recorded as the owner of its
 directory; archived directories in the trash keep theirs, so a uid is never handed to a second site while
 the first one's files still exist.
+
+This runs as root in directories whose entries each site may rename or replace at any instant, with a
+symbolic link to /etc as readily as with a directory. So nothing is reached there by path: each entry is
+opened from its parent's descriptor without following a link (O_NOFOLLOW), and owner and mode are set on
+the descriptor (fchown, fchmod); starter files are created with O_EXCL, never through a link.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import re
 import shutil
@@ -142,39 +149,48 @@ class SiteFiles:
         if stat.S_IMODE(sites_dir.stat().st_mode) != 0o711:
             sites_dir.chmod(0o711)
         site_dir = sites_dir / site.name
-        if site_dir.is_symlink() or (site_dir.exists() and not site_dir.is_dir()):
-            raise PermanentError(f"{site_dir} exists but is not a directory; move it away")
+        # Only root writes sites_dir, so this check still holds when the site's directory is opened below.
+        with contextlib.suppress(FileNotFoundError):
+            if not stat.S_ISDIR(site_dir.lstat().st_mode):
+                raise PermanentError(f"{site_dir} exists but is not a directory; move it away")
         uid = self.uid_of(site.name) or self._allocate_uid(site.name)
         with self._lock:
             self._uids[site.name] = uid
         created: list[str] = []
         repaired: list[str] = []
-        for rule in SITE_LAYOUT:
-            path = site_dir / rule.relative if rule.relative else site_dir
-            gid = EDGE_GID if rule.group_is_edge else uid
-            if not path.exists():
-                path.mkdir()
-                created.append(rule.relative or site.name)
-            elif path.is_symlink() or not path.is_dir():
-                raise PermanentError(f"{path} exists but is not a directory; move it away")
-            else:
-                found = path.lstat()
-                if (found.st_uid, found.st_gid, stat.S_IMODE(found.st_mode)) == (uid, gid, rule.mode):
-                    continue
-                repaired.append(
-                    f"{rule.relative or site.name} was {found.st_uid}:{found.st_gid} "
-                    f"{stat.S_IMODE(found.st_mode):o}"
+        new_entries: set[str] = set()
+        with contextlib.ExitStack() as opened:
+            sites_fd = os.open(sites_dir, _DIRECTORY_FLAGS)
+            opened.callback(os.close, sites_fd)
+            directories: dict[str, int] = {}
+            for rule in SITE_LAYOUT:
+                parent_fd, entry = (
+                    (directories[""], rule.relative) if rule.relative else (sites_fd, site.name)
                 )
-            os.chown(path, uid, gid)
-            path.chmod(rule.mode)
-        steps: list[Step] = []
-        index_html = DEFAULT_INDEX_HTML.format(name=site.name)
-        index_path = site_dir / "public" / "index.html"
-        if "public" in created and self._write_new_file(index_path, index_html, uid, EDGE_GID, 0o660):
-            steps.append(Step("index", "created", "wrote a default public/index.html for the new site"))
-        wants_run_sh = site.spec.type == "dynamic" and site.spec.command is None
-        if wants_run_sh and self._write_new_file(site_dir / "run.sh", STARTER_RUN_SH, uid, uid, 0o770):
-            steps.append(Step("run.sh", "created", "wrote a starter run.sh that serves public/"))
+                gid = EDGE_GID if rule.group_is_edge else uid
+                made, directory_fd, was = _ensure_directory(parent_fd, entry, site_dir / rule.relative)
+                opened.callback(os.close, directory_fd)
+                directories[rule.relative] = directory_fd
+                if made:
+                    new_entries.add(rule.relative)
+                    created.append(rule.relative or site.name)
+                elif was == (uid, gid, rule.mode):
+                    continue
+                else:
+                    repaired.append(f"{rule.relative or site.name} was {was[0]}:{was[1]} {was[2]:o}")
+                os.fchown(directory_fd, uid, gid)
+                # After the chown, which may clear the setgid bit the mode asks for.
+                os.fchmod(directory_fd, rule.mode)
+            steps: list[Step] = []
+            if "public" in new_entries:
+                index_html = DEFAULT_INDEX_HTML.format(name=site.name)
+                if _write_new_file(directories["public"], "index.html", index_html, uid, EDGE_GID, 0o660):
+                    steps.append(
+                        Step("index", "created", "wrote a default public/index.html for the new site")
+                    )
+            wants_run_sh = site.spec.type == "dynamic" and site.spec.command is None
+            if wants_run_sh and _write_new_file(directories[""], "run.sh", STARTER_RUN_SH, uid, uid, 0o770):
+                steps.append(Step("run.sh", "created", "wrote a starter run.sh that serves public/"))
         if created:
             steps.insert(0, Step("directories", "created", f"created {', '.join(created)} for uid {uid}"))
         if repaired:
@@ -183,35 +199,84 @@ class SiteFiles:
             steps.append(Step("directories", "unchanged", f"{site_dir} is in place, owned by uid {uid}"))
         return steps
 
-    @staticmethod
-    def _write_new_file(path: Path, text: str, uid: int, gid: int, mode: int) -> bool:
-        """Write a starter file; False when one is there already (the user's file is never overwritten)."""
-        try:
-            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
-        except FileExistsError:
-            return False
-        # Set explicitly: the process umask must not decide what the edge or the site may read.
-        os.fchmod(descriptor, mode)
-        os.fchown(descriptor, uid, gid)
-        with os.fdopen(descriptor, "w") as new_file:
-            new_file.write(text)
-        return True
-
     def _archive(self, name: str) -> Step:
         site_dir = self._settings.sites_dir / name
         with self._lock:
             self._uids.pop(name, None)
-        if not site_dir.exists() and not site_dir.is_symlink():
+        try:
+            site_dir.lstat()
+        except FileNotFoundError:
             return Step("directories", "unchanged", f"{site_dir} does not exist")
         trash = self._settings.trash_dir
         trash.mkdir(parents=True, exist_ok=True)
         trash.chmod(0o700)
         stamp = datetime.now(UTC).strftime(TRASH_TIMESTAMP_FORMAT)
-        target = trash / f"{name}-{stamp}"
-        suffix = 1
-        while target.exists():
-            target = trash / f"{name}-{stamp}.{suffix}"
-            suffix += 1
-        site_dir.rename(target)
+        with contextlib.ExitStack() as opened:
+            sites_fd = os.open(self._settings.sites_dir, _DIRECTORY_FLAGS)
+            opened.callback(os.close, sites_fd)
+            trash_fd = os.open(trash, _DIRECTORY_FLAGS)
+            opened.callback(os.close, trash_fd)
+            archived = f"{name}-{stamp}"
+            suffix = 1
+            while _exists(trash_fd, archived):
+                archived = f"{name}-{stamp}.{suffix}"
+                suffix += 1
+            # The directory entry itself moves: whatever links the site left inside travel along unfollowed.
+            os.rename(name, archived, src_dir_fd=sites_fd, dst_dir_fd=trash_fd)
         days = self._settings.trash_retention_days
-        return Step("directories", "deleted", f"archived {site_dir} to {target} (kept {days} days)")
+        return Step("directories", "deleted", f"archived {site_dir} to {trash / archived} (kept {days} days)")
+
+
+# Opening a directory for fchown and fchmod: O_PATH descriptors take neither.
+_DIRECTORY_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+_NO_LINK_DIRECTORY_FLAGS = _DIRECTORY_FLAGS | os.O_NOFOLLOW
+_NEW_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def _exists(directory_fd: int, name: str) -> bool:
+    try:
+        os.stat(name, dir_fd=directory_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def _ensure_directory(parent_fd: int, name: str, shown: Path) -> tuple[bool, int, tuple[int, int, int]]:
+    """Make `name` in `parent_fd` unless it exists, and open it without following a link.
+
+    Returns whether it was made, its descriptor, and the owner, group and mode it had. A new directory
+    starts as root's alone, until the caller gives it its owner and mode.
+    """
+    try:
+        os.mkdir(name, 0o700, dir_fd=parent_fd)
+        made = True
+    except FileExistsError:
+        made = False
+    try:
+        directory_fd = os.open(name, _NO_LINK_DIRECTORY_FLAGS, dir_fd=parent_fd)
+    except OSError as error:
+        if error.errno not in (errno.ELOOP, errno.ENOTDIR, errno.ENOENT):
+            raise
+        raise PermanentError(
+            f"{shown} is not a directory (a symbolic link, a file, or it was just replaced); Director never "
+            f"follows links in a site's directory: move it away, then reconcile the site again"
+        ) from None
+    found = os.fstat(directory_fd)
+    return made, directory_fd, (found.st_uid, found.st_gid, stat.S_IMODE(found.st_mode))
+
+
+def _write_new_file(directory_fd: int, name: str, text: str, uid: int, gid: int, mode: int) -> bool:
+    """Write a starter file; False when one is there already (the user's file is never overwritten).
+
+    O_EXCL also refuses a link left in its place, dangling or not: nothing is written through one.
+    """
+    try:
+        descriptor = os.open(name, _NEW_FILE_FLAGS, mode, dir_fd=directory_fd)
+    except FileExistsError:
+        return False
+    # Set explicitly: the process umask must not decide what the edge or the site may read.
+    os.fchmod(descriptor, mode)
+    os.fchown(descriptor, uid, gid)
+    with os.fdopen(descriptor, "w") as new_file:
+        new_file.write(text)
+    return True

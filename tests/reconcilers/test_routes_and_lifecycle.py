@@ -172,9 +172,11 @@ async def test_observe_puts_back_a_routes_file_edited_by_hand(stack):
     host = f"hand-edited.{stack.settings.sites_domain}"
     wait_for_http(stack.settings, host, 200, "This site is new")
     routes_conf = stack.settings.edge_dir / "routes.conf"
-    routes_conf.write_text(routes_conf.read_text().replace(f"    {host} hand-edited;\n", ""))
+    host_entry = f'    "\\\\{host}" "hand-edited";\n'
+    assert host_entry in routes_conf.read_text()
+    routes_conf.write_text(routes_conf.read_text().replace(host_entry, ""))
     await stack.routes.observe()
-    assert f"{host} hand-edited;" in routes_conf.read_text()
+    assert host_entry in routes_conf.read_text()
     assert (await stack.routes.reconcile(site, context())).steps[0].result == "unchanged"
 
 

@@ -7,10 +7,12 @@ import os
 import subprocess
 import time
 
+import pydantic
 import pytest
 from reconciler_helpers import context, http_get, make_site, wait_for_http
 
 from controller.types import PermanentError
+from reconcilers import nginx_config
 
 pytestmark = [pytest.mark.swarm, pytest.mark.slow]
 
@@ -56,6 +58,12 @@ async def test_dynamic_site_is_served_through_the_edge(stack, write_site_file):
     assert ready.ready, ready.message
     assert ready.service is not None and (ready.service.running_tasks, ready.service.desired_tasks) == (1, 1)
     wait_for_http(stack.settings, f"dyn-one.{stack.settings.sites_domain}", 200, "hello from a dynamic site")
+    # What a dynamic site's paths mean is its own server's call, those with a dot-segment too.
+    write_site_file("dyn-one", "public/.notes", "the site's server answers this")
+    assert http_get(stack.settings, f"dyn-one.{stack.settings.sites_domain}", "/.notes") == (
+        200,
+        "the site's server answers this",
+    )
 
     service = stack.client.api.inspect_service(stack.settings.service_name("dyn-one"))
     template = service["Spec"]["TaskTemplate"]
@@ -170,3 +178,74 @@ async def test_an_update_to_a_missing_image_rolls_back_and_the_site_keeps_servin
     assert "Swarm rolled back this spec" in messages[-1], messages
     assert outcome.steps[0].result == "failed", "a rolled-back spec is not sent again and again"
     assert http_get(stack.settings, host) == (200, "still here")
+
+
+async def test_a_static_sites_dot_paths_answer_as_missing_files_except_well_known(stack, write_site_file):
+    # One site served by the shared server, one by its own (a different upload limit): the rule is in both.
+    sites = [make_site("dotted"), make_site("dotted-limited", resources={"uploadLimit": "5Mi"})]
+    for site in sites:
+        await stack.converge(site)
+        for directory in (".git", ".well-known", ".well-known/acme-challenge", "sub"):
+            path = stack.settings.sites_dir / site.name / "public" / directory
+            path.mkdir()
+            os.chown(path, stack.files.uid_of(site.name) or 0, 33)
+            path.chmod(0o2770)
+        for relative, text in {
+            ".env": "SECRET=1",
+            ".htaccess": "Deny from all",
+            ".git/config": "[core]",
+            "sub/.secret": "hidden too",
+            "sub/a.b.html": "dots inside a name are fine",
+            ".well-known/security.txt": "Contact: mailto:someone@example.org",
+            ".well-known/acme-challenge/token": "challenge answer",
+            ".well-known/acme-challenge/.hidden": "not this one",
+        }.items():
+            write_site_file(site.name, f"public/{relative}", text)
+        host = f"{site.name}.{stack.settings.sites_domain}"
+        wait_for_http(stack.settings, host, 200, "This site is new")
+
+        missing = http_get(stack.settings, host, "/no-such-file")
+        assert missing[0] == 404
+        for path in (
+            "/.env",
+            "/.htaccess",
+            "/.git/config",
+            "/.git/",
+            "/%2egit/config",
+            "/sub/../.env",
+            "/sub/.secret",
+            "/sub/%2Esecret",
+            "/.well-known/acme-challenge/.hidden",
+            "/.no-such-file",
+        ):
+            # The same answer as a missing file: nothing tells an existing dotfile from an absent one.
+            assert http_get(stack.settings, host, path) == missing, path
+        assert http_get(stack.settings, host, "/sub/a.b.html") == (200, "dots inside a name are fine")
+        assert http_get(stack.settings, host, "/.well-known/acme-challenge/token") == (
+            200,
+            "challenge answer",
+        )
+        assert http_get(stack.settings, host, "/.well-known/security.txt")[0] == 200
+
+    # The edge's own /.director-edge/ locations are matched before the rule.
+    assert "routes" in nginx_config.served_revisions(stack.settings.http_port)
+
+
+async def test_sites_named_like_nginx_map_words_are_served(stack, write_site_file):
+    sites = [
+        make_site("include", domains=["include.example.org"]),
+        make_site("hostnames", resources={"uploadLimit": "5Mi"}),
+        make_site("volatile"),
+        # Nginx reads \n, \r and \t as control characters: a key's escape must not make one.
+        make_site("names", domains=["rewrite.example.org", "tabs.example.org"]),
+    ]
+    for site in sites:
+        outcomes = await stack.converge(site)
+        assert outcomes["routes"].steps[0].result == "updated"
+        write_site_file(site.name, "public/index.html", f"the site called {site.name}")
+    for site in sites:
+        for host in (f"{site.name}.{stack.settings.sites_domain}", *site.spec.domains):
+            wait_for_http(stack.settings, host, 200, f"the site called {site.name}")
+    # `default` stays reserved: the name of the map's fallback, and of Director's own default host.
+    with pytest.raises(pydantic.ValidationError, match="reserved"):
+        make_site("default")
