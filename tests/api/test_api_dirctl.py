@@ -118,7 +118,7 @@ def test_exit_codes_for_missing_unauthenticated_and_forbidden(api, dirctl, tmp_p
         "error: this endpoint needs an API token"
     )
     wrong = dirctl("get", "sites", env={"DIRECTOR_TOKEN": "dir_wrong"})
-    assert wrong.returncode == 3 and "unknown, revoked" in wrong.stderr
+    assert wrong.returncode == 3 and "token is unknown" in wrong.stderr and "dirctl login" in wrong.stderr
     unreachable = dirctl("get", "sites", env={"DIRECTOR_SERVER": "http://127.0.0.1:9"})
     assert unreachable.returncode == 3 and "cannot reach the Director API" in unreachable.stderr
 
