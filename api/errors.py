@@ -26,6 +26,7 @@ _REASONS = {
     413: "RequestEntityTooLarge",
     415: "UnsupportedMediaType",
     422: "Invalid",
+    429: "TooManyRequests",
     500: "InternalError",
     503: "ServiceUnavailable",
 }
@@ -49,6 +50,8 @@ class ApiError(Exception):
     causes: list[Cause] = field(default_factory=list)
     name: str | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    # When to ask again (429): sent as Retry-After and, as Kubernetes does, details.retryAfterSeconds.
+    retry_after_seconds: int | None = None
 
     def __post_init__(self) -> None:
         super().__init__(self.message)
@@ -61,6 +64,8 @@ class ApiError(Exception):
             details["name"] = self.name
         if self.causes:
             details["causes"] = [cause.to_json() for cause in self.causes]
+        if self.retry_after_seconds is not None:
+            details["retryAfterSeconds"] = self.retry_after_seconds
         return {
             "kind": "Status",
             "apiVersion": "v1",
@@ -76,6 +81,8 @@ class ApiError(Exception):
         response = HttpResponse(json.dumps(self.to_json()), status=self.code, content_type="application/json")
         if self.code == 401:
             response["WWW-Authenticate"] = 'Bearer realm="director"'
+        if self.retry_after_seconds is not None:
+            response["Retry-After"] = str(self.retry_after_seconds)
         for header, value in self.headers.items():
             response[header] = value
         return response

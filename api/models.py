@@ -1,4 +1,8 @@
-"""What the API keeps in Django's database: hashed API tokens and the record of every write."""
+"""What the API keeps in Django's database: hashed API tokens, failed logins, and the record of every write.
+
+Whatever decides who may call (tokens, users, failed logins) lives here rather than in a server process's
+memory, so every API process sees a revocation, a disabled user or a failed login at once.
+"""
 
 from __future__ import annotations
 
@@ -27,6 +31,15 @@ class ApiToken(models.Model):
     # A URL prefix this token is confined to ("/shell-server/" for the shell server); empty: the whole API.
     scope: models.CharField[str, str] = models.CharField(max_length=128, blank=True, default="")
     created: models.DateTimeField[datetime, datetime] = models.DateTimeField(auto_now_add=True)
+    # Every token ends: a stolen one is useful for a bounded time even if nobody notices the theft.
+    expires: models.DateTimeField[datetime, datetime] = models.DateTimeField()
+    # The token this one was made with (POST .../tokens with a bearer token), if any: revoking the parent
+    # revokes this one, and this one never expires after it, so a stolen token cannot outlive its revocation
+    # through tokens it made.
+    parent_id: int | None
+    parent: models.ForeignKey[ApiToken | None, ApiToken | None] = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.CASCADE, related_name="children"
+    )
     last_used: models.DateTimeField[datetime | None, datetime | None] = models.DateTimeField(
         null=True, blank=True
     )
@@ -39,6 +52,32 @@ class ApiToken(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.prefix}...)"
+
+
+class LoginThrottle(models.Model):
+    """Failed password checks of one user name, or from one client address, that count towards a wait.
+
+    The name need not be an existing user's: answering unknown names differently would tell which exist.
+    """
+
+    USER = "user"
+    ADDRESS = "address"
+
+    kind: models.CharField[str, str] = models.CharField(max_length=8)  # USER or ADDRESS
+    subject: models.CharField[str, str] = models.CharField(max_length=150)
+    # Password checks begun and not succeeded; one in progress counts, so concurrent guesses cannot all
+    # slip in before the first of them is counted.
+    failures: models.IntegerField[int, int] = models.IntegerField(default=0)
+    locked_until: models.DateTimeField[datetime | None, datetime | None] = models.DateTimeField(
+        null=True, blank=True
+    )
+    last_attempt: models.DateTimeField[datetime, datetime] = models.DateTimeField(db_index=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["kind", "subject"], name="login_throttle_subject")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.subject}: {self.failures} failures"
 
 
 class WriteRecord(models.Model):

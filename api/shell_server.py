@@ -6,7 +6,7 @@ from django.contrib.auth.models import User
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from api import content
+from api import content, throttle
 from api.auth import SHELL_SERVER_SCOPE, Principal, authenticate_request, principal_for, user_from_password
 from api.errors import ApiError, Cause, method_not_allowed
 from api.runtime import site_service
@@ -27,10 +27,31 @@ def _sites_of(user: User) -> list[dict[str, object]]:
     ]
 
 
+def _client_address(body: dict[str, object]) -> str | None:
+    address = body.get("clientAddress")
+    if address is None:
+        return None
+    message = "the SSH client's IP address, such as 192.0.2.7 or 2001:db8::7, or left out if unknown"
+    if not isinstance(address, str):
+        raise ApiError(422, f"clientAddress must be {message}", causes=[Cause("clientAddress", message)])
+    try:
+        throttle.address_subject(address)
+    except ValueError:
+        raise ApiError(
+            422, f"clientAddress must be {message}, got {address!r}", causes=[Cause("clientAddress", message)]
+        ) from None
+    return address
+
+
 @csrf_exempt
 def authenticate_user(request: HttpRequest) -> HttpResponse:
-    """The shell server passes on a person's user name and password; it hears who they are and which
-    sites they may enter."""
+    """The shell server passes on a person's user name and password, and the address they connect from
+    (`clientAddress`); it hears who they are and which sites they may enter.
+
+    Failed checks count towards the same waits as failed API logins (api/throttle.py), per user name and
+    per `clientAddress`. Without `clientAddress` only the user name is counted: the shell server's own
+    address would make every SSH user wait for one person's mistakes.
+    """
     _require_shell_server(request)
     if request.method != "POST":
         return method_not_allowed(request, ["POST"])
@@ -45,7 +66,7 @@ def authenticate_user(request: HttpRequest) -> HttpResponse:
             "send username and password",
             causes=[Cause("username", "required"), Cause("password", "required")],
         )
-    user = user_from_password(body["username"], body["password"])
+    user = user_from_password(body["username"], body["password"], _client_address(body))
     principal = principal_for(user)
     return content.render(
         request,

@@ -10,13 +10,21 @@ from functools import wraps
 from typing import Any, TypeVar
 
 from asgiref.sync import sync_to_async
-from django.contrib.auth.models import User
 from django.db import close_old_connections
 from django.http import HttpRequest, HttpResponse
+from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
 from api import content, domains, fields, listing
-from api.auth import Principal, authenticate_request, issue_token, revoke_token, user_from_basic_auth
+from api.auth import (
+    EXPIRES_IN_FIELD,
+    Principal,
+    authenticate_request,
+    issue_token,
+    revoke_token,
+    token_expiry,
+    user_from_basic_auth,
+)
 from api.errors import ApiError, Cause, method_not_allowed, status_success
 from api.models import ApiToken
 from api.runtime import site_service
@@ -273,6 +281,9 @@ def token_document(token: ApiToken, secret: str | None = None) -> dict[str, Any]
         "scope": token.scope,
         "user": token.user.get_username(),
         "created": token.created.isoformat(),
+        "expires": token.expires.isoformat(),
+        # The token this one was made with: it ends, or is revoked, no later than that one.
+        "parent": token.parent_id,
         "lastUsed": token.last_used.isoformat() if token.last_used else None,
     }
     if secret is not None:
@@ -282,20 +293,45 @@ def token_document(token: ApiToken, secret: str | None = None) -> dict[str, Any]
 
 @csrf_exempt
 def login(request: HttpRequest) -> HttpResponse:
-    """Exchange a user name and password (HTTP Basic), or a valid token, for a new API token: what
-    `dirctl login` calls."""
-    if request.headers.get("Authorization", "").lower().startswith("bearer "):
-        principal = authenticate_request(request)
-        if principal.is_component:
-            raise ApiError(403, "a component credential may not issue tokens")
-        user = User.objects.get(pk=principal.user_id)
-    else:
-        user = user_from_basic_auth(request)
+    """Exchange a user name and password (HTTP Basic) for a new API token: what `dirctl login` calls.
+
+    Passwords only: a token that could make an unrelated token here would outlive its own revocation. A token
+    makes another, bound to it, with POST .../tokens.
+    """
     if request.method != "POST":
         return method_not_allowed(request, ["POST"])
+    if request.headers.get("Authorization", "").lower().startswith("bearer "):
+        raise ApiError(
+            401,
+            "log in with a user name and password (HTTP Basic), not a token; to make another token with this "
+            "one, POST /apis/auth.director.io/v1/tokens",
+            headers={"WWW-Authenticate": 'Basic realm="director"'},
+        )
+    user = user_from_basic_auth(request)
     name = request.GET.get("tokenName") or "dirctl"
     token, secret = issue_token(user, name[:64])
     return content.render(request, token_document(token, secret) | {"kind": "Token"}, status=201)
+
+
+_TOKEN_REQUEST_FIELDS = ("name", EXPIRES_IN_FIELD)
+
+
+def _token_request(request: HttpRequest) -> tuple[str, object]:
+    """The name and the asked lifetime (None: the longest) of POST .../tokens."""
+    body = content.parse_body(request) if request.body.strip() else {}
+    if not isinstance(body, dict):
+        raise ApiError(422, f"the body must be a mapping with {' and/or '.join(_TOKEN_REQUEST_FIELDS)}")
+    unknown = sorted(str(key) for key in body if key not in _TOKEN_REQUEST_FIELDS)
+    if unknown:
+        raise ApiError(
+            422,
+            f"unknown field(s) {', '.join(unknown)}; a token request has {', '.join(_TOKEN_REQUEST_FIELDS)}",
+            causes=[Cause(field, "unknown field") for field in unknown],
+        )
+    name = body.get("name", "api")
+    if not isinstance(name, str) or not 1 <= len(name) <= 64:
+        raise ApiError(422, "name must be a text of 1 to 64 characters", causes=[Cause("name", "1-64 chars")])
+    return name, body.get(EXPIRES_IN_FIELD)
 
 
 @endpoint("GET", "POST")
@@ -303,16 +339,14 @@ def tokens(request: HttpRequest, principal: Principal) -> HttpResponse:
     if principal.is_component:
         raise ApiError(403, "a component credential may not manage tokens")
     if request.method == "POST":
-        body = content.parse_body(request) if request.body.strip() else {}
-        name = body.get("name", "api") if isinstance(body, dict) else "api"
-        if not isinstance(name, str) or not 1 <= len(name) <= 64:
-            raise ApiError(
-                422, "name must be a text of 1 to 64 characters", causes=[Cause("name", "1-64 chars")]
-            )
-        user = User.objects.get(pk=principal.user_id)
-        token, secret = issue_token(user, name)
+        name, expires_in = _token_request(request)
+        parent = ApiToken.objects.select_related("user").get(pk=principal.token_id)
+        expires = token_expiry(expires_in, parent)
+        token, secret = issue_token(parent.user, name, expires=expires, parent=parent)
         return content.render(request, token_document(token, secret) | {"kind": "Token"}, status=201)
-    listed = ApiToken.objects.select_related("user").filter(user_id=principal.user_id, revoked__isnull=True)
+    listed = ApiToken.objects.select_related("user").filter(
+        user_id=principal.user_id, revoked__isnull=True, expires__gt=timezone.now()
+    )
     return content.render(
         request,
         {

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import sys
+from datetime import UTC, datetime
 
 from cli import exit_codes
 from cli.client import Api
@@ -38,4 +39,23 @@ def run(args: argparse.Namespace) -> int:
     saved = read_config_file(path)
     save_config(CliConfig(server=config.server, token=token["token"], output=saved.output), path)
     print(f"Logged in to {config.server} as {token['user']}; the token is saved in {path}")
+    print(f"The token expires {expiry_text(token.get('expires'))}: run `dirctl login` again then.")
     return exit_codes.OK
+
+
+def expiry_text(expires: object, now: datetime | None = None) -> str:
+    """`at 2026-01-31 12:00 UTC (in 30 days)`, from the API's ISO 8601 `expires`."""
+    if not isinstance(expires, str):
+        return "at a time the server did not say"
+    try:
+        moment = datetime.fromisoformat(expires).astimezone(UTC)
+    except ValueError:
+        return f"at {expires}"
+    seconds = (moment - (now or datetime.now(UTC))).total_seconds()
+    if seconds >= 2 * 86400:
+        remaining = f"{round(seconds / 86400)} days"
+    elif seconds >= 2 * 3600:
+        remaining = f"{round(seconds / 3600)} hours"
+    else:
+        remaining = f"{max(round(seconds / 60), 0)} minutes"
+    return f"at {moment:%Y-%m-%d %H:%M} UTC (in {remaining})"

@@ -7,14 +7,30 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 
-def _env_int(name: str, default: int) -> int:
+def _env_int(name: str, default: int, *, minimum: int | None = None) -> int:
     raw = os.environ.get(name)
     if raw is None or raw == "":
         return default
     try:
-        return int(raw)
+        value = int(raw)
     except ValueError:
         raise ValueError(f"{name} must be a whole number, got {raw!r}") from None
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name} must be at least {minimum}, got {raw!r}")
+    return value
+
+
+def _env_seconds(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be a number of seconds such as 1 or 0.5, got {raw!r}") from None
+    if not value > 0:
+        raise ValueError(f"{name} must be more than 0 seconds, got {raw!r}")
+    return value
 
 
 def _env_list(name: str) -> tuple[str, ...]:
@@ -37,6 +53,15 @@ class Settings:
     trash_retention_days: int = 7
     # Domains (each with every name under it) only an admin may give a site: a school's own domain.
     admin_only_domains: tuple[str, ...] = ()
+    # API tokens end this many days after they are made (a token asked for with a shorter life ends sooner).
+    token_ttl_days: int = 30
+    # Failed password checks allowed before each further try waits, per user name and per client address
+    # (higher: one address may be a whole school behind NAT); then the wait starts at login_delay_seconds and
+    # doubles with each failure, up to login_max_delay_seconds.
+    login_free_failures: int = 5
+    login_free_failures_per_address: int = 20
+    login_delay_seconds: float = 1.0
+    login_max_delay_seconds: float = 900.0
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -50,6 +75,13 @@ class Settings:
             resync_seconds=_env_int("DIRECTOR_RESYNC_SECONDS", 30),
             trash_retention_days=_env_int("DIRECTOR_TRASH_RETENTION_DAYS", 7),
             admin_only_domains=_env_list("DIRECTOR_ADMIN_ONLY_DOMAINS"),
+            token_ttl_days=_env_int("DIRECTOR_TOKEN_TTL_DAYS", 30, minimum=1),
+            login_free_failures=_env_int("DIRECTOR_LOGIN_FREE_FAILURES", 5, minimum=1),
+            login_free_failures_per_address=_env_int(
+                "DIRECTOR_LOGIN_FREE_FAILURES_PER_ADDRESS", 20, minimum=1
+            ),
+            login_delay_seconds=_env_seconds("DIRECTOR_LOGIN_DELAY_SECONDS", 1.0),
+            login_max_delay_seconds=_env_seconds("DIRECTOR_LOGIN_MAX_DELAY_SECONDS", 900.0),
         )
 
     @property

@@ -12,7 +12,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,7 +37,7 @@ class Api:
         return httpx.Client(base_url=self.url, headers=headers, timeout=30, **kwargs)
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
@@ -77,13 +77,21 @@ def _make_users() -> dict[str, str]:
     }
 
 
-def start_server(state_dir: Path, port: int) -> subprocess.Popen[bytes]:
-    env = os.environ | {
-        "DIRECTOR_STATE_DIR": str(state_dir),
-        "DJANGO_SETTINGS_MODULE": "ui.settings",
-        "PYTHONPATH": str(REPO),
-        "DIRECTOR_ADMIN_ONLY_DOMAINS": "school.example.edu",
-    }
+def start_server(
+    state_dir: Path, port: int, settings: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """A server process on the state directory (and so the database) of the others; `settings`: DIRECTOR_*
+    environment variables of its own."""
+    env = (
+        os.environ
+        | {
+            "DIRECTOR_STATE_DIR": str(state_dir),
+            "DJANGO_SETTINGS_MODULE": "ui.settings",
+            "PYTHONPATH": str(REPO),
+            "DIRECTOR_ADMIN_ONLY_DOMAINS": "school.example.edu",
+        }
+        | (settings or {})
+    )
     log = (state_dir / "server.log").open("ab")
     process = subprocess.Popen(
         [sys.executable, "-m", "tests.api.live_server", str(port)], cwd=REPO, env=env, stdout=log, stderr=log
@@ -107,12 +115,30 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
     (state_dir / "test-logs").mkdir()
     _setup_django(state_dir)
     tokens = _make_users()
-    port = _free_port()
+    port = free_port()
     process = start_server(state_dir, port)
     try:
         yield Api(f"http://127.0.0.1:{port}", state_dir, tokens)
     finally:
         process.terminate()
+        process.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def more_servers(api: Api) -> Iterator[Callable[[dict[str, str] | None], str]]:
+    """Start further server processes on the state directory and database of `api`, optionally with
+    DIRECTOR_* settings of their own; each start answers the new server's URL."""
+    processes: list[subprocess.Popen[bytes]] = []
+
+    def start(settings: dict[str, str] | None = None) -> str:
+        port = free_port()
+        processes.append(start_server(api.state_dir, port, settings))
+        return f"http://127.0.0.1:{port}"
+
+    yield start
+    for process in processes:
+        process.terminate()
+    for process in processes:
         process.wait(timeout=10)
 
 

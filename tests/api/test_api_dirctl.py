@@ -8,7 +8,7 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -118,7 +118,7 @@ def test_exit_codes_for_missing_unauthenticated_and_forbidden(api, dirctl, tmp_p
         "error: this endpoint needs an API token"
     )
     wrong = dirctl("get", "sites", env={"DIRECTOR_TOKEN": "dir_wrong"})
-    assert wrong.returncode == 3 and "unknown, revoked" in wrong.stderr
+    assert wrong.returncode == 3 and "token is unknown" in wrong.stderr and "dirctl login" in wrong.stderr
     unreachable = dirctl("get", "sites", env={"DIRECTOR_SERVER": "http://127.0.0.1:9"})
     assert unreachable.returncode == 3 and "cannot reach the Director API" in unreachable.stderr
 
@@ -346,6 +346,7 @@ def test_login_writes_the_config_and_config_precedence(api, dirctl, tmp_path):
         env={"DIRECTOR_SERVER": ""},
     )
     assert login.returncode == 0, login.stderr
+    assert "The token expires at " in login.stdout and "(in 30 days)" in login.stdout
     saved = yaml.safe_load(config.read_text())
     assert saved["server"] == api.url and saved["token"].startswith("dir_")
     assert oct(config.stat().st_mode & 0o777) == "0o600"
@@ -358,6 +359,18 @@ def test_login_writes_the_config_and_config_precedence(api, dirctl, tmp_path):
     assert flagged.returncode == 0 and "alices" in flagged.stdout
     refused = dirctl("login", "--server", api.url, "-u", "alice", "--password-stdin", who=None, stdin="no\n")
     assert refused.returncode == 3 and "password is wrong" in refused.stderr
+
+
+def test_an_expired_token_says_to_log_in_again(api, dirctl):
+    from django.contrib.auth.models import User
+
+    from api.auth import issue_token
+
+    alice = User.objects.get(username="alice")
+    _, expired = issue_token(alice, "old", expires=datetime.now(UTC) - timedelta(minutes=1))
+    result = dirctl("get", "sites", who=None, env={"DIRECTOR_TOKEN": expired})
+    assert result.returncode == 3
+    assert "expired" in result.stderr and "dirctl login" in result.stderr
 
 
 def test_no_configuration_says_how_to_get_one(dirctl, tmp_path):

@@ -18,7 +18,6 @@ from swarm_helpers import (
     ControllerProcess,
     condition,
     eventually,
-    get,
     host_of,
     ready,
     serves,

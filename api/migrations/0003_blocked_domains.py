@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("api", "0001_initial"),
+        ("api", "0002_token_expiry_parent_login_throttle"),
     ]
 
     operations = [
