@@ -157,11 +157,14 @@ class EventLog:
         if not site:
             raise ValueError("site must not be empty")
         message = message[:MAX_MESSAGE_CHARS]
-        moment = _to_us(time or datetime.now(UTC))
+        given_moment = None if time is None else _to_us(time)
         with self._lock:
             db = self._connect()
             db.execute("BEGIN IMMEDIATE")
             try:
+                # Timed once the log is ours: a writer that waited for others' commits must not date its
+                # event before theirs, or per-site retention would drop it as the oldest.
+                moment = _to_us(datetime.now(UTC)) if given_moment is None else given_moment
                 newest = db.execute(
                     "SELECT id, generation, step, result, message FROM events WHERE site = ? "
                     "ORDER BY last_time_us DESC, id DESC LIMIT 1",
@@ -198,6 +201,23 @@ class EventLog:
                         (site, self.max_per_site),
                     )
                 row = db.execute(f"SELECT {_COLUMNS} FROM events WHERE id = ?", (event_id,)).fetchone()
+                if row is None:
+                    # Given a time older than the site's newest max_per_site events, it was recorded and
+                    # dropped by retention at once: it is still what happened.
+                    row = (
+                        event_id,
+                        moment,
+                        moment,
+                        1,
+                        site,
+                        generation,
+                        reconcile_id,
+                        trigger,
+                        step,
+                        result,
+                        duration_seconds,
+                        message,
+                    )
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")
