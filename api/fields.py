@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from api.errors import ApiError, Cause
+from specs import jsonio
 
 MANAGED_FIELDS_ANNOTATION = "director.io/managed-fields"
 FIELD_MANAGER_PATTERN = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
@@ -76,12 +77,12 @@ def read_managed(document: Document) -> Managed:
     if not raw:
         return {}
     try:
-        parsed = json.loads(raw)
+        parsed = jsonio.load_json(raw, MANAGED_FIELDS_ANNOTATION)
         return {
             name: ManagerEntry(entry["operation"], entry["time"], {tuple(path) for path in entry["fields"]})
             for name, entry in parsed.items()
         }
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError):  # InvalidSpec is a ValueError
         # A hand-edited record with a broken annotation loses its ownership, not its content.
         return {}
 

@@ -28,6 +28,7 @@ from api.errors import ApiError, Cause, invalid
 from api.listcache import ListingCache
 from api.models import WriteRecord
 from api.policy import authorize_write, can_read
+from specs import jsonio, yamlio
 from specs.models import API_VERSION, KIND_SITE, Site
 from specs.store import AlreadyExists, Conflict, HostTaken, InvalidRecord, NotFound, SiteStore, StoreError
 
@@ -85,8 +86,16 @@ def _validated(document: Mapping[str, Any], name: str | None) -> Site:
         raise invalid(error, name=name) from None
 
 
+def _bounded(document: Any) -> None:
+    """Refuse a document deeper than the body parsers accept, however it came: copying it, merge patch
+    and apply recurse once per level."""
+    if jsonio.nesting_depth(document) > yamlio.MAX_DEPTH:
+        raise ApiError(400, f"the request body: {yamlio.too_deep_problem()}")
+
+
 def _writable(document: Any, name: str | None) -> Document:
     """The client's document with what only the server sets taken out."""
+    _bounded(document)
     if not isinstance(document, dict):
         raise ApiError(400, "the request body must be a Site object (a mapping), not a list or a scalar")
     result = copy.deepcopy(document)
@@ -330,6 +339,7 @@ class SiteService:
     def merge_patch(self, name: str, patch: Any, options: WriteOptions) -> Site:
         if not isinstance(patch, dict):
             raise ApiError(400, "a merge patch must be a mapping")
+        _bounded(patch)
         patch = copy.deepcopy(patch)
         patch.pop("status", None)
         metadata = patch.get("metadata")

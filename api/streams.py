@@ -9,9 +9,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from django.http import HttpRequest, StreamingHttpResponse
@@ -26,11 +28,12 @@ from api.runtime import event_log, log_source, site_service, site_store
 from api.selectors import name_selector, parse_label_selector
 from api.sites import document_of
 from specs.events import ReconcileEvent
-from specs.models import API_VERSION, Site
+from specs.models import API_VERSION, UID_PATTERN, Site
 
 WATCH_CONTENT_TYPE = "application/json;stream=watch"
 _EVENT_POLL_SECONDS = 0.5
 _MAX_EVENT_PAGE = 1000
+_UID = re.compile(UID_PATTERN)
 
 # A followed log blocks a thread between lines: those get their own pool so they never starve requests.
 _LOG_THREADS = ThreadPoolExecutor(max_workers=64, thread_name_prefix="api-logs")
@@ -161,6 +164,7 @@ def event_document(event: ReconcileEvent) -> dict[str, Any]:
         "lastTime": event.last_time.isoformat().replace("+00:00", "Z"),
         "count": event.count,
         "site": event.site,
+        "uid": event.uid,
         "generation": event.generation,
         "reconcileId": event.reconcile_id,
         "trigger": event.trigger,
@@ -184,24 +188,61 @@ def _page_arguments(request: HttpRequest) -> tuple[int, int | None]:
     return limit, before
 
 
-def _visible_sites(principal: Principal) -> set[str] | None:
-    """None: every site (an admin)."""
+@dataclass(frozen=True)
+class _OneSite:
+    """The events of one site: its name and uid. Events are kept by name, but a site deleted and created
+    again under its name is another site, whose owner must not read the first one's history."""
+
+    name: str
+    uid: str | None
+
+
+def _site_scope(request: HttpRequest, principal: Principal, name: str) -> _OneSite:
+    """The site's own events; an administrator may name an earlier site of that name by `uid=`."""
+    wanted = request.GET.get("uid")
+    if wanted is not None and not _UID.match(wanted):
+        raise ApiError(
+            400, f"uid {wanted!r} is not a site uid", causes=[Cause("uid", "a site's metadata.uid")]
+        )
+    if wanted is not None and principal.is_admin:
+        # The name may be free by now: an earlier site's history outlives it.
+        return _OneSite(name, wanted)
+    site = site_service(principal).get(name)
+    if wanted is not None and wanted != site.metadata.uid:
+        raise ApiError(
+            403,
+            f'only administrators may read the events of an earlier site named "{name}"; '
+            "leave out uid= for this site's own",
+            causes=[Cause("uid", "must be the site's own metadata.uid")],
+            name=name,
+        )
+    return _OneSite(name, site.metadata.uid)
+
+
+def _visible_sites(principal: Principal) -> list[_OneSite] | None:
+    """None: every event (an administrator, who also sees those of no site or of deleted sites)."""
     if principal.is_admin:
         return None
-    return {site.name for site in site_service(principal).list()}
+    return [_OneSite(site.name, site.metadata.uid) for site in site_service(principal).list()]
+
+
+def _site_events(site: _OneSite, limit: int, before: int | None) -> list[ReconcileEvent]:
+    if site.uid is None:
+        return []  # a record never written by Director has no uid yet, nor events of its own
+    return event_log().query(site.name, uid=site.uid, limit=limit, before_id=before)
 
 
 def _query_events(
-    principal: Principal, site: str | None, limit: int, before: int | None
+    principal: Principal, site: _OneSite | None, limit: int, before: int | None
 ) -> list[ReconcileEvent]:
     if site is not None:
-        return event_log().query(site, limit=limit, before_id=before)
+        return _site_events(site, limit, before)
     allowed = _visible_sites(principal)
     if allowed is None:
         return event_log().query(None, limit=limit, before_id=before)
     merged: list[ReconcileEvent] = []
-    for name in allowed:
-        merged.extend(event_log().query(name, limit=limit, before_id=before))
+    for visible in allowed:
+        merged.extend(_site_events(visible, limit, before))
     merged.sort(key=lambda event: (event.last_time, event.id), reverse=True)
     return merged[:limit]
 
@@ -218,9 +259,10 @@ def _event_list(events: list[ReconcileEvent], limit: int) -> dict[str, Any]:
     }
 
 
-async def _events_response(request: HttpRequest, principal: Principal, site: str | None) -> HttpResponseBase:
-    if site is not None:
-        await views.in_worker_thread(site_service(principal).get)(site)
+async def _events_response(request: HttpRequest, principal: Principal, name: str | None) -> HttpResponseBase:
+    site = None
+    if name is not None:
+        site = await views.in_worker_thread(_site_scope)(request, principal, name)
     limit, before = _page_arguments(request)
     if not views.query_flag(request, "watch"):
         events = await views.in_worker_thread(_query_events)(principal, site, limit, before)

@@ -154,9 +154,10 @@ class Api:
         items: list[Document] = self.json("GET", f"{SITES}/{name}/history")["items"]
         return items
 
-    def events(self, name: str | None, *, limit: int = 50) -> list[Document]:
+    def events(self, name: str | None, *, limit: int = 50, uid: str | None = None) -> list[Document]:
         path = f"{SITES}/{name}/events" if name else EVENTS
-        items: list[Document] = self.json("GET", path, params={"limit": limit})["items"]
+        params: dict[str, str | int] = {"limit": limit} | ({"uid": uid} if uid is not None else {})
+        items: list[Document] = self.json("GET", path, params=params)["items"]
         return items
 
     # ---- streams --------------------------------------------------------------------------------------

@@ -293,7 +293,14 @@ class Controller:
         )
         seconds = time.monotonic() - started
         await self._recorder.record_pass(
-            PLATFORM.name, None, reconcile_id, item.trigger, done, seconds, summary="nothing to change"
+            PLATFORM.name,
+            None,
+            reconcile_id,
+            item.trigger,
+            done,
+            seconds,
+            uid=None,
+            summary="nothing to change",
         )
         if done.failure is None:
             queue.forget(item.request)
@@ -328,7 +335,7 @@ class Controller:
             # Never act on a record that cannot be read: the watch wakes us when it is mended.
             log.warning("site %s: record unreadable, not reconciled: %s", name, error.message)
             await self._recorder.record(
-                name, None, reconcile_id, item.trigger, "read", "failed", 0.0, str(error)
+                name, None, reconcile_id, item.trigger, "read", "failed", 0.0, str(error), uid=None
             )
             return
         if site.metadata.deletion_timestamp is not None:
@@ -364,7 +371,14 @@ class Controller:
         seconds = time.monotonic() - started
         verdict = self._conclude(queue, item, done, generation)
         await self._recorder.record_pass(
-            name, generation, reconcile_id, item.trigger, done, seconds, summary=_quiet_summary(verdict)
+            name,
+            generation,
+            reconcile_id,
+            item.trigger,
+            done,
+            seconds,
+            uid=site.metadata.uid,
+            summary=_quiet_summary(verdict),
         )
         await self._report(site, stored, verdict, item, reconcile_id, seconds)
         log.log(
@@ -452,7 +466,14 @@ class Controller:
         )
         seconds = time.monotonic() - started
         await self._recorder.record_pass(
-            name, generation, reconcile_id, item.trigger, done, seconds, summary="nothing left to remove"
+            name,
+            generation,
+            reconcile_id,
+            item.trigger,
+            done,
+            seconds,
+            uid=site.metadata.uid,
+            summary="nothing left to remove",
         )
         if done.failure is not None:
             delay = queue.add_rate_limited(item.request, f"retry deletion ({done.failure.reconciler} failed)")
@@ -481,7 +502,10 @@ class Controller:
             self._finalize_calls(name), item, reconcile_id, failure_step="finalize", stop_on_failure=False
         )
         seconds = time.monotonic() - started
-        await self._recorder.record_pass(name, None, reconcile_id, item.trigger, done, seconds, summary=None)
+        # No record, so no uid: these events are an administrator's to read, never a later site's.
+        await self._recorder.record_pass(
+            name, None, reconcile_id, item.trigger, done, seconds, uid=None, summary=None
+        )
         if done.failure is not None:
             delay = queue.add_rate_limited(item.request, f"retry cleanup ({done.failure.reconciler} failed)")
             log.warning(

@@ -116,6 +116,7 @@ class EventRecorder:
         done: Pass,
         seconds: float,
         *,
+        uid: str | None,
         summary: str | None,
     ) -> None:
         """Every step of a pass that changed something (without its quiet steps if it failed); one
@@ -123,7 +124,15 @@ class EventRecorder:
         if done.quiet:
             if summary is not None:
                 await self.record(
-                    site, generation, reconcile_id, trigger, "reconcile", "unchanged", seconds, summary
+                    site,
+                    generation,
+                    reconcile_id,
+                    trigger,
+                    "reconcile",
+                    "unchanged",
+                    seconds,
+                    summary,
+                    uid=uid,
                 )
             return
         for timed in done.steps:
@@ -138,6 +147,7 @@ class EventRecorder:
                 timed.step.result,
                 timed.seconds,
                 timed.step.message,
+                uid=uid,
             )
 
     async def record(
@@ -150,7 +160,11 @@ class EventRecorder:
         result: EventResult,
         seconds: float,
         message: str,
+        *,
+        uid: str | None,
     ) -> None:
+        """One event; `uid` is the site's metadata.uid, so that its history is not that of an earlier
+        site of the same name (None when there is no site record to take it from)."""
         try:
             await asyncio.to_thread(
                 self._events.record,
@@ -162,6 +176,7 @@ class EventRecorder:
                 result=result,
                 duration_seconds=round(seconds, 4),
                 message=message,
+                uid=uid,
             )
         except Exception as error:
             # The event log is a record of the work, not a part of it: losing one must not fail a reconcile.

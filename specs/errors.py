@@ -150,6 +150,12 @@ def field_path(loc: Loc) -> str:
     return path
 
 
+def duplicate_key_problem(key: object) -> str:
+    """Said of a mapping that gives one key twice, in YAML or JSON: parsers keep the last one silently,
+    and a document that says a field twice is a mistake."""
+    return f"key {show_value(key)} appears twice in the same mapping; give it once"
+
+
 def show_value(value: object) -> str:
     """A value quoted for a one-line message: control characters escaped, long values cut."""
     shown = repr(value)

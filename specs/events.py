@@ -1,5 +1,9 @@
 """The reconcile-event log: what the controller did to each site, in SQLite (WAL) beside the records.
 
+Each event carries the uid of the site it was about (none for the platform, or for a name with no
+readable record): a site deleted and created again under its name is another site, and its history
+is another history. Events recorded before uids were (a log from an older Director) have none.
+
 Identical repeats collapse into one row with a count, so a site failing the same way every resync costs
 one row, not thousands. Retention is bounded by total count, count per site and age. Several processes
 may write at once; SQLite's own locking and journal keep the file whole if a writer is killed.
@@ -34,14 +38,17 @@ CREATE TABLE IF NOT EXISTS events (
     step TEXT NOT NULL,
     result TEXT NOT NULL,
     duration_seconds REAL NOT NULL,
-    message TEXT NOT NULL
+    message TEXT NOT NULL,
+    uid TEXT
 );
 CREATE INDEX IF NOT EXISTS events_by_site ON events (site, last_time_us DESC, id DESC);
 CREATE INDEX IF NOT EXISTS events_by_time ON events (last_time_us DESC, id DESC);
 """
+# After the migration, so that a log from before uids has the column when the index is made.
+_UID_INDEX = "CREATE INDEX IF NOT EXISTS events_by_uid ON events (uid, last_time_us DESC, id DESC)"
 _COLUMNS = (
     "id, time_us, last_time_us, count, site, generation, reconcile_id, trigger, step, result, "
-    "duration_seconds, message"
+    "duration_seconds, message, uid"
 )
 
 
@@ -59,6 +66,27 @@ class ReconcileEvent:
     result: EventResult
     duration_seconds: float
     message: str
+    # The site's metadata.uid; None for the platform, a name with no readable record, or an old log.
+    uid: str | None = None
+
+
+def _add_uid_column(connection: sqlite3.Connection) -> None:
+    """Migrate a log from before uids: add the column, keep its rows (they have no uid)."""
+
+    def has_uid() -> bool:
+        return any(column[1] == "uid" for column in connection.execute("PRAGMA table_info(events)"))
+
+    if has_uid():
+        return
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        # Checked again under the write lock: another process may have migrated in between.
+        if not has_uid():
+            connection.execute("ALTER TABLE events ADD COLUMN uid TEXT")
+        connection.execute("COMMIT")
+    except BaseException:
+        connection.execute("ROLLBACK")
+        raise
 
 
 def _to_us(moment: datetime) -> int:
@@ -86,6 +114,7 @@ def _event(row: Any) -> ReconcileEvent:
         result,
         duration,
         message,
+        uid,
     ) = row
     return ReconcileEvent(
         id=int(id_),
@@ -100,6 +129,7 @@ def _event(row: Any) -> ReconcileEvent:
         result=result if result in _RESULTS else "failed",
         duration_seconds=float(duration),
         message=str(message),
+        uid=None if uid is None else str(uid),
     )
 
 
@@ -135,6 +165,8 @@ class EventLog:
             connection.execute("PRAGMA synchronous=NORMAL")
             connection.execute("PRAGMA busy_timeout=30000")
             connection.executescript(_SCHEMA)
+            _add_uid_column(connection)
+            connection.execute(_UID_INDEX)
             self._connection = connection
             self._pid = os.getpid()
         return self._connection
@@ -151,21 +183,26 @@ class EventLog:
         duration_seconds: float,
         message: str = "",
         time: datetime | None = None,
+        uid: str | None = None,
     ) -> ReconcileEvent:
         if result not in _RESULTS:
             raise ValueError(f"result must be one of {', '.join(sorted(_RESULTS))}, got {result!r}")
         if not site:
             raise ValueError("site must not be empty")
         message = message[:MAX_MESSAGE_CHARS]
-        moment = _to_us(time or datetime.now(UTC))
+        given_moment = None if time is None else _to_us(time)
         with self._lock:
             db = self._connect()
             db.execute("BEGIN IMMEDIATE")
             try:
+                # Timed once the log is ours: a writer that waited for others' commits must not date its
+                # event before theirs, or per-site retention would drop it as the oldest.
+                moment = _to_us(datetime.now(UTC)) if given_moment is None else given_moment
+                # A repeat is one of this very site: an event of a former site of the name stays its own.
                 newest = db.execute(
-                    "SELECT id, generation, step, result, message FROM events WHERE site = ? "
+                    "SELECT id, generation, step, result, message FROM events WHERE site = ? AND uid IS ? "
                     "ORDER BY last_time_us DESC, id DESC LIMIT 1",
-                    (site,),
+                    (site, uid),
                 ).fetchone()
                 if newest is not None and tuple(newest[1:]) == (generation, step, result, message):
                     event_id = int(newest[0])
@@ -177,7 +214,8 @@ class EventLog:
                 else:
                     cursor = db.execute(
                         "INSERT INTO events (time_us, last_time_us, site, generation, reconcile_id, trigger, "
-                        "step, result, duration_seconds, message) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        "step, result, duration_seconds, message, uid) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         (
                             moment,
                             moment,
@@ -189,6 +227,7 @@ class EventLog:
                             result,
                             duration_seconds,
                             message,
+                            uid,
                         ),
                     )
                     event_id = int(cursor.lastrowid or 0)
@@ -198,6 +237,24 @@ class EventLog:
                         (site, self.max_per_site),
                     )
                 row = db.execute(f"SELECT {_COLUMNS} FROM events WHERE id = ?", (event_id,)).fetchone()
+                if row is None:
+                    # Given a time older than the site's newest max_per_site events, it was recorded and
+                    # dropped by retention at once: it is still what happened.
+                    row = (
+                        event_id,
+                        moment,
+                        moment,
+                        1,
+                        site,
+                        generation,
+                        reconcile_id,
+                        trigger,
+                        step,
+                        result,
+                        duration_seconds,
+                        message,
+                        uid,
+                    )
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")
@@ -209,9 +266,15 @@ class EventLog:
         return _event(row)
 
     def query(
-        self, site: str | None = None, *, limit: int = 50, before_id: int | None = None
+        self,
+        site: str | None = None,
+        *,
+        uid: str | None = None,
+        limit: int = 50,
+        before_id: int | None = None,
     ) -> list[ReconcileEvent]:
-        """Newest first by last occurrence; the next page starts with before_id = the last id of this one."""
+        """Newest first by last occurrence, of one site name and of one uid if given (else of all);
+        the next page starts with before_id = the last id of this one."""
         if limit < 1:
             raise ValueError(f"limit must be at least 1, got {limit}")
         conditions: list[str] = []
@@ -219,6 +282,9 @@ class EventLog:
         if site is not None:
             conditions.append("site = ?")
             parameters.append(site)
+        if uid is not None:
+            conditions.append("uid = ?")
+            parameters.append(uid)
         with self._lock:
             db = self._connect()
             if before_id is not None:

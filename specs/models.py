@@ -99,6 +99,7 @@ IMAGE_PATTERN = (
 HEALTH_PATH_PATTERN = r"^/[A-Za-z0-9._~/-]{0,255}$"
 DURATION_PATTERN = r"^[0-9]{1,6}(ms|s|m|h)$"
 MEMORY_PATTERN = r"^[0-9]{1,12}(\.[0-9]{1,3})?(k|K|M|G|Ki|Mi|Gi)?$"
+UID_PATTERN = r"^[0-9a-f-]{1,64}$"
 
 _MEMORY_UNITS = {
     "": 1,
@@ -207,7 +208,7 @@ MemoryQuantity = Annotated[str, StringConstraints(pattern=MEMORY_PATTERN), After
 UploadQuantity = Annotated[
     str, StringConstraints(pattern=MEMORY_PATTERN), AfterValidator(_check_upload_limit)
 ]
-Uid = Annotated[str, StringConstraints(pattern=r"^[0-9a-f-]{1,64}$")]
+Uid = Annotated[str, StringConstraints(pattern=UID_PATTERN)]
 Finalizer = Annotated[str, StringConstraints(max_length=253, pattern=r"^[a-z0-9.-]+(/[a-z0-9.-]+)?$")]
 
 

@@ -19,7 +19,14 @@ import yaml
 from pydantic import ValidationError
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from specs.errors import InvalidSpec, SpecError, field_path, problems_from_validation, show_value
+from specs.errors import (
+    InvalidSpec,
+    SpecError,
+    duplicate_key_problem,
+    field_path,
+    problems_from_validation,
+    show_value,
+)
 from specs.models import API_VERSION, KIND_SITE, Site
 
 try:
@@ -182,6 +189,42 @@ def parse_site(data: str | bytes, source: str = "<string>") -> Site:
     return result.loaded[0].site
 
 
+def load_data(data: bytes, source: str, *, allow_aliases: bool = True) -> object:
+    """The one YAML document in `data` as plain data, under the bounds and checks a Site file has (size,
+    nesting depth, alias expansion, tags, keys given twice); raises InvalidSpec naming the problem and
+    its line. For documents that are not whole Sites, such as an API request body that patches one."""
+    if len(data) > MAX_FILE_BYTES:
+        raise InvalidSpec([SpecError(source, f"is larger than {_mib(MAX_FILE_BYTES)}; refused unread")])
+    loader = _Loader(data)
+    try:
+        loader.get_event()  # StreamStart
+        if _at_stream_end(loader, 1):
+            return None
+        root = _compose_document(loader, loader.get_event(), allow_aliases=allow_aliases)
+        if not _at_stream_end(loader, 2):
+            raise InvalidSpec([SpecError(source, "holds more than one YAML document; send exactly one")])
+        if root is None:
+            return None
+        data_or_error = _constructed(loader, root, source, None)
+    except _Refused as refused:
+        line, column = _mark_position(refused.mark)
+        raise InvalidSpec([SpecError(source, refused.message, None, None, line, column)]) from None
+    except _ParseFailed as failed:
+        raise InvalidSpec([_yaml_error(failed.error, source, None)]) from None
+    except yaml.YAMLError as error:
+        raise InvalidSpec([_yaml_error(error, source, None)]) from None
+    finally:
+        loader.dispose()
+    if isinstance(data_or_error, SpecError):
+        raise InvalidSpec([data_or_error])
+    return data_or_error
+
+
+def too_deep_problem() -> str:
+    """Said of a document nested past MAX_DEPTH, in YAML or JSON."""
+    return f"document is nested more than {MAX_DEPTH} levels deep"
+
+
 def validate_document(
     data: object, *, source: str, document: int | None = None, root: Node | None = None
 ) -> tuple[Site | None, list[SpecError]]:
@@ -281,14 +324,9 @@ def _load_document(
         line, column = _mark_position(refused.mark)
         result.errors.append(SpecError(source, refused.message, document, None, line, column))
         return
-    try:
-        data = loader.construct_document(root)
-    except yaml.YAMLError as error:
-        result.errors.append(_yaml_error(error, source, document))
-        return
-    except Exception as error:  # a constructor's ValueError, e.g. on an impossible date such as 2024-02-30
-        line, column = _mark_position(_unreadable_scalar(loader, root).start_mark)
-        result.errors.append(SpecError(source, f"cannot read a value: {error}", document, None, line, column))
+    data = _constructed(loader, root, source, document)
+    if isinstance(data, SpecError):
+        result.errors.append(data)
         return
     if data is None:  # an empty document, such as after a trailing `---`
         return
@@ -298,7 +336,18 @@ def _load_document(
     result.errors.extend(errors)
 
 
-def _compose_document(loader: Any, start: yaml.Event | None) -> Node | None:
+def _constructed(loader: Any, root: Node, source: str, document: int | None) -> object:
+    """The Python data of a composed document, or the SpecError saying which value cannot be read."""
+    try:
+        return loader.construct_document(root)
+    except yaml.YAMLError as error:
+        return _yaml_error(error, source, document)
+    except Exception as error:  # a constructor's ValueError, e.g. on an impossible date such as 2024-02-30
+        line, column = _mark_position(_unreadable_scalar(loader, root).start_mark)
+        return SpecError(source, f"cannot read a value: {error}", document, None, line, column)
+
+
+def _compose_document(loader: Any, start: yaml.Event | None, *, allow_aliases: bool = True) -> Node | None:
     """The document's node tree, built without recursion and refused past the bounds."""
     document_mark = _marks(start)[0] if start is not None else None
     start_index = document_mark.index if document_mark is not None else 0
@@ -331,6 +380,10 @@ def _compose_document(loader: Any, start: yaml.Event | None) -> Node | None:
         if end_mark.index - start_index > MAX_DOCUMENT_BYTES:
             raise _Refused(f"document is larger than {_mib(MAX_DOCUMENT_BYTES)}", document_mark)
         if isinstance(event, yaml.AliasEvent):
+            if not allow_aliases:
+                raise _Refused(
+                    f"YAML aliases (*{event.anchor}) are not accepted here; write the values out", start_mark
+                )
             target = anchors.get(event.anchor or "")
             if target is None:
                 raise _Refused(f"alias *{event.anchor} refers to no anchor", start_mark)
@@ -352,7 +405,7 @@ def _compose_document(loader: Any, start: yaml.Event | None) -> Node | None:
             attach(node)
         elif isinstance(event, yaml.SequenceStartEvent | yaml.MappingStartEvent):
             if len(stack) >= MAX_DEPTH:
-                raise _Refused(f"document is nested more than {MAX_DEPTH} levels deep", start_mark)
+                raise _Refused(too_deep_problem(), start_mark)
             is_sequence = isinstance(event, yaml.SequenceStartEvent)
             node_class = SequenceNode if is_sequence else MappingNode
             tag = event.tag
@@ -431,9 +484,7 @@ def _check_duplicate_keys(mapping: MappingNode) -> None:
     for key, _ in mapping.value:
         if isinstance(key, ScalarNode) and key.tag != "tag:yaml.org,2002:merge":
             if key.value in seen:
-                raise _Refused(
-                    f"key {show_value(key.value)} appears twice in the same mapping", key.start_mark
-                )
+                raise _Refused(duplicate_key_problem(key.value), key.start_mark)
             seen.add(key.value)
 
 

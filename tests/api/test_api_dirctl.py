@@ -270,6 +270,7 @@ def test_wait_times_out_with_exit_5_and_describe_shows_status_and_events(api, di
     log = EventLog(api.state_dir / "events.db")
     log.record(
         site="slow",
+        uid=store.get("slow").metadata.uid,
         generation=1,
         reconcile_id="r1",
         trigger="test",
@@ -393,7 +394,7 @@ def _background(api, tmp_path, *args: str) -> subprocess.Popen[str]:
     )
 
 
-def test_events_watch_and_logs_follow_stream_as_things_happen(api, dirctl, tmp_path):
+def test_events_watch_and_logs_follow_stream_as_things_happen(api, dirctl, tmp_path, store):
     from specs.events import EventLog
 
     dirctl(
@@ -415,6 +416,7 @@ def test_events_watch_and_logs_follow_stream_as_things_happen(api, dirctl, tmp_p
         event_log = EventLog(api.state_dir / "events.db")
         event_log.record(
             site="live",
+            uid=store.get("live").metadata.uid,
             generation=1,
             reconcile_id="r9",
             trigger="test",
@@ -449,3 +451,32 @@ def test_admins_keep_the_blocked_domains_with_dirctl(dirctl, tmp_path):
         deleted = dirctl("delete", "blockeddomain", "casino.example")
     assert (deleted.returncode, deleted.stdout) == (0, "blockeddomain/casino.example deleted\n")
     assert dirctl("get", "blockeddomain", "casino.example").returncode == 4
+
+
+def test_events_of_an_earlier_site_of_a_name_are_read_by_uid_with_dirctl(api, dirctl, tmp_path, store):
+    from specs.events import EventLog
+
+    dirctl("apply", "-f", str(write_sites(tmp_path / "s.yaml", site_doc("again"))))
+    first_uid = store.get("again").metadata.uid
+    with EventLog(api.state_dir / "events.db") as log:
+        log.record(
+            site="again",
+            uid=first_uid,
+            generation=1,
+            reconcile_id="r1",
+            trigger="test",
+            step="files.remove",
+            result="deleted",
+            duration_seconds=0.1,
+            message="removed the first site's files",
+        )
+    assert dirctl("delete", "site", "again").returncode == 0
+    dirctl("apply", "-f", str(write_sites(tmp_path / "s.yaml", site_doc("again"))))
+    assert store.get("again").metadata.uid != first_uid
+    assert "removed the first" not in dirctl("events", "again", who="alice").stdout
+    earlier = dirctl("events", "again", "--uid", str(first_uid), "-o", "json")
+    assert earlier.returncode == 0, earlier.stderr
+    assert [json.loads(line)["uid"] for line in earlier.stdout.splitlines()] == [first_uid]
+    refused = dirctl("events", "again", "--uid", str(first_uid), who="alice")
+    assert refused.returncode != 0 and "only administrators" in refused.stderr
+    assert dirctl("events", "--uid", str(first_uid)).returncode == 2

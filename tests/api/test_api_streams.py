@@ -9,6 +9,8 @@ from datetime import UTC, datetime, timedelta
 
 from tests.api.api_helpers import SITES, site_doc
 
+EVENTS = "/apis/director.io/v1/events"
+
 
 def _watch(api, who: str, seconds: float, received: list[dict], params: str = "") -> threading.Thread:
     def run() -> None:
@@ -71,12 +73,13 @@ def test_events_are_paged_newest_first(api):
     from specs.events import EventLog
 
     with api.client() as client:
-        client.post(SITES, json=site_doc("evented"))
+        uid = client.post(SITES, json=site_doc("evented")).json()["metadata"]["uid"]
     log = EventLog(api.state_dir / "events.db")
     start = datetime.now(UTC) - timedelta(minutes=5)
     for index in range(5):
         log.record(
             site="evented",
+            uid=uid,
             generation=1,
             reconcile_id=f"r{index}",
             trigger="test",
@@ -117,3 +120,58 @@ def test_logs_of_a_dynamic_site_with_tail_and_follow(api):
                 if line == "four":
                     break
     assert received == ["one", "two", "three", "four"]
+
+
+def test_a_site_created_again_under_its_name_has_none_of_the_earlier_sites_events(api):
+    from specs.events import EventLog
+
+    def record(uid: str, message: str) -> None:
+        with EventLog(api.state_dir / "events.db") as log:
+            log.record(
+                site="reborn",
+                uid=uid,
+                generation=1,
+                reconcile_id="r1",
+                trigger="test",
+                step="files.remove",
+                result="deleted",
+                duration_seconds=0.1,
+                message=message,
+            )
+
+    def messages(response) -> list[str]:
+        assert response.status_code == 200, response.text
+        return [event["message"] for event in response.json()["items"]]
+
+    private = "moved /srv/sites/reborn to /srv/trash/reborn-alice-1234"
+    with api.client("alice") as alice:
+        first_uid = alice.post(SITES, json=site_doc("reborn")).json()["metadata"]["uid"]
+        record(first_uid, private)
+        assert messages(alice.get(f"{SITES}/reborn/events")) == [private]
+        assert alice.delete(f"{SITES}/reborn").status_code == 200
+    with api.client("bob") as bob:
+        second_uid = bob.post(SITES, json=site_doc("reborn", owners=["bob"])).json()["metadata"]["uid"]
+        assert second_uid != first_uid
+        assert messages(bob.get(f"{SITES}/reborn/events")) == []
+        assert messages(bob.get(EVENTS)) == []
+        watched = bob.get(f"{SITES}/reborn/events", params={"watch": "true", "timeoutSeconds": "1"})
+        assert watched.status_code == 200 and watched.text == ""
+        refused = bob.get(f"{SITES}/reborn/events", params={"uid": first_uid})
+        assert refused.status_code == 403 and "only administrators" in refused.json()["message"]
+        record(second_uid, "created the files of bob's site")
+        assert messages(bob.get(f"{SITES}/reborn/events")) == ["created the files of bob's site"]
+        assert messages(bob.get(f"{SITES}/reborn/events", params={"uid": second_uid})) == [
+            "created the files of bob's site"
+        ]
+        assert [event["uid"] for event in bob.get(EVENTS).json()["items"]] == [second_uid]
+        assert bob.delete(f"{SITES}/reborn").status_code == 200
+    with api.client("admin") as admin:
+        # The name is free again; its earlier sites' histories are an administrator's to read, by uid.
+        assert admin.get(f"{SITES}/reborn/events").status_code == 404
+        assert messages(admin.get(f"{SITES}/reborn/events", params={"uid": first_uid})) == [private]
+        everything = admin.get(EVENTS, params={"limit": 1000}).json()["items"]
+        assert {(event["uid"], event["message"]) for event in everything if event["site"] == "reborn"} == {
+            (first_uid, private),
+            (second_uid, "created the files of bob's site"),
+        }
+        assert admin.get(f"{SITES}/reborn/events", params={"uid": "../x"}).status_code == 400

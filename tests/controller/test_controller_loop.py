@@ -137,6 +137,7 @@ async def test_a_new_site_is_reconciled_in_order_and_reported_ready_with_events(
         first.generation == 1 and first.trigger and first.reconcile_id == status.last_reconcile.reconcile_id
     )
     assert all(e.duration_seconds >= 0 for e in events)
+    assert {e.uid for e in events} == {site.metadata.uid}
     assert [e.step for e in world.events.query("edge")] == ["platform.network"]
 
 
@@ -258,7 +259,7 @@ async def test_requeue_after_polls_until_running_and_reports_the_tasks(world: Wo
 
 async def test_delete_finalizes_in_reverse_order_then_the_record_goes(world: World):
     async with running(world.controller()):
-        world.create("golf")
+        uid = world.create("golf").metadata.uid
         await eventually(lambda: world.condition("golf", "Ready") == ("True", "Ready"), what="Ready")
         world.store.delete("golf")
 
@@ -266,7 +267,25 @@ async def test_delete_finalizes_in_reverse_order_then_the_record_goes(world: Wor
     assert world.journal.of("finalize", "golf")[:3] == ["routes", "service", "files"]
     deleted = [e for e in world.events.query("golf") if e.result == "deleted"]
     assert sorted(e.step for e in deleted) == ["files.remove", "routes.remove", "service.remove"]
+    # Finalizing is still that site's history: its events carry its uid.
+    assert {e.uid for e in deleted} == {uid}
     assert not any("golf" in r.owned_names() for r in (world.files, world.service, world.routes))
+
+
+async def test_a_site_created_again_under_its_name_starts_a_history_of_its_own(world: World):
+    async with running(world.controller()):
+        first = world.create("juliet").metadata.uid
+        await eventually(lambda: world.condition("juliet", "Ready") == ("True", "Ready"), what="Ready")
+        world.store.delete("juliet")
+        await eventually(lambda: record_gone(world.store, "juliet"), what="record removed")
+        second = world.create("juliet").metadata.uid
+        await eventually(lambda: world.condition("juliet", "Ready") == ("True", "Ready"), what="Ready again")
+    assert first and second and first != second
+    earlier, later = world.events.query("juliet", uid=first), world.events.query("juliet", uid=second)
+    assert {e.result for e in earlier} >= {"created", "deleted"}
+    # (The fake reconcilers count attempts by name, so the second site's pass reports "unchanged".)
+    assert later and "deleted" not in {e.result for e in later}
+    assert len(world.events.query("juliet", limit=1000)) == len(earlier) + len(later)
 
 
 async def test_a_failing_finalizer_keeps_the_record_and_retries(world: World):

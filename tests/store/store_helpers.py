@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
+from multiprocessing.synchronize import Event
 from pathlib import Path
 
 from specs.events import EventLog
@@ -30,10 +32,18 @@ def increment_counter(state_dir: Path, name: str, times: int) -> int:
     return conflicts
 
 
-def write_big_records_forever(state_dir: Path, name: str) -> None:
-    """Rewrites one large record (about 1 MB) and its status as fast as it can, until killed."""
+def write_big_records_forever(
+    state_dir: Path, name: str, completed_round: ctypes.c_long, first_write: Event
+) -> None:
+    """Rewrites one large record (about 1 MB) and its status as fast as it can, until killed.
+
+    Each round continues from the stored ROUND, so rounds grow across writers. After each round
+    (spec and status written) `completed_round` holds it, and `first_write` is set after the first:
+    the killer waits for that instead of guessing how fast this machine writes.
+    """
     store = SiteStore(state_dir)
-    round_ = 0
+    first_round = int(store.get(name).spec.env.get("ROUND", "0")) + 1
+    round_ = first_round - 1
     while True:
         round_ += 1
         filler = f"{round_:08d}" * 4000
@@ -45,9 +55,16 @@ def write_big_records_forever(state_dir: Path, name: str) -> None:
         if status is not None:
             status.urls = [f"http://{name}.example.com/{round_}"]
             store.update_status(name, status)
+        # A raw value (no lock) and one set() only: a writer killed while holding a lock shared with
+        # the test would leave the test blocked forever.
+        completed_round.value = round_
+        if round_ == first_round:
+            first_write.set()
 
 
-def record_events_forever(path: Path) -> None:
+def record_events_forever(path: Path, wrote: Event | None = None, records_before_signal: int = 1) -> None:
+    """Records events into the log as fast as it can, until killed; sets `wrote` once it has recorded
+    `records_before_signal` events."""
     log = EventLog(path, max_per_site=50, max_events=400)
     index = 0
     while True:
@@ -62,5 +79,7 @@ def record_events_forever(path: Path) -> None:
             duration_seconds=0.01,
             message=f"attempt {index % 11} " + "x" * 2000,
         )
+        if wrote is not None and index == records_before_signal:
+            wrote.set()
         if index % 1000 == 0:
             os.sched_yield()

@@ -93,6 +93,15 @@ def test_retention_by_site_total_and_age(tmp_path: Path):
     log.close()
 
 
+def test_an_event_older_than_the_retained_ones_is_returned_though_dropped(tmp_path: Path):
+    with EventLog(tmp_path / "events.db", max_per_site=2) as log:
+        for minute in (1, 2):
+            record(log, at=T0 + timedelta(minutes=minute), message=f"m{minute}")
+        late = record(log, at=T0, message="recorded late")
+        assert (late.message, late.time) == ("recorded late", T0)
+        assert [event.message for event in log.query("blog")] == ["m2", "m1"]
+
+
 def test_bad_input_is_refused(log: EventLog):
     with pytest.raises(ValueError, match="result must be one of"):
         record(log, result="exploded")
@@ -106,10 +115,15 @@ def test_several_processes_share_the_log(tmp_path: Path):
     path = tmp_path / "events.db"
     EventLog(path).close()
     ctx = multiprocessing.get_context("fork")
-    children = [ctx.Process(target=record_events_forever, args=(path,)) for _ in range(2)]
+    wrote = [ctx.Event() for _ in range(2)]
+    children = [
+        ctx.Process(target=record_events_forever, args=(path, event, 50), daemon=True) for event in wrote
+    ]
     for child in children:
         child.start()
-    time.sleep(0.5)
+    # Both write at once until each has recorded 50 events, however slow this machine is.
+    for event in wrote:
+        assert event.wait(timeout=120), "a writer did not record 50 events in 120 s"
     for child in children:
         os.kill(child.pid or 0, signal.SIGKILL)
         child.join()
@@ -122,9 +136,12 @@ def test_log_survives_its_writer_being_killed(tmp_path: Path):
     rng = random.Random(7)
     ctx = multiprocessing.get_context("fork")
     for _ in range(8):
-        child = ctx.Process(target=record_events_forever, args=(path,))
+        first_write = ctx.Event()
+        child = ctx.Process(target=record_events_forever, args=(path, first_write), daemon=True)
         child.start()
-        time.sleep(rng.uniform(0.05, 0.25))
+        # The kill must land while the writer writes: after its first record, then anywhere.
+        assert first_write.wait(timeout=120), "the writer recorded nothing in 120 s"
+        time.sleep(rng.uniform(0.0, 0.2))
         os.kill(child.pid or 0, signal.SIGKILL)
         child.join()
         with EventLog(path, max_per_site=50, max_events=400) as log:
@@ -135,3 +152,45 @@ def test_log_survives_its_writer_being_killed(tmp_path: Path):
         check = sqlite3.connect(path)
         assert check.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         check.close()
+
+
+def test_events_of_a_site_created_again_under_its_name_are_its_own(log: EventLog):
+    record(log, uid="first-uid", message="made the first")
+    record(log, uid="first-uid", message="made the first")
+    # The same step and message for the new site is not a repeat of the old site's event.
+    record(log, uid="second-uid", message="made the first")
+    assert [(e.uid, e.count) for e in log.query("blog")] == [("second-uid", 1), ("first-uid", 2)]
+    assert [e.count for e in log.query("blog", uid="first-uid")] == [2]
+    assert [e.uid for e in log.query("blog", uid="second-uid")] == ["second-uid"]
+    assert log.query("blog", uid="third-uid") == []
+
+
+def test_a_log_from_before_uids_is_migrated_and_keeps_its_rows(tmp_path: Path):
+    path = tmp_path / "events.db"
+    old = sqlite3.connect(path)
+    old.executescript(
+        """
+        CREATE TABLE events (
+            id INTEGER PRIMARY KEY AUTOINCREMENT, time_us INTEGER NOT NULL, last_time_us INTEGER NOT NULL,
+            count INTEGER NOT NULL DEFAULT 1, site TEXT NOT NULL, generation INTEGER,
+            reconcile_id TEXT NOT NULL, trigger TEXT NOT NULL, step TEXT NOT NULL, result TEXT NOT NULL,
+            duration_seconds REAL NOT NULL, message TEXT NOT NULL
+        );
+        CREATE INDEX events_by_site ON events (site, last_time_us DESC, id DESC);
+        INSERT INTO events (time_us, last_time_us, site, generation, reconcile_id, trigger, step, result,
+                            duration_seconds, message)
+        VALUES (1767225600000000, 1767225600000000, 'blog', 1, 'r0', 'watch', 'service', 'created', 0.1,
+                'from an older Director');
+        """
+    )
+    old.close()
+    # The first to open it migrates it; the next finds the column there.
+    with EventLog(path) as first, EventLog(path) as second:
+        record(second, uid="new-uid", at=T0 + timedelta(minutes=1), message="after the upgrade")
+        assert [(e.message, e.uid) for e in first.query("blog")] == [
+            ("after the upgrade", "new-uid"),
+            ("from an older Director", None),
+        ]
+        assert [e.message for e in first.query("blog", uid="new-uid")] == ["after the upgrade"]
+    with EventLog(path) as reopened:
+        assert len(reopened.query("blog")) == 2

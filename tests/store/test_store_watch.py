@@ -10,7 +10,7 @@ from specs.store import SiteStore, WatchEvent
 
 
 async def next_event(events: AsyncIterator[WatchEvent]) -> WatchEvent:
-    return await asyncio.wait_for(anext(events), timeout=5)
+    return await asyncio.wait_for(anext(events), timeout=60)
 
 
 async def test_watch_sees_create_modify_status_error_and_delete(store: SiteStore):
@@ -57,7 +57,7 @@ async def test_watch_without_initial_reports_only_changes(store: SiteStore):
         await asyncio.sleep(0.2)
         assert not pending.done()
         store.create(make_site("fresh"))
-        event = await asyncio.wait_for(pending, timeout=5)
+        event = await asyncio.wait_for(pending, timeout=60)
         assert (event.type, event.name) == ("ADDED", "fresh")
     finally:
         await events.aclose()
@@ -76,7 +76,7 @@ async def test_watch_resync_catches_what_notifications_missed(store: SiteStore, 
         staged.mkdir()
         (staged / "restored.yaml").write_bytes(other.spec_path("restored").read_bytes())
         staged.rename(store.specs_dir)
-        event = await asyncio.wait_for(pending, timeout=5)
+        event = await asyncio.wait_for(pending, timeout=60)
         assert (event.type, event.name) == ("ADDED", "restored")
     finally:
         await events.aclose()
