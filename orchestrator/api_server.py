@@ -83,6 +83,23 @@ def ensure_demo_admin(server: str, config_path: Path | None = None, username: st
     return DemoAdmin(username, password, path, server)
 
 
+def ensure_demo_users(names: list[str]) -> list[str]:
+    """Create the users the examples name as owners (owners must be users); the ones created are returned.
+
+    They have no password: an admin gives them one, so no demo account can be logged into by a guess.
+    """
+    from django.contrib.auth.models import User
+
+    created = []
+    for name in names:
+        user, new = User.objects.get_or_create(username=name)
+        if new:
+            user.set_unusable_password()
+            user.save()
+            created.append(name)
+    return created
+
+
 def register_docker_log_source() -> None:
     from api.logsource import register_log_source
     from reconcilers.service_logs import DockerServiceLogs
@@ -108,6 +125,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m orchestrator.api_server")
     parser.add_argument("command", nargs="?", default="serve", choices=["serve", "demo-admin"])
     parser.add_argument("--config", type=Path, help="dirctl config file to write (demo-admin)")
+    parser.add_argument("--users", nargs="*", default=[], help="demo users to create too (demo-admin)")
     arguments = parser.parse_args(argv)
     if arguments.command == "serve":
         print(f"Director API on {api_url()}", file=sys.stderr, flush=True)
@@ -118,6 +136,9 @@ def main(argv: list[str] | None = None) -> None:
     demo = ensure_demo_admin(api_url(), arguments.config)
     if demo.password:
         print(f"demo admin: user {demo.username}, password {demo.password}")
+    created = ensure_demo_users(arguments.users)
+    if created:
+        print(f"demo users (no password until an admin sets one): {', '.join(created)}")
     print(f"dirctl is configured for {demo.server} in {demo.config_path}")
 
 

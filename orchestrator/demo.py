@@ -139,7 +139,11 @@ def run(examples: Path) -> int:
         with _children(settings) as (controller, api):
             print(f"started the controller (log {controller.log_path}) and the API (log {api.log_path})")
             _wait_for_api(url, api)
-            admin = subprocess.run(_director_command("orchestrator.api_server", "demo-admin"), check=False)
+            # The examples' owners must be users for the API to accept them.
+            owners = sorted({owner for site in load_path(examples).sites for owner in site.spec.owners})
+            admin = subprocess.run(
+                _director_command("orchestrator.api_server", "demo-admin", "--users", *owners), check=False
+            )
             if admin.returncode != 0:
                 raise DemoFailed("creating the demo admin failed (see above)")
             print(f"applying {examples}/ and waiting for every site to be Ready:", flush=True)
