@@ -5,7 +5,7 @@ SHELL := /bin/bash
 
 VENV := .venv
 PYTHON := $(VENV)/bin/python
-PACKAGES := api cli controller orchestrator reconcilers shell specs ui scripts
+PACKAGES := api cli controller orchestrator reconcilers shell specs store ui scripts
 PYTEST_ARGS ?= -q
 DIRECTOR_INSTANCE ?= director
 

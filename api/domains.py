@@ -25,7 +25,7 @@ from api.errors import ApiError, Cause, status_success
 from api.models import BlockedDomain
 from specs.hosts import custom_domain_problem, matching_pattern
 from specs.models import API_VERSION, HOSTNAME_PATTERN, Site
-from specs.store import HostTaken
+from store.records import HostTaken
 
 BLOCKED_KIND = "BlockedDomain"
 

@@ -15,7 +15,7 @@ import threading
 import time
 
 from specs.models import Site
-from specs.store import SiteStore
+from store.records import SiteStore
 
 _MAX_AGE_SECONDS = 2.0
 _SETTLED_SECONDS = 0.05

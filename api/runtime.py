@@ -10,8 +10,8 @@ from api.auth import Principal
 from api.listcache import ListingCache
 from api.logsource import LogSource, registered_log_source
 from api.sites import SiteService
-from specs.events import EventLog
-from specs.store import SiteStore
+from store.events import EventLog
+from store.records import SiteStore
 
 _lock = threading.RLock()
 _opened: dict[str, SiteStore | EventLog | ListingCache] = {}

@@ -30,7 +30,7 @@ from api.models import WriteRecord
 from api.policy import authorize_write, can_read
 from specs import jsonio, yamlio
 from specs.models import API_VERSION, KIND_SITE, Site
-from specs.store import AlreadyExists, Conflict, HostTaken, InvalidRecord, NotFound, SiteStore, StoreError
+from store.records import AlreadyExists, Conflict, HostTaken, InvalidRecord, NotFound, SiteStore, StoreError
 
 Document = dict[str, Any]
 # Enough for a burst of writers on one site; each retry re-reads the record, so progress is guaranteed
@@ -238,22 +238,15 @@ class SiteService:
             authorize_write(self.principal, old, new)
             _unknown_owners(old, new)
             admit_domains(self.principal, old, new)
-            if options.dry_run:
-                try:
-                    self.store.check_hosts(new)
-                except HostTaken as taken:
-                    raise host_taken(taken, name) from None
-                if old is None:
-                    return self._dry_run_result(new, old), "created"
-                return self._dry_run_result(new, old), "unchanged" if _unchanged(old, new) else "configured"
             if old is not None and _unchanged(old, new):
                 return old, "unchanged"
+            dry = options.dry_run
             try:
                 if old is None:
-                    stored = self.store.create(new)
+                    stored = self.store.create(new, dry_run=dry)
                 else:
                     new.metadata.resource_version = old.metadata.resource_version
-                    stored = self.store.update(new)
+                    stored = self.store.update(new, dry_run=dry)
             except HostTaken as taken:
                 raise host_taken(taken, name) from None
             except (Conflict, AlreadyExists, NotFound):
@@ -262,7 +255,8 @@ class SiteService:
                 continue
             except StoreError as error:
                 raise ApiError(500, f'site "{name}" could not be written: {error}', name=name) from None
-            self._audit(stored, name, operation if old is not None else "create", options)
+            if not dry:
+                self._audit(stored, name, operation if old is not None else "create", options)
             return stored, "created" if old is None else "configured"
         raise ApiError(409, f'site "{name}" kept changing while this write was retried; try again', name=name)
 
@@ -275,20 +269,6 @@ class SiteService:
             f"(resourceVersion {given} given, {now} stored); read it again and reapply your change",
             name=name,
         )
-
-    @staticmethod
-    def _dry_run_result(new: Site, old: Site | None) -> Site:
-        result = new.model_copy(deep=True)
-        if old is not None:
-            result.metadata.uid = old.metadata.uid
-            result.metadata.creation_timestamp = old.metadata.creation_timestamp
-            result.metadata.resource_version = old.metadata.resource_version
-            spec_changed = old.spec != new.spec
-            result.metadata.generation = (old.metadata.generation or 0) + (1 if spec_changed else 0)
-            result.status = old.status
-        else:
-            result.metadata.generation = 1
-        return result
 
     def _default_owner(self, document: Document) -> None:
         """A user who creates a site without naming owners owns it; an admin's site may have none."""

@@ -27,8 +27,8 @@ from api.policy import can_read
 from api.runtime import event_log, log_source, site_service, site_store
 from api.selectors import name_selector, parse_label_selector
 from api.sites import document_of
-from specs.events import ReconcileEvent
 from specs.models import API_VERSION, UID_PATTERN, Site
+from store.events import ReconcileEvent
 
 WATCH_CONTENT_TYPE = "application/json;stream=watch"
 _EVENT_POLL_SECONDS = 0.5

@@ -36,7 +36,7 @@ def free_port() -> int:
 
 def seed_sites(state_dir: Path, count: int) -> None:
     from specs.models import Site
-    from specs.store import SiteStore
+    from store.records import SiteStore
 
     store = SiteStore(state_dir)
     for index in range(count):

@@ -48,7 +48,7 @@ from reconcilers.local_images import ensure_base_image
 from reconcilers.nginx_config import SITE_PORT
 from specs.config import Settings
 from specs.models import ObjectMeta, Site, SiteSpec
-from specs.store import SiteStore
+from store.records import SiteStore
 
 LOCAL_IMAGE = "director-local/site:latest"
 SERVE_PUBLIC = ["sh", "-c", 'exec python3 -m http.server "$PORT" --bind "$HOST" --directory /site/public']

@@ -14,9 +14,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from specs.events import EventLog
 from specs.models import HealthCheck, ObjectMeta, Site, SiteSpec, SiteStatus
-from specs.store import SiteStore
+from store.events import EventLog
+from store.records import SiteStore
 
 
 def sample_site(index: int) -> Site:

@@ -18,7 +18,7 @@ def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -
 @reports_errors
 def run(args: argparse.Namespace) -> int:
     name = parse_target(args.target)
-    from controller.types import RECONCILE_REQUEST_ANNOTATION
+    from specs.models import RECONCILE_REQUEST_ANNOTATION
 
     requested_at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     with api_from(args) as api:

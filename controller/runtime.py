@@ -26,9 +26,9 @@ from controller.steps import EventRecorder, Pass, StepCall, describe, run_pass
 from controller.types import FINALIZER, PLATFORM, PlatformReconciler, Reconciler, Request, Trigger
 from controller.watch import FingerprintCache, StoreWatch, classify
 from specs.config import Settings
-from specs.events import EventLog
 from specs.models import KIND_SITE, LastReconcile, Site, SiteStatus
-from specs.store import BeingDeleted, InvalidRecord, NotFound, SiteStore, StoreError
+from store.events import EventLog
+from store.records import BeingDeleted, InvalidRecord, NotFound, SiteStore, StoreError
 
 log = logging.getLogger(__name__)
 

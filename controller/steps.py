@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 from controller.types import Outcome, PermanentError, ReconcileContext, Step
-from specs.events import EventLog, EventResult
+from store.events import EventLog, EventResult
 
 log = logging.getLogger(__name__)
 

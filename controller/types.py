@@ -15,8 +15,6 @@ from specs.models import ServiceStatus, Site
 StepResult = Literal["created", "updated", "unchanged", "deleted", "failed", "skipped"]
 
 FINALIZER = "director.io/cleanup"
-# Writing this annotation (any new value) asks the controller to reconcile the site now.
-RECONCILE_REQUEST_ANNOTATION = "director.io/reconcile-requested-at"
 
 
 @dataclass(frozen=True, order=True)

@@ -12,9 +12,9 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from controller.types import RECONCILE_REQUEST_ANNOTATION, Request
-from specs.models import KIND_SITE, Site
-from specs.store import SiteStore, WatchEvent
+from controller.types import Request
+from specs.models import KIND_SITE, RECONCILE_REQUEST_ANNOTATION, Site
+from store.records import SiteStore, WatchEvent
 
 log = logging.getLogger(__name__)
 

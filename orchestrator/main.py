@@ -25,8 +25,8 @@ from reconcilers.platform import EdgePlatform
 from reconcilers.routes import SiteRoutes
 from reconcilers.service import SiteServices
 from specs.config import Settings
-from specs.events import EventLog
-from specs.store import SiteStore
+from store.events import EventLog
+from store.records import SiteStore
 
 log = logging.getLogger("director")
 

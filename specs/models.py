@@ -26,6 +26,9 @@ from pydantic.alias_generators import to_camel
 
 API_VERSION: Final = "director.io/v1"
 KIND_SITE: Final = "Site"
+# Writing this annotation (any new value) asks the controller to reconcile the record now: dirctl and the
+# UI write it, the controller reads it.
+RECONCILE_REQUEST_ANNOTATION: Final = "director.io/reconcile-requested-at"
 
 # Names that would collide with Director's own hosts, services or URL space.
 RESERVED_SITE_NAMES = frozenset(

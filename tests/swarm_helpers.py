@@ -22,7 +22,7 @@ import pytest
 from reconcilers.docker_calls import LABEL_INSTANCE, LABEL_SITE
 from specs.config import Settings
 from specs.models import Condition, ConditionType, ObjectMeta, Site, SiteSpec
-from specs.store import NotFound, SiteStore
+from store.records import NotFound, SiteStore
 
 ROOT = Path(__file__).resolve().parents[1]
 DIRECTOR = Path(sys.executable).with_name("director")

@@ -144,7 +144,7 @@ def more_servers(api: Api) -> Iterator[Callable[[dict[str, str] | None], str]]:
 
 @pytest.fixture
 def store(api: Api):
-    from specs.store import SiteStore
+    from store.records import SiteStore
 
     return SiteStore(api.state_dir)
 
@@ -154,7 +154,7 @@ def _no_sites_left(request: pytest.FixtureRequest) -> Iterator[None]:
     yield
     if "api" not in request.fixturenames:
         return
-    from specs.store import NotFound, SiteStore
+    from store.records import NotFound, SiteStore
 
     store = SiteStore(request.getfixturevalue("api").state_dir)
     sites, _ = store.list()

@@ -256,7 +256,7 @@ def test_apply_wait_follows_conditions_until_ready(dirctl, tmp_path, store):
 
 
 def test_wait_times_out_with_exit_5_and_describe_shows_status_and_events(api, dirctl, tmp_path, store):
-    from specs.events import EventLog
+    from store.events import EventLog
 
     dirctl(
         "apply",
@@ -325,7 +325,7 @@ def test_rollout_history_and_undo(dirctl, tmp_path):
 
 
 def test_reconcile_sets_the_request_annotation(dirctl, tmp_path, store):
-    from controller.types import RECONCILE_REQUEST_ANNOTATION
+    from specs.models import RECONCILE_REQUEST_ANNOTATION
 
     dirctl("apply", "-f", str(write_sites(tmp_path / "s.yaml", site_doc("poked"))))
     result = dirctl("reconcile", "site", "poked")
@@ -395,7 +395,7 @@ def _background(api, tmp_path, *args: str) -> subprocess.Popen[str]:
 
 
 def test_events_watch_and_logs_follow_stream_as_things_happen(api, dirctl, tmp_path, store):
-    from specs.events import EventLog
+    from store.events import EventLog
 
     dirctl(
         "apply",
@@ -454,7 +454,7 @@ def test_admins_keep_the_blocked_domains_with_dirctl(dirctl, tmp_path):
 
 
 def test_events_of_an_earlier_site_of_a_name_are_read_by_uid_with_dirctl(api, dirctl, tmp_path, store):
-    from specs.events import EventLog
+    from store.events import EventLog
 
     dirctl("apply", "-f", str(write_sites(tmp_path / "s.yaml", site_doc("again"))))
     first_uid = store.get("again").metadata.uid

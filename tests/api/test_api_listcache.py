@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 from api.listcache import ListingCache
 from specs.models import Condition, Site, SiteStatus
-from specs.store import SiteStore
+from store.records import SiteStore
 
 
 def test_every_write_is_seen_by_the_next_listing(tmp_path):

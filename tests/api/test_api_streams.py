@@ -70,7 +70,7 @@ def test_a_watch_from_a_resource_version_skips_what_the_client_has(api):
 
 
 def test_events_are_paged_newest_first(api):
-    from specs.events import EventLog
+    from store.events import EventLog
 
     with api.client() as client:
         uid = client.post(SITES, json=site_doc("evented")).json()["metadata"]["uid"]
@@ -123,7 +123,7 @@ def test_logs_of_a_dynamic_site_with_tail_and_follow(api):
 
 
 def test_a_site_created_again_under_its_name_has_none_of_the_earlier_sites_events(api):
-    from specs.events import EventLog
+    from store.events import EventLog
 
     def record(uid: str, message: str) -> None:
         with EventLog(api.state_dir / "events.db") as log:

@@ -22,9 +22,9 @@ from controller.process import configure_logging, run
 from controller.runtime import Controller, ControllerOptions
 from controller.types import Outcome, Step
 from specs.config import Settings
-from specs.events import EventLog
 from specs.models import Site
-from specs.store import SiteStore
+from store.events import EventLog
+from store.records import SiteStore
 
 
 def main() -> int:

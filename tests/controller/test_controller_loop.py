@@ -26,11 +26,11 @@ from swarm_helpers import record_gone
 
 from controller.backoff import Backoff
 from controller.runtime import Controller, ControllerOptions
-from controller.types import FINALIZER, RECONCILE_REQUEST_ANNOTATION
+from controller.types import FINALIZER
 from specs.config import Settings
-from specs.events import EventLog
-from specs.models import ObjectMeta, Site, SiteSpec
-from specs.store import NotFound, SiteStore
+from specs.models import RECONCILE_REQUEST_ANNOTATION, ObjectMeta, Site, SiteSpec
+from store.events import EventLog
+from store.records import NotFound, SiteStore
 
 
 @dataclass

@@ -17,7 +17,7 @@ import yaml
 
 from controller.leader import LeaderLock, Participant, read_report
 from specs.models import ObjectMeta, Site
-from specs.store import SiteStore
+from store.records import SiteStore
 
 HARNESS = Path(__file__).resolve().parent / "recording_controller.py"
 

@@ -12,9 +12,15 @@ from controller.status import (
     status_after,
     worth_writing,
 )
-from controller.types import RECONCILE_REQUEST_ANNOTATION
 from controller.watch import Fingerprint, classify
-from specs.models import LastReconcile, ObjectMeta, ServiceStatus, Site, SiteStatus
+from specs.models import (
+    RECONCILE_REQUEST_ANNOTATION,
+    LastReconcile,
+    ObjectMeta,
+    ServiceStatus,
+    Site,
+    SiteStatus,
+)
 
 T0 = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 T1 = T0 + timedelta(minutes=1)

@@ -23,8 +23,8 @@ from swarm_helpers import (
 )
 
 from reconcilers.docker_calls import LABEL_SITE
-from specs.events import EventLog
-from specs.store import NotFound, SiteStore
+from store.events import EventLog
+from store.records import NotFound, SiteStore
 
 pytestmark = [pytest.mark.swarm, pytest.mark.slow]
 

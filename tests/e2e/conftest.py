@@ -14,7 +14,7 @@ from docker_cleanup import INSTANCE_LABEL, remove_labelled
 from swarm_helpers import ControllerProcess, eventually, free_tcp_port, get
 
 from specs.config import Settings
-from specs.store import SiteStore
+from store.records import SiteStore
 
 EDGE_START_SECONDS = 90
 

@@ -17,7 +17,7 @@ import docker
 from swarm_helpers import get
 
 from specs.config import Settings
-from specs.events import EventLog, ReconcileEvent
+from store.events import EventLog, ReconcileEvent
 
 LOCAL_IMAGE = "director-local/site:latest"
 # Serves the site's public/ on $PORT with the python3 of Director's local base image.

@@ -27,7 +27,7 @@ from swarm_helpers import (
 
 from reconcilers.docker_calls import LABEL_INSTANCE, LABEL_SITE
 from specs.config import Settings
-from specs.store import HostTaken, NotFound, SiteStore
+from store.records import HostTaken, NotFound, SiteStore
 
 pytestmark = [pytest.mark.swarm, pytest.mark.slow]
 

@@ -19,7 +19,7 @@ from reconcilers.docker_events import DockerEvents
 from reconcilers.images import ImageResolver
 from reconcilers.routes import SiteRoutes
 from reconcilers.service import SiteServices
-from specs.store import SiteStore
+from store.records import SiteStore
 
 pytestmark = [pytest.mark.swarm, pytest.mark.slow]
 

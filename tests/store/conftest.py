@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from specs.store import SiteStore
+from store.records import SiteStore
 
 
 @pytest.fixture

@@ -7,9 +7,9 @@ import os
 from multiprocessing.synchronize import Event
 from pathlib import Path
 
-from specs.events import EventLog
 from specs.models import ObjectMeta, Site, SiteSpec
-from specs.store import Conflict, SiteStore
+from store.events import EventLog
+from store.records import Conflict, SiteStore
 
 
 def make_site(name: str, **spec: object) -> Site:

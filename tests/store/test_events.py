@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from store_helpers import record_events_forever
 
-from specs.events import EventLog
+from store.events import EventLog
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 

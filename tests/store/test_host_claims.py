@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 from store_helpers import make_site
 
-from specs.store import HostTaken, NotFound, SiteStore
+from store.records import HostTaken, NotFound, SiteStore
 
 SITES = ["s1", "s2", "s3"]
 HOSTS = ["a.example.org", "b.example.org", "c.example.org", "d.example.org"]

@@ -12,7 +12,7 @@ from concurrent.futures import ProcessPoolExecutor
 from store_helpers import increment_counter, make_site, write_big_records_forever
 
 from specs.models import SiteStatus
-from specs.store import SiteStore
+from store.records import SiteStore
 
 _FORK = multiprocessing.get_context("fork")
 

@@ -5,7 +5,7 @@ import yaml
 from store_helpers import make_site
 
 from specs.models import Condition, ObjectMeta, Site, SiteSpec, SiteStatus
-from specs.store import AlreadyExists, BeingDeleted, Conflict, InvalidRecord, NotFound, SiteStore
+from store.records import AlreadyExists, BeingDeleted, Conflict, InvalidRecord, NotFound, SiteStore
 
 FINALIZER = "director.io/cleanup"
 

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from store_helpers import make_site
 
 from specs.models import SiteStatus
-from specs.store import SiteStore, WatchEvent
+from store.records import SiteStore, WatchEvent
 
 
 async def next_event(events: AsyncIterator[WatchEvent]) -> WatchEvent:

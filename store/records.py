@@ -41,8 +41,7 @@ import yaml
 from pydantic import ValidationError
 from watchfiles import Change, awatch
 
-from specs._durable import Counter, exclusive_lock, remove_durably, remove_stale_temp_files, write_atomic
-from specs.hostclaims import Claim, HostClaims
+from specs import yamlio
 from specs.models import (
     SITE_NAME_PATTERN,
     Model,
@@ -52,8 +51,9 @@ from specs.models import (
     SiteStatus,
     Uid,
 )
+from store.durable import Counter, exclusive_lock, remove_durably, remove_stale_temp_files, write_atomic
+from store.hostclaims import Claim, HostClaims
 
-_Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _Dumper: Any = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 _NAME = re.compile(SITE_NAME_PATTERN)
 _RECORD_SUFFIX = ".yaml"
@@ -164,31 +164,6 @@ def _validation_message(error: ValidationError) -> str:
 _INDEX_FORMAT = 2
 # A list() that had to parse at least this many files rewrites the shared index.
 _INDEX_MIN_PARSES = 64
-_STR_TAG = "tag:yaml.org,2002:str"
-_MAX_DEPTH = 64
-
-
-def _build(node: yaml.Node, loader: Any, depth: int) -> Any:
-    """Python data from a composed node; plain strings, lists and mappings skip PyYAML's slow constructor."""
-    if depth > _MAX_DEPTH:
-        raise yaml.YAMLError(f"the document nests deeper than {_MAX_DEPTH} levels (or refers to itself)")
-    if isinstance(node, yaml.ScalarNode):
-        return node.value if node.tag == _STR_TAG else loader.construct_object(node, deep=True)
-    if isinstance(node, yaml.SequenceNode):
-        return [_build(item, loader, depth + 1) for item in node.value]
-    if isinstance(node, yaml.MappingNode) and all(key.tag == _STR_TAG for key, _ in node.value):
-        return {key.value: _build(value, loader, depth + 1) for key, value in node.value}
-    return loader.construct_object(node, deep=True)
-
-
-def _load_yaml(text: bytes) -> Any:
-    """yaml.safe_load, several times faster on records: libyaml parses, `_build` constructs."""
-    loader = _Loader(text)
-    try:
-        node = loader.get_single_node()
-        return None if node is None else _build(node, loader, 0)
-    finally:
-        loader.dispose()
 
 
 def _load_document(path: Path) -> dict[str, Any]:
@@ -200,7 +175,7 @@ def _load_document(path: Path) -> dict[str, Any]:
     except OSError as error:
         raise InvalidRecord(path, f"cannot be read: {error.strerror}") from None
     try:
-        document = _load_yaml(text)
+        document = yamlio.load_record(text)
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
@@ -632,7 +607,7 @@ class SiteStore:
             return None
         return claim
 
-    def _take_hosts(self, name: str, uid: str, domains: builtins.list[str]) -> None:
+    def _take_hosts(self, name: str, uid: str, domains: builtins.list[str], *, dry_run: bool = False) -> None:
         """Claim every domain for the record `name`, or raise HostTaken and claim none."""
         unclaimed = []
         for index, host in enumerate(domains):
@@ -641,8 +616,9 @@ class SiteStore:
                 unclaimed.append(host)
             elif holder.site != name:
                 raise HostTaken(host, holder.site, index)
-        for host in unclaimed:
-            self._claims.hold(host, name, uid)
+        if not dry_run:
+            for host in unclaimed:
+                self._claims.hold(host, name, uid)
 
     def _release_hosts(self, name: str, hosts: builtins.list[str]) -> None:
         for host in hosts:
@@ -660,14 +636,6 @@ class SiteStore:
             holders[host] = holder.site if holder is not None else record.name
         return holders
 
-    def check_hosts(self, site: Site) -> None:
-        """Raise HostTaken if a write of `site` would be refused for its domains; writes nothing."""
-        with exclusive_lock(self._lock_path):
-            for index, host in enumerate(site.spec.domains):
-                holder = self._holder(host)
-                if holder is not None and holder.site != site.name:
-                    raise HostTaken(host, holder.site, index)
-
     def host_holders(self, name: str) -> dict[str, str]:
         """For each domain the record names: the site holding it, which is the record itself unless an
         earlier claimant holds it. A domain nobody holds is claimed for the record now (a record written
@@ -683,18 +651,20 @@ class SiteStore:
 
     # ---- writing records (always under the lock) -----------------------------------------------------
 
-    def create(self, site: Site) -> Site:
+    def create(self, site: Site, *, dry_run: bool = False) -> Site:
+        """The stored site; with `dry_run`, the site as it would be stored (no uid, no version), unwritten,
+        after the same checks."""
         name = self._checked_name(site.name)
         with exclusive_lock(self._lock_path):
             if _file_key(self.spec_path(name)) is not None:
                 raise AlreadyExists(f"site {name!r} already exists")
             uid = str(uuid.uuid4())
-            self._take_hosts(name, uid, builtins.list(site.spec.domains))
+            self._take_hosts(name, uid, builtins.list(site.spec.domains), dry_run=dry_run)
             metadata = site.metadata.model_copy(
                 update={
-                    "uid": uid,
+                    "uid": None if dry_run else uid,
                     "generation": 1,
-                    "resource_version": str(self._counter.advance()),
+                    "resource_version": None if dry_run else str(self._counter.advance()),
                     "creation_timestamp": _now(),
                     "deletion_timestamp": None,
                 }
@@ -702,12 +672,16 @@ class SiteStore:
             stored = Site(
                 metadata=ObjectMeta.model_validate(metadata.model_dump()), spec=_revalidated(site.spec)
             )
+            if dry_run:
+                return stored
             # A status left by a crash between the removals of an earlier incarnation must not show through.
             remove_durably(self.status_path(name))
             self._write_spec(stored)
         return stored
 
-    def update(self, site: Site) -> Site:
+    def update(self, site: Site, *, dry_run: bool = False) -> Site:
+        """The stored site; with `dry_run`, the site as it would be stored, unwritten, after the same checks
+        (its resourceVersion stays the current one)."""
         name = self._checked_name(site.name)
         with exclusive_lock(self._lock_path):
             stored, status = self._current_for_write(name)
@@ -729,23 +703,27 @@ class SiteStore:
             uid = old.uid or str(uuid.uuid4())
             dropped = [host for host in stored.spec.domains if host not in spec.domains]
             if spec.domains != stored.spec.domains:
-                self._take_hosts(name, uid, builtins.list(spec.domains))
+                self._take_hosts(name, uid, builtins.list(spec.domains), dry_run=dry_run)
             if spec_changed:
-                self._save_history(stored)
+                if not dry_run:
+                    self._save_history(stored)
                 generation += 1
+            version = old.resource_version if dry_run else str(self._counter.advance(_version(old.resource_version)))
             metadata = old.model_copy(
                 update={
                     "labels": dict(site.metadata.labels),
                     "annotations": dict(site.metadata.annotations),
                     "finalizers": new_finalizers,
                     "generation": max(generation, 1),
-                    "resource_version": str(self._counter.advance(_version(old.resource_version))),
+                    "resource_version": version,
                     # A record written by hand may lack the server fields: the first API write adds them.
                     "uid": uid,
                     "creation_timestamp": old.creation_timestamp or _now(),
                 }
             )
             updated = Site(metadata=ObjectMeta.model_validate(metadata.model_dump()), spec=spec)
+            if dry_run:
+                return self._merge(updated, status, copy=True)
             if updated.metadata.deletion_timestamp is not None and not updated.metadata.finalizers:
                 self._remove_record(name)
                 return updated

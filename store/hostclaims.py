@@ -19,8 +19,8 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from specs._durable import remove_durably, remove_stale_temp_files, write_atomic
 from specs.models import HOSTNAME_PATTERN
+from store.durable import remove_durably, remove_stale_temp_files, write_atomic
 
 _HOST = re.compile(HOSTNAME_PATTERN)
 # Present once every record of a store made before claims existed has had its hosts claimed.
