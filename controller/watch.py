@@ -104,7 +104,7 @@ class StoreWatch:
         async for event in self._store.watch(initial=True):
             self._handle(event, enqueue)
 
-    def _handle(self, event: WatchEvent, enqueue: UrgentEnqueue) -> None:
+    def _handle(self, event: WatchEvent[Site], enqueue: UrgentEnqueue) -> None:
         request = Request(KIND_SITE, event.name)
         if event.type == "ERROR":
             # A broken record is reported, never acted on: finalizing it would take a live site down.

@@ -355,12 +355,17 @@ class SiteStatus(Model):
         return next((c for c in self.conditions if c.type == type_), None)
 
 
-class Site(Model):
-    api_version: Literal["director.io/v1"] = API_VERSION
-    kind: Literal["Site"] = KIND_SITE
+class Resource(Model):
+    """What every kind shares, Kubernetes-shaped: apiVersion, kind, metadata, spec and status.
+
+    Each kind narrows these (Site, Platform); the record store and the controller runtime work on any.
+    """
+
+    api_version: str = API_VERSION
+    kind: str
     metadata: ObjectMeta
-    spec: SiteSpec = Field(default_factory=SiteSpec)
-    status: SiteStatus | None = None
+    spec: Model
+    status: Model | None = None
 
     @property
     def name(self) -> str:
@@ -370,3 +375,11 @@ class Site(Model):
         """The wire form: camelCase, no unset optional fields, timestamps as RFC 3339 strings."""
         exclude = None if include_status else {"status"}
         return self.model_dump(mode="json", by_alias=True, exclude_none=True, exclude=exclude)
+
+
+class Site(Resource):
+    api_version: Literal["director.io/v1"] = API_VERSION
+    kind: Literal["Site"] = KIND_SITE
+    metadata: ObjectMeta
+    spec: SiteSpec = Field(default_factory=SiteSpec)
+    status: SiteStatus | None = None

@@ -1,19 +1,19 @@
-"""The Site record store: one YAML file per record under the state directory, Kubernetes semantics.
+"""The record store: one YAML file per record under the state directory, Kubernetes semantics, for any kind.
 
-Layout (all readable and editable by hand):
+Layout (all readable and editable by hand), `<kinds>` being sites, platforms...:
 
-    specs/sites/<name>.yaml                  metadata + spec, written by the API side
-    status/sites/<name>.yaml                 status, written by the controller only
-    history/sites/<name>/<generation>.yaml   previous spec generations, newest `history_limit` kept
+    specs/<kinds>/<name>.yaml                  metadata + spec, written by the API side
+    status/<kinds>/<name>.yaml                 status, written by the controller only
+    history/<kinds>/<name>/<generation>.yaml   previous spec generations, newest `history_limit` kept
     claims/hosts/<host>                      which site holds each custom domain (specs/hostclaims.py)
     .lock, .resource-version                 the write lock and the store-wide resourceVersion counter
 
 Spec and status live in separate files so their writers never conflict: the optimistic-concurrency
 check of `update`/`delete` is against the spec record's resourceVersion, and a status write in between
-does not make a spec writer's copy stale. A Site read back carries the newer of the two versions.
+does not make a spec writer's copy stale. A record read back carries the newer of the two versions.
 Every write happens under one flock and goes through temp file, fsync, rename, fsync of the directory.
 
-A custom domain belongs to one record at a time, the first to claim it: a write naming a domain another
+A site's custom domain belongs to one record at a time, the first to claim it: a write naming a domain another
 record holds is refused (HostTaken) under the same lock, so no order of writers, restarts or deletions
 ever moves a host from its holder.
 """
@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
+import functools
 import gc
 import json
 import os
@@ -35,22 +36,15 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 import yaml
 from pydantic import ValidationError
 from watchfiles import Change, awatch
 
 from specs import yamlio
-from specs.models import (
-    SITE_NAME_PATTERN,
-    Model,
-    ObjectMeta,
-    Site,
-    SiteSpec,
-    SiteStatus,
-    Uid,
-)
+from specs.models import SITE_NAME_PATTERN, Model, Resource, Site, SiteStatus, Uid
+from specs.platform import Platform, PlatformStatus
 from store.durable import Counter, exclusive_lock, remove_durably, remove_stale_temp_files, write_atomic
 from store.hostclaims import Claim, HostClaims
 
@@ -106,11 +100,38 @@ class RecordError:
     message: str
 
 
+R = TypeVar("R", bound=Resource)
+S = TypeVar("S", bound=Model)
+
+
 @dataclass(frozen=True)
-class WatchEvent:
+class RecordKind(Generic[R]):
+    """What the store needs to know of a kind."""
+
+    model: type[R]
+    status: type[Model]
+    # The directory names under specs/, status/ and history/.
+    plural: str
+    # The custom domains a record claims; the store holds each for its first claimant. None: none.
+    hosts: Callable[[R], builtins.list[str]] | None = None
+
+    @property
+    def kind(self) -> str:
+        return str(self.model.model_fields["kind"].default)
+
+
+SITES: RecordKind[Site] = RecordKind(
+    Site, SiteStatus, "sites", hosts=lambda site: builtins.list(site.spec.domains)
+)
+PLATFORMS: RecordKind[Platform] = RecordKind(Platform, PlatformStatus, "platforms")
+
+
+@dataclass(frozen=True)
+class WatchEvent(Generic[R]):
     type: Literal["ADDED", "MODIFIED", "DELETED", "ERROR"]
     name: str
-    site: Site | None
+    # The record (named `site` for the kind most watchers watch).
+    site: R | None
     error: RecordError | None = None
 
 
@@ -120,13 +141,13 @@ class _StatusMeta(Model):
     resource_version: str
 
 
-class _StatusRecord(Model):
+class _StatusRecord(Model, Generic[S]):
     """The status file: enough metadata to tie it to one incarnation of the spec record."""
 
     api_version: Literal["director.io/v1"] = "director.io/v1"
-    kind: Literal["Site"] = "Site"
+    kind: str = "Site"
     metadata: _StatusMeta
-    status: SiteStatus
+    status: S
 
 
 # What identifies one version of a file without reading it; a rename always brings a new inode.
@@ -186,29 +207,29 @@ def _load_document(path: Path) -> dict[str, Any]:
     return document
 
 
-def _parse_spec_record(path: Path) -> Site:
+def _parse_spec_record(model: type[R], path: Path) -> R:
     document = _load_document(path)
     if "status" in document:
         raise InvalidRecord(path, "status belongs in the status record, not in the spec record")
     try:
-        site = Site.model_validate(document)
+        record = model.model_validate(document)
     except ValidationError as error:
         raise InvalidRecord(path, _validation_message(error)) from None
-    if site.metadata.name != path.stem:
-        raise InvalidRecord(path, f"metadata.name {site.metadata.name!r} does not match the file name")
-    return site
+    if record.metadata.name != path.stem:
+        raise InvalidRecord(path, f"metadata.name {record.metadata.name!r} does not match the file name")
+    return record
 
 
-def _parse_status_record(path: Path) -> _StatusRecord:
+def _parse_status_record(status: type[Model], path: Path) -> _StatusRecord[Model]:
     try:
-        return _StatusRecord.model_validate(_load_document(path))
+        return _StatusRecord[status].model_validate(_load_document(path))  # type: ignore[valid-type]
     except ValidationError as error:
         raise InvalidRecord(path, _validation_message(error)) from None
 
 
-def _revalidated(spec: SiteSpec) -> SiteSpec:
+def _revalidated(spec: S) -> S:
     """A private, validated copy: the caller may have assigned fields after construction."""
-    return SiteSpec.model_validate(spec.model_dump())
+    return type(spec).model_validate(spec.model_dump())
 
 
 def _version(value: str | None) -> int:
@@ -278,23 +299,30 @@ class _ParseCache:
             self._entries.pop(path, None)
 
 
-class SiteStore:
-    def __init__(self, state_dir: Path, *, history_limit: int = 20) -> None:
+class RecordStore(Generic[R]):
+    """The records of one kind. Every kind's store in a state directory shares the write lock and the
+    resourceVersion counter, so versions are ordered across kinds as in Kubernetes."""
+
+    def __init__(self, state_dir: Path, kind: RecordKind[R], *, history_limit: int = 20) -> None:
         if history_limit < 0:
             raise ValueError(f"history_limit must be 0 or more, got {history_limit}")
+        self.kind = kind
         self.state_dir = Path(state_dir)
         self.history_limit = history_limit
-        self.specs_dir = self.state_dir / "specs" / "sites"
-        self.status_dir = self.state_dir / "status" / "sites"
-        self.history_dir = self.state_dir / "history" / "sites"
+        self.specs_dir = self.state_dir / "specs" / kind.plural
+        self.status_dir = self.state_dir / "status" / kind.plural
+        self.history_dir = self.state_dir / "history" / kind.plural
         self._lock_path = self.state_dir / ".lock"
-        self._index_path = self.state_dir / ".cache" / "records.json"
+        self._index_path = self.state_dir / ".cache" / f"{kind.plural}.json"
         self._index_loaded = False
         self._counter = Counter(self.state_dir / ".resource-version")
         self._cache = _ParseCache()
-        self._claims = HostClaims(self.state_dir)
+        self._claims = HostClaims(self.state_dir) if kind.hosts is not None else None
+        self._parse_spec = functools.partial(_parse_spec_record, kind.model)
+        self._parse_status = functools.partial(_parse_status_record, kind.status)
+        self._status_record: type[_StatusRecord[Model]] = _StatusRecord[kind.status]  # type: ignore[name-defined]
         # Merged Sites for list() and watch(), valid while both files keep their identity.
-        self._entries: dict[str, tuple[tuple[_FileKey, _FileKey | None], Site | RecordError]] = {}
+        self._entries: dict[str, tuple[tuple[_FileKey, _FileKey | None], R | RecordError]] = {}
         for directory in (self.specs_dir, self.status_dir, self.history_dir, self._index_path.parent):
             directory.mkdir(parents=True, exist_ok=True)
         with exclusive_lock(self._lock_path):
@@ -303,8 +331,8 @@ class SiteStore:
             remove_stale_temp_files(self._index_path.parent)
             if not self._counter.exists():
                 self._counter.seed(self._highest_recorded_version())
-            if not self._claims.migrated:
-                self._claim_existing_hosts()
+            if self._claims is not None and not self._claims.migrated:
+                self._claim_existing_hosts(self._claims)
 
     def _highest_recorded_version(self) -> int:
         """The newest resourceVersion in any record: where a lost counter file must resume, not at 1."""
@@ -330,24 +358,24 @@ class SiteStore:
             raise NotFound(f"site {name!r} not found: not a valid site name")
         return name
 
-    def _read_spec(self, name: str) -> Site | None:
+    def _read_spec(self, name: str) -> R | None:
         """The parsed spec record, None if absent; InvalidRecord if it is broken. Never the cached object."""
         path = self.spec_path(name)
         key = _file_key(path)
         if key is None:
             return None
-        parsed = self._cache.get(path, key, _parse_spec_record)
+        parsed = self._cache.get(path, key, self._parse_spec)
         if isinstance(parsed, InvalidRecord):
             raise parsed
         return parsed.model_copy(deep=True)
 
-    def _read_status(self, name: str, uid: str | None) -> _StatusRecord | None:
+    def _read_status(self, name: str, uid: str | None) -> _StatusRecord[Model] | None:
         """The status of this incarnation of the record; a status left by an earlier one is ignored."""
         path = self.status_path(name)
         key = _file_key(path)
         if key is None:
             return None
-        parsed = self._cache.get(path, key, _parse_status_record)
+        parsed = self._cache.get(path, key, self._parse_status)
         if isinstance(parsed, InvalidRecord):
             raise parsed
         if parsed.metadata.uid != uid:
@@ -355,7 +383,7 @@ class SiteStore:
         return parsed
 
     @staticmethod
-    def _merge(spec: Site, status: _StatusRecord | None, *, copy: bool) -> Site:
+    def _merge(spec: R, status: _StatusRecord[Model] | None, *, copy: bool) -> R:
         metadata = spec.metadata
         if status is not None:
             version = max(_version(metadata.resource_version), _version(status.metadata.resource_version))
@@ -365,14 +393,14 @@ class SiteStore:
             status_value = status.status.model_copy(deep=True) if copy else status.status
         return spec.model_copy(update={"metadata": metadata, "status": status_value})
 
-    def get(self, name: str) -> Site:
+    def get(self, name: str) -> R:
         spec = self._read_spec(name)
         if spec is None:
             raise NotFound(f"site {name!r} not found")
         return self._merge(spec, self._read_status(name, spec.metadata.uid), copy=True)
 
-    def _read_entry(self, name: str, keys: tuple[_FileKey, _FileKey | None]) -> Site | RecordError:
-        """One record for list()/watch(): a shared, parsed Site or the reason it cannot be read."""
+    def _read_entry(self, name: str, keys: tuple[_FileKey, _FileKey | None]) -> R | RecordError:
+        """One record for list()/watch(): a shared, parsed record or the reason it cannot be read."""
         cached = self._entries.get(name)
         if cached is not None and cached[0] == keys:
             return cached[1]
@@ -380,18 +408,18 @@ class SiteStore:
         self._entries[name] = (keys, entry)
         return entry
 
-    def _parse_entry(self, name: str, keys: tuple[_FileKey, _FileKey | None]) -> Site | RecordError:
+    def _parse_entry(self, name: str, keys: tuple[_FileKey, _FileKey | None]) -> R | RecordError:
         spec_key, status_key = keys
         path = self.specs_dir / f"{name}{_RECORD_SUFFIX}"
         if not _NAME.fullmatch(name):
             return RecordError(name, path, "not a valid site name")
-        spec = self._cache.get(path, spec_key, _parse_spec_record)
+        spec = self._cache.get(path, spec_key, self._parse_spec)
         if isinstance(spec, InvalidRecord):
             return RecordError(name, path, spec.message)
         status = None
         if status_key is not None:
             status_path = self.status_dir / f"{name}{_RECORD_SUFFIX}"
-            parsed = self._cache.get(status_path, status_key, _parse_status_record)
+            parsed = self._cache.get(status_path, status_key, self._parse_status)
             if isinstance(parsed, InvalidRecord):
                 return RecordError(name, status_path, parsed.message)
             if parsed.metadata.uid == spec.metadata.uid:
@@ -415,13 +443,13 @@ class SiteStore:
                     keys[name] = ((st.st_mtime_ns, st.st_size, st.st_ino), status_keys.get(name))
         return keys
 
-    def list(self) -> tuple[list[Site], list[RecordError]]:
+    def list(self) -> tuple[list[R], list[RecordError]]:
         """Every record sorted by name, and every record that cannot be read (never raised).
 
         The Sites share their nested objects with this process's parse cache: change a copy
         (`model_copy(deep=True)` or `get()`) rather than the listed object.
         """
-        sites: builtins.list[Site] = []
+        sites: builtins.list[R] = []
         errors: builtins.list[RecordError] = []
         found = self._scan()
         parses_before = self._cache.parses
@@ -455,10 +483,15 @@ class SiteStore:
             return
         for name, (spec_key, status_key) in found.items():
             path = self.specs_dir / f"{name}{_RECORD_SUFFIX}"
-            self._adopt(specs.get(name), path, spec_key, Site.model_validate_json)
+            self._adopt(specs.get(name), path, spec_key, self.kind.model.model_validate_json)
             if status_key is not None:
                 status_path = self.status_dir / f"{name}{_RECORD_SUFFIX}"
-                self._adopt(statuses.get(name), status_path, status_key, _StatusRecord.model_validate_json)
+                self._adopt(
+                    statuses.get(name),
+                    status_path,
+                    status_key,
+                    self._status_record.model_validate_json,
+                )
 
     def _adopt(self, item: Any, path: Path, key: _FileKey, validate: Callable[[str], Model]) -> None:
         if not isinstance(item, dict) or item.get("key") != builtins.list(key) or self._cache.lookup(path):
@@ -467,7 +500,7 @@ class SiteStore:
             value = validate(item["json"])
         except (ValidationError, KeyError, TypeError):
             return
-        if isinstance(value, Site) and value.metadata.name != path.stem:
+        if isinstance(value, self.kind.model) and value.metadata.name != path.stem:
             return
         self._cache.put(path, key, value)
 
@@ -483,7 +516,7 @@ class SiteStore:
                 if key is None or cached is None or cached[0] != key:
                     continue
                 # Each record as a JSON string: pydantic validates it in one call, without Python dicts.
-                if isinstance(cached[1], Site):
+                if isinstance(cached[1], self.kind.model):
                     text = cached[1].model_dump_json(by_alias=True, exclude_none=True, exclude={"status"})
                     into[name] = {"key": key, "json": text}
                 elif isinstance(cached[1], _StatusRecord):
@@ -496,15 +529,15 @@ class SiteStore:
         with contextlib.suppress(OSError):
             write_atomic(self._index_path, json.dumps(payload, separators=(",", ":")).encode())
 
-    def history(self, name: str) -> builtins.list[Site]:
+    def history(self, name: str) -> builtins.list[R]:
         """Previous spec generations, newest first; a broken history file is skipped."""
         directory = self.history_dir / self._checked_name(name)
-        found: builtins.list[Site] = []
+        found: builtins.list[R] = []
         for generation in sorted(self._history_generations(directory), reverse=True):
             with contextlib.suppress(InvalidRecord, FileNotFoundError):
                 document = _load_document(directory / f"{generation}{_RECORD_SUFFIX}")
                 with contextlib.suppress(ValidationError):
-                    found.append(Site.model_validate(document))
+                    found.append(self.kind.model.model_validate(document))
         return found
 
     @staticmethod
@@ -519,7 +552,7 @@ class SiteStore:
 
     # ---- writing (always under the lock) ----------------------------------------------------------
 
-    def _write_spec(self, site: Site) -> None:
+    def _write_spec(self, site: R) -> None:
         path = self.spec_path(site.name)
         write_atomic(path, _dump(site.to_document(include_status=False)))
         self._cache.remember(path, site.model_copy(deep=True, update={"status": None}))
@@ -528,14 +561,14 @@ class SiteStore:
         with contextlib.suppress(InvalidRecord):
             record = self._read_spec(name)
             if record is not None:
-                self._release_hosts(name, builtins.list(record.spec.domains))
+                self._release_hosts(name, self._hosts(record))
         remove_durably(self.status_path(name))
         remove_durably(self.spec_path(name))
         shutil.rmtree(self.history_dir / name, ignore_errors=True)
         self._cache.forget(self.spec_path(name))
         self._cache.forget(self.status_path(name))
 
-    def _save_history(self, previous: Site) -> None:
+    def _save_history(self, previous: R) -> None:
         if self.history_limit == 0 or previous.metadata.generation is None:
             return
         directory = self.history_dir / previous.name
@@ -548,7 +581,7 @@ class SiteStore:
         for old in generations[self.history_limit :]:
             (directory / f"{old}{_RECORD_SUFFIX}").unlink(missing_ok=True)
 
-    def _current_for_write(self, name: str) -> tuple[Site, _StatusRecord | None]:
+    def _current_for_write(self, name: str) -> tuple[R, _StatusRecord[Model] | None]:
         stored = self._read_spec(name)
         if stored is None:
             raise NotFound(f"site {name!r} not found")
@@ -559,7 +592,9 @@ class SiteStore:
         return stored, status
 
     @staticmethod
-    def _check_version(name: str, given: str | None, stored: Site, status: _StatusRecord | None) -> None:
+    def _check_version(
+        name: str, given: str | None, stored: Resource, status: _StatusRecord[Model] | None
+    ) -> None:
         if given is None:
             return
         spec_version = _version(stored.metadata.resource_version)
@@ -571,23 +606,26 @@ class SiteStore:
                 f"{newest}); read it again and retry"
             )
 
-    # ---- host claims (always under the lock) ----------------------------------------------------------
+    # ---- host claims (always under the lock; for kinds whose records claim hosts) ---------------------
 
-    def _claim_existing_hosts(self) -> None:
+    def _hosts(self, record: R) -> builtins.list[str]:
+        return self.kind.hosts(record) if self.kind.hosts is not None else []
+
+    def _claim_existing_hosts(self, claims: HostClaims) -> None:
         """Claim the domains of records written before claims existed: the oldest record first."""
-        records: builtins.list[Site] = []
+        records: builtins.list[R] = []
         for path in self.specs_dir.glob(f"*{_RECORD_SUFFIX}"):
             with contextlib.suppress(InvalidRecord, OSError):
-                records.append(_parse_spec_record(path))
+                records.append(self._parse_spec(path))
         oldest_first = sorted(records, key=lambda r: (r.metadata.creation_timestamp or _now(), r.name))
         for record in oldest_first:
             if record.metadata.uid is not None and record.metadata.deletion_timestamp is None:
-                self._settle(record)
-        self._claims.mark_migrated()
+                self._settle(claims, record)
+        claims.mark_migrated()
 
-    def _holder(self, host: str) -> Claim | None:
+    def _holder(self, claims: HostClaims, host: str) -> Claim | None:
         """The live claim on `host`; a claim whose record no longer names the host is removed."""
-        claim = self._claims.read(host)
+        claim = claims.read(host)
         if claim is None:
             return None
         try:
@@ -601,17 +639,19 @@ class SiteStore:
             record is None
             or record.metadata.uid != claim.uid
             or record.metadata.deletion_timestamp is not None
-            or host not in record.spec.domains
+            or host not in self._hosts(record)
         ):
-            self._claims.release(host)
+            claims.release(host)
             return None
         return claim
 
-    def _take_hosts(self, name: str, uid: str, domains: builtins.list[str], *, dry_run: bool = False) -> None:
-        """Claim every domain for the record `name`, or raise HostTaken and claim none."""
+    def _take_hosts(self, name: str, uid: str, hosts: builtins.list[str], *, dry_run: bool = False) -> None:
+        """Claim every host for the record `name`, or raise HostTaken and claim none."""
+        if self._claims is None:
+            return
         unclaimed = []
-        for index, host in enumerate(domains):
-            holder = self._holder(host)
+        for index, host in enumerate(hosts):
+            holder = self._holder(self._claims, host)
             if holder is None:
                 unclaimed.append(host)
             elif holder.site != name:
@@ -621,25 +661,29 @@ class SiteStore:
                 self._claims.hold(host, name, uid)
 
     def _release_hosts(self, name: str, hosts: builtins.list[str]) -> None:
+        if self._claims is None:
+            return
         for host in hosts:
             claim = self._claims.read(host)
             if claim is not None and claim.site == name:
                 self._claims.release(host)
 
-    def _settle(self, record: Site) -> dict[str, str]:
-        """Claim what nobody holds of the record's domains; domain -> the site holding it."""
+    def _settle(self, claims: HostClaims, record: R) -> dict[str, str]:
+        """Claim what nobody holds of the record's hosts; host -> the site holding it."""
         holders: dict[str, str] = {}
-        for host in record.spec.domains:
-            holder = self._holder(host)
+        for host in self._hosts(record):
+            holder = self._holder(claims, host)
             if holder is None and record.metadata.uid is not None:
-                holder = self._claims.hold(host, record.name, record.metadata.uid)
+                holder = claims.hold(host, record.name, record.metadata.uid)
             holders[host] = holder.site if holder is not None else record.name
         return holders
 
     def host_holders(self, name: str) -> dict[str, str]:
-        """For each domain the record names: the site holding it, which is the record itself unless an
-        earlier claimant holds it. A domain nobody holds is claimed for the record now (a record written
+        """For each host the record claims: the record holding it, which is the record itself unless an
+        earlier claimant holds it. A host nobody holds is claimed for the record now (a record written
         by hand, not through the store). Empty for a record that is gone or being deleted."""
+        if self._claims is None:
+            return {}
         with exclusive_lock(self._lock_path):
             try:
                 record = self._read_spec(name)
@@ -647,11 +691,11 @@ class SiteStore:
                 return {}
             if record is None or record.metadata.deletion_timestamp is not None:
                 return {}
-            return self._settle(record)
+            return self._settle(self._claims, record)
 
     # ---- writing records (always under the lock) -----------------------------------------------------
 
-    def create(self, site: Site, *, dry_run: bool = False) -> Site:
+    def create(self, site: R, *, dry_run: bool = False) -> R:
         """The stored site; with `dry_run`, the site as it would be stored (no uid, no version), unwritten,
         after the same checks."""
         name = self._checked_name(site.name)
@@ -659,7 +703,7 @@ class SiteStore:
             if _file_key(self.spec_path(name)) is not None:
                 raise AlreadyExists(f"site {name!r} already exists")
             uid = str(uuid.uuid4())
-            self._take_hosts(name, uid, builtins.list(site.spec.domains), dry_run=dry_run)
+            self._take_hosts(name, uid, self._hosts(site), dry_run=dry_run)
             metadata = site.metadata.model_copy(
                 update={
                     "uid": None if dry_run else uid,
@@ -669,8 +713,9 @@ class SiteStore:
                     "deletion_timestamp": None,
                 }
             )
-            stored = Site(
-                metadata=ObjectMeta.model_validate(metadata.model_dump()), spec=_revalidated(site.spec)
+            stored = self.kind.model(
+                metadata=type(site.metadata).model_validate(metadata.model_dump()),
+                spec=_revalidated(site.spec),
             )
             if dry_run:
                 return stored
@@ -679,7 +724,7 @@ class SiteStore:
             self._write_spec(stored)
         return stored
 
-    def update(self, site: Site, *, dry_run: bool = False) -> Site:
+    def update(self, site: R, *, dry_run: bool = False) -> R:
         """The stored site; with `dry_run`, the site as it would be stored, unwritten, after the same checks
         (its resourceVersion stays the current one)."""
         name = self._checked_name(site.name)
@@ -701,14 +746,19 @@ class SiteStore:
                 return self._merge(stored, status, copy=True)
             generation = old.generation or 0
             uid = old.uid or str(uuid.uuid4())
-            dropped = [host for host in stored.spec.domains if host not in spec.domains]
-            if spec.domains != stored.spec.domains:
-                self._take_hosts(name, uid, builtins.list(spec.domains), dry_run=dry_run)
+            hosts, stored_hosts = self._hosts(site), self._hosts(stored)
+            dropped = [host for host in stored_hosts if host not in hosts]
+            if hosts != stored_hosts:
+                self._take_hosts(name, uid, hosts, dry_run=dry_run)
             if spec_changed:
                 if not dry_run:
                     self._save_history(stored)
                 generation += 1
-            version = old.resource_version if dry_run else str(self._counter.advance(_version(old.resource_version)))
+            version = (
+                old.resource_version
+                if dry_run
+                else str(self._counter.advance(_version(old.resource_version)))
+            )
             metadata = old.model_copy(
                 update={
                     "labels": dict(site.metadata.labels),
@@ -721,7 +771,7 @@ class SiteStore:
                     "creation_timestamp": old.creation_timestamp or _now(),
                 }
             )
-            updated = Site(metadata=ObjectMeta.model_validate(metadata.model_dump()), spec=spec)
+            updated = self.kind.model(metadata=type(old).model_validate(metadata.model_dump()), spec=spec)
             if dry_run:
                 return self._merge(updated, status, copy=True)
             if updated.metadata.deletion_timestamp is not None and not updated.metadata.finalizers:
@@ -731,7 +781,7 @@ class SiteStore:
             self._release_hosts(name, dropped)
             return self._merge(updated, status, copy=True)
 
-    def delete(self, name: str, *, resource_version: str | None = None) -> Site | None:
+    def delete(self, name: str, *, resource_version: str | None = None) -> R | None:
         self._checked_name(name)
         with exclusive_lock(self._lock_path):
             try:
@@ -755,10 +805,10 @@ class SiteStore:
             self._write_spec(stored)
             # A site being deleted lets go of its domains at once: the next claimant need not wait for
             # its finalizers (the routes of the new holder replace the old one's at the edge).
-            self._release_hosts(name, builtins.list(stored.spec.domains))
+            self._release_hosts(name, self._hosts(stored))
             return self._merge(stored, status, copy=True)
 
-    def add_finalizer(self, name: str, finalizer: str) -> Site:
+    def add_finalizer(self, name: str, finalizer: str) -> R:
         with exclusive_lock(self._lock_path):
             stored, status = self._current_for_write(name)
             if finalizer in stored.metadata.finalizers:
@@ -770,11 +820,11 @@ class SiteStore:
             metadata["resource_version"] = str(
                 self._counter.advance(_version(stored.metadata.resource_version))
             )
-            stored.metadata = ObjectMeta.model_validate(metadata)
+            stored.metadata = type(stored.metadata).model_validate(metadata)
             self._write_spec(stored)
             return self._merge(stored, status, copy=True)
 
-    def remove_finalizer(self, name: str, finalizer: str) -> Site | None:
+    def remove_finalizer(self, name: str, finalizer: str) -> R | None:
         with exclusive_lock(self._lock_path):
             stored, status = self._current_for_write(name)
             if finalizer not in stored.metadata.finalizers:
@@ -789,7 +839,7 @@ class SiteStore:
             self._write_spec(stored)
             return self._merge(stored, status, copy=True)
 
-    def update_status(self, name: str, status: SiteStatus) -> Site:
+    def update_status(self, name: str, status: Model) -> R:
         with exclusive_lock(self._lock_path):
             stored = self._read_spec(name)
             if stored is None:
@@ -802,11 +852,12 @@ class SiteStore:
                 _version(stored.metadata.resource_version),
                 _version(previous.metadata.resource_version) if previous else 0,
             )
-            record = _StatusRecord(
+            record = self._status_record(
                 metadata=_StatusMeta(
                     name=name, uid=stored.metadata.uid, resource_version=str(self._counter.advance(floor))
                 ),
-                status=SiteStatus.model_validate(status.model_dump()),
+                kind=self.kind.kind,
+                status=self.kind.status.model_validate(status.model_dump()),
             )
             write_atomic(path, _dump(record.model_dump(mode="json", by_alias=True, exclude_none=True)))
             self._cache.remember(path, record.model_copy(deep=True))
@@ -814,7 +865,9 @@ class SiteStore:
 
     # ---- watching ------------------------------------------------------------------------------------
 
-    async def watch(self, *, initial: bool = True, resync_seconds: float = 10.0) -> AsyncIterator[WatchEvent]:
+    async def watch(
+        self, *, initial: bool = True, resync_seconds: float = 10.0
+    ) -> AsyncIterator[WatchEvent[R]]:
         """Spec and status changes as they happen, plus a full comparison every `resync_seconds`.
 
         Events are derived by comparing file identities with what was last reported, so a missed or
@@ -880,7 +933,7 @@ class SiteStore:
 
     def _full_diff(
         self, known: dict[str, tuple[tuple[_FileKey, _FileKey | None], bool]], report_added: bool
-    ) -> builtins.list[WatchEvent]:
+    ) -> builtins.list[WatchEvent[R]]:
         return self._diff(known, self._scan(), None, report_added=report_added)
 
     def _keys_of(self, name: str) -> tuple[_FileKey, _FileKey | None] | None:
@@ -896,9 +949,9 @@ class SiteStore:
         names: set[str] | None,
         *,
         report_added: bool,
-    ) -> builtins.list[WatchEvent]:
+    ) -> builtins.list[WatchEvent[R]]:
         """Events turning `known` into `found` for `names` (None: every name), updating `known`."""
-        events: builtins.list[WatchEvent] = []
+        events: builtins.list[WatchEvent[R]] = []
         candidates = set(found) | set(known) if names is None else names
         for name in sorted(candidates):
             keys = found.get(name)
@@ -920,3 +973,13 @@ class SiteStore:
             elif report_added or previous is not None:
                 events.append(WatchEvent("ADDED", name, entry.model_copy(deep=True)))
         return events
+
+
+class SiteStore(RecordStore[Site]):
+    def __init__(self, state_dir: Path, *, history_limit: int = 20) -> None:
+        super().__init__(state_dir, SITES, history_limit=history_limit)
+
+
+class PlatformStore(RecordStore[Platform]):
+    def __init__(self, state_dir: Path, *, history_limit: int = 20) -> None:
+        super().__init__(state_dir, PLATFORMS, history_limit=history_limit)

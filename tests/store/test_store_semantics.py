@@ -276,7 +276,7 @@ def test_shared_index_spares_a_new_process_the_yaml_parse_but_not_the_truth(stor
         store.create(make_site(f"site-{i:03d}"))
     store.update_status("site-000", SiteStatus(observed_generation=1))
     assert len(SiteStore(store.state_dir).list()[0]) == 80  # a cold reader writes the index
-    index = store.state_dir / ".cache" / "records.json"
+    index = store.state_dir / ".cache" / "sites.json"
     assert index.exists()
     path = store.spec_path("site-005")
     path.write_text(path.read_text().replace("replicas: 1", "replicas: 3"))
