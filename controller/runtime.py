@@ -1,8 +1,10 @@
 """The controller: workers draining the queue, triggers feeding it, status and events for each reconcile.
 
-Level-based, after controller-runtime: a key says only which site to look at; each reconcile reads the
-record afresh and lets every reconciler compare it with the world. Triggers only wake; the jittered
-resync of every site is the truth.
+Level-based, after controller-runtime: a key (kind, name) says only which record to look at; each
+reconcile reads the record afresh and lets every reconciler of its kind compare it with the world. Triggers
+only wake; the jittered resync of every record is the truth. Every reconcile ends in one Result, which
+`apply_result` alone turns into queue actions; the record's status is written after, saying when the key
+comes back.
 """
 
 from __future__ import annotations
@@ -13,30 +15,42 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from functools import partial
+from pathlib import Path
+from typing import Any
 
 from controller.backoff import Backoff
+from controller.kinds import Kind
 from controller.leader import LeaderLock
 from controller.queue import WorkItem, WorkQueue
-from controller.status import Verdict, reconciling_status, status_after, truncate, worth_writing
+from controller.results import Result, apply_result
+from controller.status import (
+    Verdict,
+    is_stalled,
+    reconciling_status,
+    status_after,
+    truncate,
+    worth_writing,
+)
 from controller.steps import EventRecorder, Pass, StepCall, describe, run_pass
-from controller.types import FINALIZER, PLATFORM, PlatformReconciler, Reconciler, Request, Trigger
+from controller.types import FINALIZER, Request, Trigger
 from controller.watch import FingerprintCache, StoreWatch, classify
-from specs.config import Settings
-from specs.models import KIND_SITE, LastReconcile, Site, SiteStatus
+from specs.models import LastReconcile, Model, Resource
 from store.events import EventLog
-from store.records import BeingDeleted, InvalidRecord, NotFound, SiteStore, StoreError
+from store.records import BeingDeleted, InvalidRecord, NotFound, StoreError
 
 log = logging.getLogger(__name__)
+
+AnyKind = Kind[Any]
 
 
 @dataclass(frozen=True)
 class ControllerOptions:
     workers: int = 4
-    # Deadline of each reconciler call (observe, reconcile, finalize, the platform).
+    # Deadline of each reconciler call (observe, reconcile, finalize).
     step_timeout: float = 60.0
     resync_seconds: float = 30.0
     resync_jitter: float = 0.1
@@ -57,34 +71,38 @@ class ControllerOptions:
             raise ValueError(f"resync_seconds must be positive, got {self.resync_seconds}")
 
 
+@dataclass
+class _Done:
+    """A reconcile's result, and what to record of it once the queue has said when the key comes back."""
+
+    result: Result
+    finish: Callable[[float | None], Awaitable[None]] | None = None
+
+
 class Controller:
     def __init__(
         self,
         *,
-        store: SiteStore,
+        kinds: Sequence[AnyKind],
         events: EventLog,
-        settings: Settings,
-        reconcilers: Sequence[Reconciler],
-        platform: PlatformReconciler | None = None,
+        state_dir: Path | None = None,
         triggers: Sequence[Trigger] = (),
         options: ControllerOptions | None = None,
         lock: LeaderLock | None = None,
     ) -> None:
-        self._store = store
+        if lock is None and state_dir is None:
+            raise ValueError("give the controller a lock or the state directory to take it in")
+        self._kinds: dict[str, AnyKind] = {kind.name: kind for kind in kinds}
         self._recorder = EventRecorder(events)
-        self._settings = settings
-        self._reconcilers = list(reconcilers)
-        self._platform = platform
         self._triggers = list(triggers)
         self._options = options if options is not None else ControllerOptions()
-        self._lock = lock if lock is not None else LeaderLock(settings.state_dir)
-        self._fingerprints = FingerprintCache()
-        # Sites that raised PermanentError, by the generation that did: not retried until it changes.
-        self._stalled: dict[str, int | None] = {}
+        self._lock = lock if lock is not None else LeaderLock(state_dir or Path())
+        self._fingerprints = {kind.name: FingerprintCache() for kind in kinds}
         self._stop = asyncio.Event()
         self._queue: WorkQueue | None = None
-        self._platform_rounds = 0
-        self._platform_round_done = asyncio.Condition()
+        # How many reconciles of each key have finished: what the resync waits on for a `first` kind.
+        self._rounds: dict[Request, int] = {}
+        self._round_done = asyncio.Condition()
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -110,9 +128,12 @@ class Controller:
         ]
         background = [asyncio.create_task(self._resync_forever(), name="resync")]
         log.info(
-            "controller running: %d workers, reconcilers %s, resync every %.0fs",
+            "controller running: %d workers, kinds %s, resync every %.0fs",
             self._options.workers,
-            ", ".join(r.name for r in self._reconcilers) or "(none)",
+            "; ".join(
+                f"{kind.name} ({', '.join(r.name for r in kind.reconcilers) or 'no reconcilers'})"
+                for kind in self._kinds.values()
+            ),
             self._options.resync_seconds,
         )
         try:
@@ -137,8 +158,10 @@ class Controller:
             log.info("controller stopped")
 
     def _start_triggers(self) -> list[asyncio.Task[None]]:
-        watch = StoreWatch(self._store, self._fingerprints)
-        runs: list[tuple[str, Callable[[], Awaitable[None]]]] = [(watch.name, partial(watch.run, self._wake))]
+        runs: list[tuple[str, Callable[[], Awaitable[None]]]] = []
+        for kind in self._kinds.values():
+            watch = StoreWatch(kind.records, self._fingerprints[kind.name])
+            runs.append((watch.name, partial(watch.run, self._wake)))
         runs += [(trigger.name, partial(trigger.run, self._enqueue)) for trigger in self._triggers]
         return [asyncio.create_task(self._supervise(name, run), name=name) for name, run in runs]
 
@@ -161,17 +184,14 @@ class Controller:
         self._wake(request, trigger, False)
 
     def _wake(self, request: Request, trigger: str, urgent: bool) -> None:
-        if self._queue is None:
-            return
-        if urgent:
-            self._stalled.pop(request.name, None)
-        self._queue.add(request, trigger, urgent=urgent)
+        if self._queue is not None:
+            self._queue.add(request, trigger, urgent=urgent)
 
     async def _resync_forever(self) -> None:
         triggers: list[asyncio.Task[None]] = []
         try:
             await self._resync_once("start")
-            # The watch starts after the first round so the platform is reconciled before any site.
+            # The watches start after the first round, so what others stand on is reconciled first.
             triggers = self._start_triggers()
             while True:
                 jitter = self._options.resync_jitter
@@ -184,82 +204,98 @@ class Controller:
 
     async def _resync_once(self, trigger: str) -> None:
         try:
-            await self._resync(trigger)
+            for kind in self._kinds.values():
+                await self._resync_kind(kind, trigger)
         except Exception:
             # The resync is the truth every other trigger relies on: one bad round must not end them all.
             log.exception(
                 "%s failed; the next one comes in about %.0fs", trigger, self._options.resync_seconds
             )
 
-    async def _resync(self, trigger: str) -> None:
+    async def _resync_kind(self, kind: AnyKind, trigger: str) -> None:
         started = time.monotonic()
-        # The platform first: the reconcilers observe what stands on it (its network, its edge config).
-        await self._platform_round(trigger)
-        for reconciler in self._reconcilers:
+        for reconciler in kind.reconcilers:
             try:
                 async with asyncio.timeout(self._options.step_timeout):
                     await reconciler.observe()
             except Exception as error:
                 log.error("%s could not observe the world: %s", reconciler.name, describe(error))
         try:
-            sites, broken = await asyncio.to_thread(self._store.list)
+            records, broken = await asyncio.to_thread(kind.records.list)
         except (OSError, StoreError) as error:
-            log.error("resync could not list the sites: %s", error)
+            log.error("resync could not list the %s records: %s", kind.name, error)
             return
-        for site in sites:
-            previous, current = self._fingerprints.swap(site)
+        fingerprints = self._fingerprints[kind.name]
+        requests = []
+        for record in records:
+            previous, current = fingerprints.swap(record)
             wake = classify(previous, current)
-            self._wake(Request(KIND_SITE, site.name), trigger, wake is not None and wake.urgent)
-        recorded = {site.name for site in sites} | {unreadable.name for unreadable in broken}
+            request = Request(kind.name, record.name)
+            requests.append(request)
+            self._wake(request, trigger, wake is not None and wake.urgent)
+        recorded = {record.name for record in records} | {unreadable.name for unreadable in broken}
         owned: set[str] = set()
-        for reconciler in self._reconcilers:
+        for reconciler in kind.reconcilers:
             owned |= reconciler.owned_names()
         orphans = sorted(owned - recorded)
         for name in orphans:
-            self._wake(Request(KIND_SITE, name), f"{trigger}: orphan", False)
+            self._wake(Request(kind.name, name), f"{trigger}: orphan", False)
         for unreadable in broken:
-            log.warning("site %s: record unreadable, left as it is: %s", unreadable.name, unreadable.message)
+            log.warning(
+                "%s %s: record unreadable, left as it is: %s", kind.name, unreadable.name, unreadable.message
+            )
+        if kind.first:
+            await self._until_reconciled(requests)
         log.info(
-            "%s: %d sites, %d orphans, %d unreadable records (%.2fs)",
+            "%s: %d %s records, %d orphans, %d unreadable (%.2fs)",
             trigger,
-            len(sites),
+            len(records),
+            kind.name,
             len(orphans),
             len(broken),
             time.monotonic() - started,
         )
 
-    async def _platform_round(self, trigger: str) -> None:
-        """Queue the platform and, unless it is backing off after failures, wait until it has run."""
-        if self._platform is None or self._queue is None:
+    async def _until_reconciled(self, requests: Iterable[Request]) -> None:
+        """Wait until each of these keys, just queued, has been reconciled once (not for one backing off)."""
+        queue = self._queue
+        if queue is None:
             return
-        if self._queue.failures(PLATFORM):
-            self._queue.add(PLATFORM, trigger)
-            return
-        async with self._platform_round_done:
-            target = self._platform_rounds + 1
-            self._queue.add(PLATFORM, trigger)
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self._options.step_timeout + 5):
-                    await self._platform_round_done.wait_for(lambda: self._platform_rounds >= target)
+        targets = {
+            request: self._rounds.get(request, 0) + 1 for request in requests if not queue.failures(request)
+        }
+        with contextlib.suppress(TimeoutError):
+            async with self._round_done, asyncio.timeout(self._options.step_timeout + 5):
+                await self._round_done.wait_for(
+                    lambda: all(self._rounds.get(request, 0) >= n for request, n in targets.items())
+                )
 
     # -- working -----------------------------------------------------------------------------------
 
     async def _work(self, queue: WorkQueue) -> None:
         while (item := await queue.get()) is not None:
+            request = item.request
             try:
-                if item.request == PLATFORM:
-                    await self._reconcile_platform(queue, item)
+                kind = self._kinds.get(request.kind)
+                if kind is None:
+                    log.error("%s %s: no such kind is registered; dropped", request.kind, request.name)
+                    done = _Done(Result())
                 else:
-                    await self._reconcile_site(queue, item)
+                    done = await self._reconcile(kind, item)
             except asyncio.CancelledError:
                 raise
             except Exception:
-                log.exception(
-                    "%s %s: the runtime failed around the reconcile", item.request.kind, item.request.name
-                )
-                queue.add_rate_limited(item.request, "retry after a runtime error")
+                log.exception("%s %s: the runtime failed around the reconcile", request.kind, request.name)
+                done = _Done(Result(error="the runtime failed around the reconcile", reason="runtime error"))
+            try:
+                delay = apply_result(queue, item, done.result)
+                if done.finish is not None:
+                    await done.finish(delay)
             finally:
-                queue.done(item.request)
+                queue.done(request)
+                async with self._round_done:
+                    self._rounds[request] = self._rounds.get(request, 0) + 1
+                    self._round_done.notify_all()
 
     async def _pass(
         self,
@@ -279,145 +315,84 @@ class Controller:
             stop_on_failure=stop_on_failure,
         )
 
-    async def _reconcile_platform(self, queue: WorkQueue, item: WorkItem) -> None:
-        assert self._platform is not None
-        platform = self._platform
-        reconcile_id = _new_id()
-        started = time.monotonic()
-        done = await self._pass(
-            [(platform.name, platform.reconcile_platform)],
-            item,
-            reconcile_id,
-            failure_step=platform.name,
-            stop_on_failure=True,
-        )
-        seconds = time.monotonic() - started
-        await self._recorder.record_pass(
-            PLATFORM.name,
-            None,
-            reconcile_id,
-            item.trigger,
-            done,
-            seconds,
-            uid=None,
-            summary="nothing to change",
-        )
-        if done.failure is None:
-            queue.forget(item.request)
-            outcome = done.outcomes[0]
-            if outcome.requeue_after is not None:
-                queue.add_after(
-                    item.request, outcome.requeue_after, f"poll: {outcome.message or 'converging'}"
-                )
-            state = "ready" if outcome.ready else f"not ready: {outcome.message}"
-            log.info("platform: %s in %.2fs (trigger: %s, id %s)", state, seconds, item.trigger, reconcile_id)
-        elif done.failure.permanent:
-            queue.forget(item.request)
-            log.error("platform: stalled until the next resync: %s", done.failure.message)
-        else:
-            delay = queue.add_rate_limited(item.request, "retry after failure")
-            log.error(
-                "platform: failed in %.2fs, retrying in %.1fs: %s", seconds, delay, done.failure.message
-            )
-        async with self._platform_round_done:
-            self._platform_rounds += 1
-            self._platform_round_done.notify_all()
-
-    async def _reconcile_site(self, queue: WorkQueue, item: WorkItem) -> None:
+    async def _reconcile(self, kind: AnyKind, item: WorkItem) -> _Done:
         name = item.request.name
         reconcile_id = _new_id()
         try:
-            site = await asyncio.to_thread(self._store.get, name)
+            record = await asyncio.to_thread(kind.records.get, name)
         except NotFound:
-            await self._finalize_orphan(queue, item, reconcile_id)
-            return
+            return await self._finalize_orphan(kind, item, reconcile_id)
         except InvalidRecord as error:
             # Never act on a record that cannot be read: the watch wakes us when it is mended.
-            log.warning("site %s: record unreadable, not reconciled: %s", name, error.message)
+            log.warning("%s %s: record unreadable, not reconciled: %s", kind.name, name, error.message)
             await self._recorder.record(
                 name, None, reconcile_id, item.trigger, "read", "failed", 0.0, str(error), uid=None
             )
-            return
-        if site.metadata.deletion_timestamp is not None:
-            await self._finalize_site(queue, item, site, reconcile_id)
-            return
-        generation = site.metadata.generation
-        if name in self._stalled:
-            if self._stalled[name] == generation:
-                log.debug("site %s: stalled at generation %s; waiting for a spec change", name, generation)
-                return
-            del self._stalled[name]
-        if FINALIZER not in site.metadata.finalizers:
-            try:
-                site = await asyncio.to_thread(self._store.add_finalizer, name, FINALIZER)
-            except (NotFound, BeingDeleted):
-                queue.add(item.request, "record changed while adding the finalizer", urgent=True)
-                return
-            self._fingerprints.remember(site)
-        started = time.monotonic()
-        stored = site.status
-        if stored is None or stored.observed_generation != generation:
-            applying = reconciling_status(
-                stored, generation=generation, message=f"applying generation {generation}", now=_now()
+            return _Done(Result())
+        if record.metadata.deletion_timestamp is not None:
+            return await self._finalize_record(kind, item, record, reconcile_id)
+        generation = record.metadata.generation
+        if not item.urgent and is_stalled(record.status, generation):
+            log.debug(
+                "%s %s: stalled at generation %s; waiting for a spec change", kind.name, name, generation
             )
-            stored = await self._write_status(name, stored, applying)
+            return _Done(Result(permanent=True))
+        if FINALIZER not in record.metadata.finalizers:
+            try:
+                record = await asyncio.to_thread(kind.records.add_finalizer, name, FINALIZER)
+            except (NotFound, BeingDeleted):
+                return _Done(Result(requeue_after=0.0, reason="record changed while adding the finalizer"))
+            self._fingerprints[kind.name].remember(record)
+        started = time.monotonic()
+        stored = record.status
+        if stored is None or getattr(stored, "observed_generation", None) != generation:
+            applying = reconciling_status(
+                kind.status_model,
+                stored,
+                generation=generation,
+                message=f"applying generation {generation}",
+                now=_now(),
+            )
+            stored = await self._write_status(kind, name, stored, applying)
         done = await self._pass(
-            [(r.name, partial(r.reconcile, site)) for r in self._reconcilers],
+            [(r.name, partial(r.reconcile, record)) for r in kind.reconcilers],
             item,
             reconcile_id,
             failure_step="reconcile",
             stop_on_failure=True,
         )
-        seconds = time.monotonic() - started
-        verdict = self._conclude(queue, item, done, generation)
-        await self._recorder.record_pass(
-            name,
-            generation,
-            reconcile_id,
-            item.trigger,
-            done,
-            seconds,
-            uid=site.metadata.uid,
-            summary=_quiet_summary(verdict),
-        )
-        await self._report(site, stored, verdict, item, reconcile_id, seconds)
-        log.log(
-            logging.INFO if verdict.result == "succeeded" else logging.WARNING,
-            "site %s generation %s: %s%s in %.2fs (trigger: %s, id %s)%s",
-            name,
-            generation,
-            verdict.result,
-            " but not ready" if verdict.result == "succeeded" and not verdict.ready else "",
-            seconds,
-            item.trigger,
-            reconcile_id,
-            f": {verdict.message}" if verdict.message else "",
-        )
+        result, verdict = _conclude(kind, done)
 
-    def _conclude(self, queue: WorkQueue, item: WorkItem, done: Pass, generation: int | None) -> Verdict:
-        """Decide when the key comes back, and what this reconcile means for the site's conditions."""
-        service = next((o.service for o in reversed(done.outcomes) if o.service is not None), None)
-        failure = done.failure
-        if failure is not None and failure.permanent:
-            queue.forget(item.request)
-            self._stalled[item.request.name] = generation
-            return Verdict("stalled", ready=False, message=failure.message, service=service)
-        if failure is not None:
-            delay = queue.add_rate_limited(item.request, f"retry after failure ({failure.reconciler})")
-            return Verdict("failed", ready=False, message=failure.message, retry_in=delay, service=service)
-        queue.forget(item.request)
-        ready = all(o.ready for o in done.outcomes)
-        message = "; ".join(o.message for o in done.outcomes if o.message and not o.ready)
-        waits = [o.requeue_after for o in done.outcomes if o.requeue_after is not None]
-        poll = min(waits) if waits else None
-        if poll is not None:
-            queue.add_after(item.request, poll, f"poll: {message or 'converging'}")
-        return Verdict("succeeded", ready=ready, message=message, retry_in=poll, service=service)
+        async def finish(delay: float | None) -> None:
+            final = replace(verdict, retry_in=delay)
+            seconds = time.monotonic() - started
+            uid = record.metadata.uid
+            summary = _quiet_summary(final)
+            await self._recorder.record_pass(
+                name, generation, reconcile_id, item.trigger, done, seconds, uid=uid, summary=summary
+            )
+            await self._report(kind, record, stored, final, item, reconcile_id, seconds)
+            log.log(
+                logging.INFO if final.result == "succeeded" else logging.WARNING,
+                "%s %s generation %s: %s%s in %.2fs (trigger: %s, id %s)%s",
+                kind.name,
+                name,
+                generation,
+                final.result,
+                " but not ready" if final.result == "succeeded" and not final.ready else "",
+                seconds,
+                item.trigger,
+                reconcile_id,
+                f": {final.message}" if final.message else "",
+            )
+
+        return _Done(result, finish)
 
     async def _report(
         self,
-        site: Site,
-        stored: SiteStatus | None,
+        kind: AnyKind,
+        record: Resource,
+        stored: Model | None,
         verdict: Verdict,
         item: WorkItem,
         reconcile_id: str,
@@ -433,109 +408,171 @@ class Controller:
             message=truncate(verdict.message),
         )
         status = status_after(
+            kind.status_model,
             stored,
             verdict,
-            generation=site.metadata.generation,
-            urls=self._settings.site_urls(site.name, list(site.spec.domains)),
+            generation=record.metadata.generation,
+            described=kind.describe(record),
             last_reconcile=last,
             now=last.time,
         )
         heartbeat = self._options.status_heartbeat
         if worth_writing(stored, status, now=last.time, heartbeat=heartbeat, force=item.urgent):
-            await self._write_status(site.name, stored, status)
+            await self._write_status(kind, record.name, stored, status)
 
     # -- deleting ----------------------------------------------------------------------------------
 
-    def _finalize_calls(self, name: str) -> list[tuple[str, StepCall]]:
+    @staticmethod
+    def _finalize_calls(kind: AnyKind, name: str) -> list[tuple[str, StepCall]]:
         # Last first: routes go before the service they point to, the service before its files.
-        return [(r.name, partial(r.finalize, name)) for r in reversed(self._reconcilers)]
+        return [(r.name, partial(r.finalize, name)) for r in reversed(kind.reconcilers)]
 
-    async def _finalize_site(self, queue: WorkQueue, item: WorkItem, site: Site, reconcile_id: str) -> None:
-        name = site.name
-        if FINALIZER not in site.metadata.finalizers:
-            return
-        generation = site.metadata.generation
+    async def _finalize_record(
+        self, kind: AnyKind, item: WorkItem, record: Resource, reconcile_id: str
+    ) -> _Done:
+        name = record.name
+        if FINALIZER not in record.metadata.finalizers:
+            return _Done(Result())
+        generation = record.metadata.generation
         started = time.monotonic()
         deleting = reconciling_status(
-            site.status, generation=generation, message="deleting the site", now=_now()
+            kind.status_model, record.status, generation=generation, message="deleting", now=_now()
         )
-        stored = await self._write_status(name, site.status, deleting)
+        stored = await self._write_status(kind, name, record.status, deleting)
         # What one concern cannot remove must not keep the others: every finalizer runs.
         done = await self._pass(
-            self._finalize_calls(name), item, reconcile_id, failure_step="finalize", stop_on_failure=False
-        )
-        seconds = time.monotonic() - started
-        await self._recorder.record_pass(
-            name,
-            generation,
+            self._finalize_calls(kind, name),
+            item,
             reconcile_id,
-            item.trigger,
-            done,
-            seconds,
-            uid=site.metadata.uid,
-            summary="nothing left to remove",
+            failure_step="finalize",
+            stop_on_failure=False,
         )
-        if done.failure is not None:
-            delay = queue.add_rate_limited(item.request, f"retry deletion ({done.failure.reconciler} failed)")
-            verdict = Verdict("failed", ready=False, message=done.failure.message, retry_in=delay)
-            await self._report(site, stored, verdict, item, reconcile_id, seconds)
+        failure = done.failure
+        if failure is None:
+            with contextlib.suppress(NotFound):
+                await asyncio.to_thread(kind.records.remove_finalizer, name, FINALIZER)
+        uid = record.metadata.uid
+
+        async def finish(delay: float | None) -> None:
+            seconds = time.monotonic() - started
+            await self._recorder.record_pass(
+                name,
+                generation,
+                reconcile_id,
+                item.trigger,
+                done,
+                seconds,
+                uid=uid,
+                summary="nothing left to remove",
+            )
+            if failure is None:
+                log.info(
+                    "%s %s: deleted in %.2fs (trigger: %s, id %s)",
+                    kind.name,
+                    name,
+                    seconds,
+                    item.trigger,
+                    reconcile_id,
+                )
+                return
+            verdict = Verdict("failed", ready=False, message=failure.message, retry_in=delay)
+            await self._report(kind, record, stored, verdict, item, reconcile_id, seconds)
             log.warning(
-                "site %s: deletion failed in %.2fs, retrying in %.1fs: %s",
+                "%s %s: deletion failed in %.2fs, retrying in %.1fs: %s",
+                kind.name,
                 name,
                 seconds,
-                delay,
-                done.failure.message,
+                delay or 0.0,
+                failure.message,
             )
-            return
-        with contextlib.suppress(NotFound):
-            await asyncio.to_thread(self._store.remove_finalizer, name, FINALIZER)
-        queue.forget(item.request)
-        self._stalled.pop(name, None)
-        log.info("site %s: deleted in %.2fs (trigger: %s, id %s)", name, seconds, item.trigger, reconcile_id)
 
-    async def _finalize_orphan(self, queue: WorkQueue, item: WorkItem, reconcile_id: str) -> None:
+        if failure is not None:
+            return _Done(
+                Result(error=failure.message, reason=f"deletion: {failure.reconciler} failed"), finish
+            )
+        return _Done(Result(), finish)
+
+    async def _finalize_orphan(self, kind: AnyKind, item: WorkItem, reconcile_id: str) -> _Done:
         """No record: whatever the reconcilers still hold for this name goes."""
         name = item.request.name
-        self._stalled.pop(name, None)
         started = time.monotonic()
         done = await self._pass(
-            self._finalize_calls(name), item, reconcile_id, failure_step="finalize", stop_on_failure=False
+            self._finalize_calls(kind, name),
+            item,
+            reconcile_id,
+            failure_step="finalize",
+            stop_on_failure=False,
         )
-        seconds = time.monotonic() - started
-        # No record, so no uid: these events are an administrator's to read, never a later site's.
-        await self._recorder.record_pass(
-            name, None, reconcile_id, item.trigger, done, seconds, uid=None, summary=None
-        )
-        if done.failure is not None:
-            delay = queue.add_rate_limited(item.request, f"retry cleanup ({done.failure.reconciler} failed)")
-            log.warning(
-                "site %s (no record): cleanup failed, retrying in %.1fs: %s",
-                name,
-                delay,
-                done.failure.message,
+        failure = done.failure
+
+        async def finish(delay: float | None) -> None:
+            seconds = time.monotonic() - started
+            await self._recorder.record_pass(
+                name, None, reconcile_id, item.trigger, done, seconds, uid=None, summary=None
             )
-            return
-        queue.forget(item.request)
-        if not done.quiet:
-            log.info("site %s (no record): cleaned up in %.2fs (trigger: %s)", name, seconds, item.trigger)
+            if failure is not None:
+                log.warning(
+                    "%s %s (no record): cleanup failed, retrying in %.1fs: %s",
+                    kind.name,
+                    name,
+                    delay or 0.0,
+                    failure.message,
+                )
+            elif not done.quiet:
+                log.info(
+                    "%s %s (no record): cleaned up in %.2fs (trigger: %s)",
+                    kind.name,
+                    name,
+                    seconds,
+                    item.trigger,
+                )
+
+        if failure is not None:
+            return _Done(
+                Result(error=failure.message, reason=f"cleanup: {failure.reconciler} failed"), finish
+            )
+        return _Done(Result(), finish)
 
     # -- status ------------------------------------------------------------------------------------
 
     async def _write_status(
-        self, name: str, previous: SiteStatus | None, status: SiteStatus
-    ) -> SiteStatus | None:
+        self, kind: AnyKind, name: str, previous: Model | None, status: Model
+    ) -> Model | None:
         """Write the status unless it is what is stored; returns what is stored afterwards."""
         if previous is not None and previous == status:
             return previous
         try:
-            await asyncio.to_thread(self._store.update_status, name, status)
+            await asyncio.to_thread(kind.records.update_status, name, status)
         except NotFound:
-            log.debug("site %s: gone before its status could be written", name)
+            log.debug("%s %s: gone before its status could be written", kind.name, name)
             return previous
         except (OSError, StoreError) as error:
-            log.error("site %s: status not written: %s", name, error)
+            log.error("%s %s: status not written: %s", kind.name, name, error)
             return previous
         return status
+
+
+def _conclude(kind: AnyKind, done: Pass) -> tuple[Result, Verdict]:
+    """What a pass of a kind's reconcilers comes to: for the queue, and for the record's conditions."""
+    parts = {
+        kind.status_field(name): outcome.status
+        for name, outcome in zip(done.named, done.outcomes, strict=True)
+        if outcome.status is not None
+    }
+    failure = done.failure
+    if failure is not None and failure.permanent:
+        return Result(permanent=True), Verdict("stalled", ready=False, message=failure.message, parts=parts)
+    if failure is not None:
+        result = Result(error=failure.message, reason=failure.reconciler)
+        return result, Verdict("failed", ready=False, message=failure.message, parts=parts)
+    ready = all(o.ready for o in done.outcomes)
+    message = "; ".join(o.message for o in done.outcomes if o.message and not o.ready)
+    waits = [o.requeue_after for o in done.outcomes if o.requeue_after is not None]
+    poll = min(waits) if waits else None
+    return (
+        Result(requeue_after=poll, reason=message or "converging"),
+        Verdict("succeeded", ready=ready, message=message, retry_in=poll, parts=parts),
+    )
 
 
 def _quiet_summary(verdict: Verdict) -> str:

@@ -1,17 +1,22 @@
-"""A site's status, computed from what one reconcile found: conditions Ready, Reconciling and Stalled.
+"""A record's status, computed from what one reconcile found: conditions Ready, Reconciling and Stalled,
+then each reconciler's own part under its name, for any kind.
 
 Conditions follow Kubernetes' conventions (kstatus): all three are set on every visit, `reason` is one
 CamelCase word, and `lastTransitionTime` moves only when a condition's status flips, so "Ready since"
-means what it says.
+means what it says. Stalled is kept in the record, with the generation it is about: a stalled record is
+not retried until its generation changes, across restarts of the controller too.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Any, Literal, TypeVar
 
-from specs.models import Condition, ConditionType, LastReconcile, ServiceStatus, SiteStatus
+from specs.models import Condition, ConditionType, LastReconcile, Model
+
+S = TypeVar("S", bound=Model)
 
 MAX_MESSAGE = 4096
 
@@ -21,7 +26,7 @@ ConditionStatus = Literal["True", "False", "Unknown"]
 
 @dataclass(frozen=True)
 class Verdict:
-    """What one reconcile of a site came to, in the runtime's terms."""
+    """What one reconcile of a record came to, in the runtime's terms."""
 
     result: ReconcileResult
     # Every reconciler ran and reported ready.
@@ -29,7 +34,26 @@ class Verdict:
     message: str
     # Seconds until the next try: a poll for convergence (succeeded) or a backoff (failed).
     retry_in: float | None = None
-    service: ServiceStatus | None = None
+    # Each reconciler's part of the status, by status field; a part not reported keeps its last value.
+    parts: Mapping[str, Model] = field(default_factory=dict)
+
+
+def conditions_of(status: Model | None) -> list[Condition]:
+    return list(getattr(status, "conditions", None) or [])
+
+
+def condition_of(status: Model | None, type_: ConditionType) -> Condition | None:
+    return next((c for c in conditions_of(status) if c.type == type_), None)
+
+
+def is_stalled(status: Model | None, generation: int | None) -> bool:
+    """The record is Stalled at this very generation: only a spec change (or a person asking) retries it."""
+    stalled = condition_of(status, "Stalled")
+    return (
+        stalled is not None
+        and stalled.status == "True"
+        and getattr(status, "observed_generation", None) == generation
+    )
 
 
 def truncate(message: str, limit: int = MAX_MESSAGE) -> str:
@@ -113,16 +137,16 @@ def conditions_for(
 
 
 def reconciling_status(
-    previous: SiteStatus | None, *, generation: int | None, message: str, now: datetime
-) -> SiteStatus:
+    model: type[S], previous: S | None, *, generation: int | None, message: str, now: datetime
+) -> S:
     """The status shown while a reconcile of a new generation (or a deletion) is in flight.
 
-    A site seen for the first time gets all three conditions at once, Ready as Unknown: a condition
+    A record seen for the first time gets all three conditions at once, Ready as Unknown: a condition
     that is absent says nothing, and readers should not have to guess.
     """
-    base = previous if previous is not None else SiteStatus()
-    conditions = base.conditions
-    if base.condition("Ready") is None:
+    base = previous if previous is not None else model()
+    conditions = conditions_of(base)
+    if condition_of(base, "Ready") is None:
         conditions = set_condition(
             conditions,
             "Ready",
@@ -132,7 +156,7 @@ def reconciling_status(
             now=now,
             observed_generation=generation,
         )
-    if base.condition("Stalled") is None:
+    if condition_of(base, "Stalled") is None:
         conditions = set_condition(
             conditions, "Stalled", "False", "AsExpected", "", now=now, observed_generation=generation
         )
@@ -143,27 +167,31 @@ def reconciling_status(
 
 
 def status_after(
-    previous: SiteStatus | None,
+    model: type[S],
+    previous: S | None,
     verdict: Verdict,
     *,
     generation: int | None,
-    urls: list[str],
+    described: Mapping[str, object],
     last_reconcile: LastReconcile,
     now: datetime,
-) -> SiteStatus:
-    base = previous if previous is not None else SiteStatus()
-    return SiteStatus(
-        observed_generation=generation,
-        conditions=conditions_for(base.conditions, verdict, generation=generation, now=now),
-        urls=urls,
-        # A reconcile that stopped before the service reconciler ran keeps the last observation.
-        service=verdict.service if verdict.service is not None else base.service,
-        last_reconcile=last_reconcile,
-    )
+) -> S:
+    """The status one reconcile comes to: conditions, the kind's own fields (`described`), and the parts
+    the reconcilers reported, over the parts of the previous status they did not report this time."""
+    document: dict[str, Any] = previous.model_dump() if previous is not None else {}
+    document.update(described)
+    document.update({name: part.model_dump() for name, part in verdict.parts.items()})
+    document["observed_generation"] = generation
+    document["conditions"] = [
+        c.model_dump()
+        for c in conditions_for(conditions_of(previous), verdict, generation=generation, now=now)
+    ]
+    document["last_reconcile"] = last_reconcile.model_dump()
+    return model.model_validate(document)
 
 
 def worth_writing(
-    previous: SiteStatus | None, new: SiteStatus, *, now: datetime, heartbeat: timedelta, force: bool = False
+    previous: Model | None, new: Model, *, now: datetime, heartbeat: timedelta, force: bool = False
 ) -> bool:
     """Whether a status write tells watchers anything: a change besides lastReconcile's bookkeeping, a
     forced write (a manual request wants its answer), or a lastReconcile older than the heartbeat."""
@@ -171,11 +199,11 @@ def worth_writing(
         return True
     if _comparable(previous) != _comparable(new):
         return True
-    last = previous.last_reconcile
+    last: LastReconcile | None = getattr(previous, "last_reconcile", None)
     return last is None or now - last.time >= heartbeat
 
 
-def _comparable(status: SiteStatus) -> dict[str, object]:
+def _comparable(status: Model) -> dict[str, object]:
     document = status.model_dump(mode="json")
     last = document.get("last_reconcile")
     if isinstance(last, dict):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from controller.types import Outcome, PermanentError, ReconcileContext, Step
@@ -48,6 +48,8 @@ class Pass:
     """What a row of reconciler calls said, in order."""
 
     outcomes: list[Outcome] = field(default_factory=list)
+    # The reconciler of each outcome.
+    named: list[str] = field(default_factory=list)
     steps: list[TimedStep] = field(default_factory=list)
     # The first failure; later calls ran only if the pass goes on after failures (finalizing).
     failure: Failure | None = None
@@ -58,10 +60,18 @@ class Pass:
 
 
 async def call_with_deadline(
-    name: str, call: StepCall, *, reconcile_id: str, trigger: str, timeout: float
+    name: str,
+    call: StepCall,
+    *,
+    reconcile_id: str,
+    trigger: str,
+    timeout: float,
+    given: Mapping[str, Mapping[str, object]] | None = None,
 ) -> Outcome | Failure:
     """One reconciler call under its deadline; every way it can fail comes back as a Failure."""
-    ctx = ReconcileContext(reconcile_id=reconcile_id, trigger=trigger, deadline=time.monotonic() + timeout)
+    ctx = ReconcileContext(
+        reconcile_id=reconcile_id, trigger=trigger, deadline=time.monotonic() + timeout, given=given or {}
+    )
     deadline = asyncio.timeout(timeout)
     try:
         async with deadline:
@@ -86,10 +96,12 @@ async def run_pass(
     stop_on_failure: bool,
 ) -> Pass:
     result = Pass()
+    # What each reconciler provided, for those after it (a reconciler runs only after what it needs).
+    given: dict[str, Mapping[str, object]] = {}
     for name, call in calls:
         started = time.monotonic()
         outcome = await call_with_deadline(
-            name, call, reconcile_id=reconcile_id, trigger=trigger, timeout=timeout
+            name, call, reconcile_id=reconcile_id, trigger=trigger, timeout=timeout, given=dict(given)
         )
         seconds = time.monotonic() - started
         if isinstance(outcome, Failure):
@@ -98,7 +110,9 @@ async def run_pass(
             if stop_on_failure:
                 break
             continue
+        given[name] = outcome.provides
         result.outcomes.append(outcome)
+        result.named.append(name)
         result.steps.extend(TimedStep(name, step, seconds) for step in outcome.steps)
     return result
 

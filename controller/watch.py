@@ -11,10 +11,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from controller.types import Request
-from specs.models import KIND_SITE, RECONCILE_REQUEST_ANNOTATION, Site
-from store.records import SiteStore, WatchEvent
+from specs.models import RECONCILE_REQUEST_ANNOTATION, Resource
+from store.records import RecordStore, WatchEvent
 
 log = logging.getLogger(__name__)
 
@@ -29,8 +30,8 @@ class Fingerprint:
     annotations: tuple[tuple[str, str], ...]
 
     @classmethod
-    def of(cls, site: Site) -> Fingerprint:
-        meta = site.metadata
+    def of(cls, record: Resource) -> Fingerprint:
+        meta = record.metadata
         return cls(
             uid=meta.uid,
             generation=meta.generation,
@@ -55,11 +56,11 @@ class Wake:
 def classify(previous: Fingerprint | None, current: Fingerprint) -> Wake | None:
     """Why a record that now has `current` metadata needs a reconcile, or None for a status-only change."""
     if previous is None:
-        return Wake("watch: site added", urgent=False)
+        return Wake("watch: record added", urgent=False)
     if previous == current:
         return None
     if previous.uid != current.uid:
-        return Wake("watch: site re-created", urgent=True)
+        return Wake("watch: record re-created", urgent=True)
     if current.deleting and not previous.deleting:
         return Wake("watch: deletion requested", urgent=True)
     if previous.generation != current.generation:
@@ -70,18 +71,20 @@ def classify(previous: Fingerprint | None, current: Fingerprint) -> Wake | None:
 
 
 class FingerprintCache:
+    """The last metadata seen of each record of one kind."""
+
     def __init__(self) -> None:
         self._fingerprints: dict[str, Fingerprint] = {}
 
-    def swap(self, site: Site) -> tuple[Fingerprint | None, Fingerprint]:
-        """Remember the site's fingerprint; return the one remembered before and the new one."""
-        previous = self._fingerprints.get(site.name)
-        current = Fingerprint.of(site)
-        self._fingerprints[site.name] = current
+    def swap(self, record: Resource) -> tuple[Fingerprint | None, Fingerprint]:
+        """Remember the record's fingerprint; return the one remembered before and the new one."""
+        previous = self._fingerprints.get(record.name)
+        current = Fingerprint.of(record)
+        self._fingerprints[record.name] = current
         return previous, current
 
-    def remember(self, site: Site) -> None:
-        self._fingerprints[site.name] = Fingerprint.of(site)
+    def remember(self, record: Resource) -> None:
+        self._fingerprints[record.name] = Fingerprint.of(record)
 
     def forget(self, name: str) -> None:
         self._fingerprints.pop(name, None)
@@ -91,25 +94,25 @@ UrgentEnqueue = Callable[[Request, str, bool], None]
 
 
 class StoreWatch:
-    """Follows the store and enqueues what changed. The controller restarts it if it fails; each start
-    relists every record, and the fingerprints make that relist wake only what changed meanwhile."""
+    """Follows one kind's records and enqueues what changed. The controller restarts it if it fails; each
+    start relists every record, and the fingerprints make that relist wake only what changed meanwhile."""
 
-    name = "store-watch"
-
-    def __init__(self, store: SiteStore, cache: FingerprintCache) -> None:
+    def __init__(self, store: RecordStore[Any], cache: FingerprintCache) -> None:
         self._store = store
         self._cache = cache
+        self._kind = store.kind.kind
+        self.name = f"watch-{store.kind.plural}"
 
     async def run(self, enqueue: UrgentEnqueue) -> None:
         async for event in self._store.watch(initial=True):
             self._handle(event, enqueue)
 
-    def _handle(self, event: WatchEvent[Site], enqueue: UrgentEnqueue) -> None:
-        request = Request(KIND_SITE, event.name)
+    def _handle(self, event: WatchEvent[Any], enqueue: UrgentEnqueue) -> None:
+        request = Request(self._kind, event.name)
         if event.type == "ERROR":
             # A broken record is reported, never acted on: finalizing it would take a live site down.
             reason = event.error.message if event.error is not None else "unknown error"
-            log.warning("site %s: its record cannot be read: %s", event.name, reason)
+            log.warning("%s %s: its record cannot be read: %s", self._kind, event.name, reason)
             return
         if event.type == "DELETED" or event.site is None:
             self._cache.forget(event.name)

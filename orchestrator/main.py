@@ -15,18 +15,19 @@ import docker
 import docker.errors
 
 from controller.backoff import Backoff
+from controller.kinds import Kind
 from controller.process import THREADS, configure_logging, run
 from controller.runtime import Controller, ControllerOptions
 from orchestrator import demo
 from reconcilers.docker_events import DockerEvents
 from reconcilers.files import SiteFiles
 from reconcilers.images import ImageResolver
-from reconcilers.platform import EdgePlatform
+from reconcilers.platform import EdgePlatform, platform_record
 from reconcilers.routes import SiteRoutes
 from reconcilers.service import SiteServices
 from specs.config import Settings
 from store.events import EventLog
-from store.records import SiteStore
+from store.records import NotFound, PlatformStore, SiteStore
 
 log = logging.getLogger("director")
 
@@ -35,23 +36,42 @@ def build_controller(
     settings: Settings, options: ControllerOptions, client: docker.DockerClient
 ) -> Controller:
     images = ImageResolver(client, settings)
-    store = SiteStore(settings.state_dir)
+    sites = SiteStore(settings.state_dir)
+    platforms = PlatformStore(settings.state_dir)
+    ensure_platform_record(platforms, settings)
     files = SiteFiles(settings)
-    services = SiteServices(settings, client, images, files.uid_of)
+    services = SiteServices(settings, client, images)
     # Which site holds each custom domain is the store's to say: the first to claim it.
-    routes = SiteRoutes(settings, client, host_holders=store.host_holders)
-    return Controller(
-        store=store,
-        events=EventLog(settings.events_db),
-        settings=settings,
+    routes = SiteRoutes(settings, client, host_holders=sites.host_holders)
+    platform = Kind(records=platforms, reconcilers=[EdgePlatform(settings, client, images)], first=True)
+    site = Kind(
+        records=sites,
         # Files first (the service mounts them), then the service, then the routes that point to it.
         reconcilers=[files, services, routes],
-        platform=EdgePlatform(settings, client, images),
+        describe=lambda record: {"urls": settings.site_urls(record.name, list(record.spec.domains))},
+    )
+    return Controller(
+        kinds=[platform, site],
+        events=EventLog(settings.events_db),
+        state_dir=settings.state_dir,
         # A Docker event for a service makes its cached picture stale before it wakes the site.
         # The routes wake the sites waiting for a domain the moment its holder lets go of it.
         triggers=[DockerEvents(settings, client, listeners=[services.forget]), routes],
         options=options,
     )
+
+
+def ensure_platform_record(platforms: PlatformStore, settings: Settings) -> None:
+    """The platform's one record, its spec as the settings say: the composition root is its only writer."""
+    wanted = platform_record(settings)
+    try:
+        current = platforms.get(wanted.name)
+    except NotFound:
+        platforms.create(wanted)
+        return
+    if current.spec != wanted.spec:
+        current.spec = wanted.spec
+        platforms.update(current)
 
 
 def _positive(kind: Callable[[str], float]) -> Callable[[str], float]:

@@ -17,8 +17,9 @@ from typing import Any
 
 import docker
 
-from controller.types import PLATFORM, Enqueue, Request
+from controller.types import Enqueue, Request
 from reconcilers.docker_calls import LABEL_INSTANCE, LABEL_SITE, SWARM_SERVICE_NAME_LABEL
+from reconcilers.platform import PLATFORM
 from specs.config import Settings
 from specs.models import SITE_NAME_PATTERN
 

@@ -73,6 +73,7 @@ class SiteFiles:
     """Reconciler for the site directories."""
 
     name = "files"
+    after: tuple[str, ...] = ()
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
@@ -94,8 +95,9 @@ class SiteFiles:
         await off_loop(time.monotonic() + 60, self._scan_and_prune)
 
     async def reconcile(self, site: Site, ctx: ReconcileContext) -> Outcome:
-        steps = await off_loop(ctx.deadline, self._converge, site)
-        return Outcome(steps=steps)
+        steps, uid = await off_loop(ctx.deadline, self._converge, site)
+        # The service runs as this uid; nothing later in the pass has to look it up again.
+        return Outcome(steps=steps, provides={"uid": uid})
 
     async def finalize(self, name: str, ctx: ReconcileContext) -> Outcome:
         return Outcome(steps=[await off_loop(ctx.deadline, self._archive, name)])
@@ -143,7 +145,7 @@ class SiteFiles:
             self._uids[name] = uid
             return uid
 
-    def _converge(self, site: Site) -> list[Step]:
+    def _converge(self, site: Site) -> tuple[list[Step], int]:
         sites_dir = self._settings.sites_dir
         sites_dir.mkdir(parents=True, exist_ok=True)
         if stat.S_IMODE(sites_dir.stat().st_mode) != 0o711:
@@ -197,7 +199,7 @@ class SiteFiles:
             steps.append(Step("permissions", "updated", f"repaired {'; '.join(repaired)}"))
         if not steps:
             steps.append(Step("directories", "unchanged", f"{site_dir} is in place, owned by uid {uid}"))
-        return steps
+        return steps, uid
 
     def _archive(self, name: str) -> Step:
         site_dir = self._settings.sites_dir / name

@@ -1,4 +1,8 @@
-"""What every site stands on: the sites' overlay network and the edge Nginx (a global Swarm service)."""
+"""What every site stands on: the sites' overlay network and the edge Nginx (a global Swarm service).
+
+The reconciler of the Platform record `edge`; its part of the platform's status says which nodes run the
+edge and which revisions of its own files and of the sites' routes the edge here answers.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ from typing import Any
 
 import docker
 
-from controller.types import Outcome, PermanentError, ReconcileContext, Step
+from controller.types import Outcome, PermanentError, ReconcileContext, Request, Step
 from reconcilers import nginx_config
 from reconcilers.docker_calls import (
     LABEL_INSTANCE,
@@ -22,7 +26,9 @@ from reconcilers.images import ImageResolver
 from reconcilers.swarm_spec import ServiceSpec, apply_service, nanoseconds, with_hash_label
 from reconcilers.tasks import TaskSummary, summarise_tasks
 from specs.config import Settings
+from specs.platform import KIND_PLATFORM, PLATFORM_NAME, EdgeStatus, NodeTask, Platform, PlatformMeta
 
+PLATFORM = Request(KIND_PLATFORM, PLATFORM_NAME)
 EDGE_ROLE = "edge"
 # How long the edge may take to answer the revision of its files: after a reload, and otherwise.
 EDGE_RELOAD_CONFIRM_SECONDS = 5.0
@@ -78,10 +84,21 @@ def render_edge_spec(settings: Settings, image: str, network_id: str) -> Service
     )
 
 
+def platform_record(settings: Settings) -> Platform:
+    """The platform's one record as Director's settings describe it."""
+    return Platform.model_validate(
+        {
+            "metadata": PlatformMeta(name=PLATFORM_NAME),
+            "spec": {"httpPort": settings.http_port, "sitesDomain": settings.sites_domain},
+        }
+    )
+
+
 class EdgePlatform:
-    """PlatformReconciler: the network, the edge's static Nginx files and the edge service."""
+    """Reconciler of the platform: the network, the edge's static Nginx files and the edge service."""
 
     name = "platform"
+    after: tuple[str, ...] = ()
 
     def __init__(
         self,
@@ -97,7 +114,17 @@ class EdgePlatform:
         self._templates = nginx_config.template_environment(templates_dir)
         self._layout = nginx_config.EdgeLayout(settings.edge_dir)
 
-    async def reconcile_platform(self, ctx: ReconcileContext) -> Outcome:
+    async def observe(self) -> None:
+        """Nothing to list in bulk: the platform is one record, read whole at each reconcile."""
+
+    def owned_names(self) -> set[str]:
+        # Never an orphan to finalize: the edge stays up whatever happens to the record.
+        return set()
+
+    async def finalize(self, name: str, ctx: ReconcileContext) -> Outcome:
+        return Outcome(steps=[Step("edge", "skipped", "the edge and the network are left in place")])
+
+    async def reconcile(self, platform: Platform, ctx: ReconcileContext) -> Outcome:
         network_id, network_step = await off_loop(ctx.deadline, self._ensure_network)
         files_step = await off_loop(ctx.deadline, self._ensure_edge_files, ctx.deadline)
         image = await self._images.edge_image(ctx.deadline)
@@ -120,8 +147,16 @@ class EdgePlatform:
         if outcome.ready:
             wait = EDGE_CHECK_SECONDS if reload is None else EDGE_RELOAD_CONFIRM_SECONDS
             seconds = min(wait, seconds_left(ctx.deadline) / 2)
-            return await self._once_edge_serves_its_files(outcome, seconds, reload)
+            outcome = await self._once_edge_serves_its_files(outcome, seconds, reload)
+        revisions = await asyncio.to_thread(self._served_revisions)
+        outcome.status = _edge_status(self._settings, network_id, service, tasks, summary, revisions)
         return outcome
+
+    def _served_revisions(self) -> dict[str, str]:
+        try:
+            return nginx_config.served_revisions(self._settings.http_port)
+        except OSError:
+            return {}
 
     async def _once_edge_serves_its_files(
         self, outcome: Outcome, seconds: float, reload: nginx_config.EdgeReload | None
@@ -199,19 +234,50 @@ class EdgePlatform:
 def _outcome(steps: list[Step], summary: TaskSummary) -> Outcome:
     ready = summary.running >= 1 and summary.running == summary.desired
     message = "" if ready else summary.problem or "the edge is starting"
-    return Outcome(
-        steps=steps,
-        ready=ready,
-        message=message,
-        requeue_after=None if ready else 1.0,
-        service=summary.status(),
+    return Outcome(steps=steps, ready=ready, message=message, requeue_after=None if ready else 1.0)
+
+
+def _edge_status(
+    settings: Settings,
+    network_id: str,
+    service: dict[str, Any],
+    tasks: list[dict[str, Any]],
+    summary: TaskSummary,
+    revisions: dict[str, str],
+) -> EdgeStatus:
+    # A global service keeps a history of tasks per node: the newest one says what runs there now.
+    newest: dict[str, dict[str, Any]] = {}
+    for task in tasks:
+        node = str(task.get("NodeID", ""))
+        if node not in newest or task.get("UpdatedAt", "") > newest[node].get("UpdatedAt", ""):
+            newest[node] = task
+    per_node = [
+        NodeTask(
+            node=node[:12],
+            state=str(task.get("Status", {}).get("State", "")),
+            desired_state=str(task.get("DesiredState", "")),
+            message=str(task.get("Status", {}).get("Err") or task.get("Status", {}).get("Message", "")),
+            since=task.get("Status", {}).get("Timestamp"),
+        )
+        for node, task in sorted(newest.items())
+    ]
+    return EdgeStatus(
+        network=settings.network,
+        network_id=network_id[:12],
+        service=str(service["Spec"]["Name"]),
+        running_nodes=summary.running,
+        desired_nodes=summary.desired,
+        tasks=per_node,
+        edge_revision=revisions.get("edge"),
+        routes_revision=revisions.get("routes"),
     )
 
 
 async def wait_for_platform(platform: EdgePlatform, ctx: ReconcileContext, poll: float = 0.5) -> Outcome:
     """Reconcile the platform until the edge runs or the deadline passes (for start-up and tests)."""
+    record = platform_record(platform._settings)
     while True:
-        outcome = await platform.reconcile_platform(ctx)
+        outcome = await platform.reconcile(record, ctx)
         if outcome.ready:
             return outcome
         await asyncio.sleep(min(poll, seconds_left(ctx.deadline)))

@@ -127,6 +127,8 @@ class SiteRoutes:
     """Reconciler for the edge's routes."""
 
     name = "routes"
+    # A static site is served from the directory the files reconciler makes.
+    after: tuple[str, ...] = ("files",)
 
     def __init__(
         self,

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -152,18 +151,18 @@ class SiteServices:
     """Reconciler for the Swarm services of dynamic sites."""
 
     name = "service"
+    # The site's directory must exist, and its uid is what the service runs as.
+    after: tuple[str, ...] = ("files",)
 
     def __init__(
         self,
         settings: Settings,
         client: docker.DockerClient,
         images: ImageResolver,
-        site_uid: Callable[[str], int | None],
     ) -> None:
         self._settings = settings
         self._api: Any = client.api
         self._images = images
-        self._site_uid = site_uid
         self._live: dict[str, _Live] = {}
         # When the last observe listed every service: a site missing from it had none then.
         self._observed_at = float("-inf")
@@ -208,9 +207,8 @@ class SiteServices:
         if site.spec.type != "dynamic" or site.spec.availability == "disabled":
             reason = "the site is static" if site.spec.type != "dynamic" else "the site is disabled"
             return await self._remove(site.name, ctx, reason)
-        uid = self._site_uid(site.name)
-        if uid is None:
-            raise RuntimeError(f"the directory of {site.name} does not exist yet (the files reconciler's)")
+        uid = ctx.needs("files", "uid")
+        assert isinstance(uid, int)
         image = await self._images.site_image(site.spec.image or "", ctx.deadline)
         if self._network_id is None:
             self._network_id = await off_loop(ctx.deadline, self._find_network_id)
@@ -260,7 +258,7 @@ class SiteServices:
             ready=False,
             message=message,
             requeue_after=FAILING_REQUEUE_SECONDS,
-            service=self._summary(live).status(),
+            status=self._summary(live).status(),
         )
 
     async def finalize(self, name: str, ctx: ReconcileContext) -> Outcome:
@@ -336,7 +334,7 @@ def _update_started_at(service: dict[str, Any]) -> str:
 
 def _outcome(steps: list[Step], summary: TaskSummary) -> Outcome:
     if summary.converged:
-        return Outcome(steps=steps, ready=True, service=summary.status())
+        return Outcome(steps=steps, ready=True, status=summary.status())
     if summary.problem:
         message = f"{summary.running}/{summary.desired} tasks running: {summary.problem}"
         requeue = FAILING_REQUEUE_SECONDS
@@ -345,4 +343,4 @@ def _outcome(steps: list[Step], summary: TaskSummary) -> Outcome:
         if summary.update_state:
             message += f", update {summary.update_state}"
         requeue = NOT_CONVERGED_REQUEUE_SECONDS
-    return Outcome(steps=steps, ready=False, message=message, requeue_after=requeue, service=summary.status())
+    return Outcome(steps=steps, ready=False, message=message, requeue_after=requeue, status=summary.status())

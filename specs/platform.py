@@ -39,7 +39,7 @@ class NodeTask(Model):
 
 
 class EdgeStatus(Model):
-    """The edge reconciler's part of the platform's status."""
+    """The platform reconciler's part of the platform's status: the network and the edge."""
 
     network: str = ""
     network_id: str | None = None
@@ -56,7 +56,7 @@ class EdgeStatus(Model):
 class PlatformStatus(Model):
     observed_generation: int | None = None
     conditions: list[Condition] = Field(default_factory=list)
-    edge: EdgeStatus | None = None
+    platform: EdgeStatus | None = None
     last_reconcile: LastReconcile | None = None
 
     def condition(self, type_: ConditionType) -> Condition | None:

@@ -11,8 +11,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from controller.kinds import Kind
 from controller.types import Outcome, PermanentError, ReconcileContext, Step
+from specs.config import Settings
 from specs.models import ServiceStatus, Site
+from specs.platform import Platform, PlatformMeta
+from store.records import PlatformStore, SiteStore
 
 Behaviour = Callable[[Site, int], Awaitable[Outcome]]
 
@@ -45,8 +49,9 @@ async def converged(site: Site, attempt: int) -> Outcome:
 class RecordingReconciler:
     """Remembers what it made per site (owned_names) and behaves per site as the test says."""
 
-    def __init__(self, name: str, journal: Journal) -> None:
+    def __init__(self, name: str, journal: Journal, after: tuple[str, ...] = ()) -> None:
         self.name = name
+        self.after = after
         self.journal = journal
         self.owned: set[str] = set()
         self.behaviours: dict[str, Behaviour] = {}
@@ -116,23 +121,52 @@ def starting(polls: int, requeue_after: float) -> Behaviour:
                 ready=False,
                 message="0/1 tasks running",
                 requeue_after=requeue_after,
-                service=ServiceStatus(running_tasks=0, desired_tasks=1),
+                status=ServiceStatus(running_tasks=0, desired_tasks=1),
             )
         return Outcome(
-            steps=[Step("apply", "unchanged")], service=ServiceStatus(running_tasks=1, desired_tasks=1)
+            steps=[Step("apply", "unchanged")], status=ServiceStatus(running_tasks=1, desired_tasks=1)
         )
 
     return behaviour
 
 
 class RecordingPlatform:
+    """The platform's reconciler, recording that it ran."""
+
     name = "platform"
+    after: tuple[str, ...] = ()
 
     def __init__(self, journal: Journal) -> None:
         self.journal = journal
         self.calls = 0
 
-    async def reconcile_platform(self, ctx: ReconcileContext) -> Outcome:
+    async def observe(self) -> None:
+        pass
+
+    async def reconcile(self, record: Platform, ctx: ReconcileContext) -> Outcome:
         self.calls += 1
         self.journal.add(self.name, "platform", "")
         return Outcome(steps=[Step("network", "created" if self.calls == 1 else "unchanged")])
+
+    async def finalize(self, name: str, ctx: ReconcileContext) -> Outcome:
+        return Outcome(steps=[Step("network", "skipped")])
+
+    def owned_names(self) -> set[str]:
+        return set()
+
+
+def site_and_platform(
+    settings: Settings, sites: SiteStore, reconcilers: list[RecordingReconciler], platform: RecordingPlatform
+) -> list[Kind]:
+    """The two kinds the controller runs, with recording reconcilers: the platform first, then sites."""
+    platforms = PlatformStore(settings.state_dir)
+    if not platforms.list()[0]:
+        platforms.create(Platform(metadata=PlatformMeta(name="edge")))
+    return [
+        Kind(records=platforms, reconcilers=[platform], first=True),
+        Kind(
+            records=sites,
+            reconcilers=reconcilers,
+            describe=lambda site: {"urls": settings.site_urls(site.name, list(site.spec.domains))},
+        ),
+    ]

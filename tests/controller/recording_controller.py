@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from controller_fakes import Journal, RecordingPlatform, RecordingReconciler
+from controller_fakes import Journal, RecordingPlatform, RecordingReconciler, site_and_platform
 
 from controller.process import configure_logging, run
 from controller.runtime import Controller, ControllerOptions
@@ -59,11 +59,14 @@ def main() -> int:
 
             service.default = blocked
         return Controller(
-            store=SiteStore(settings.state_dir),
+            kinds=site_and_platform(
+                settings,
+                SiteStore(settings.state_dir),
+                [RecordingReconciler("files", journal), service],
+                RecordingPlatform(journal),
+            ),
             events=EventLog(settings.events_db),
-            settings=settings,
-            reconcilers=[RecordingReconciler("files", journal), service],
-            platform=RecordingPlatform(journal),
+            state_dir=settings.state_dir,
             options=ControllerOptions(workers=2, step_timeout=30, shutdown_grace=args.shutdown_grace),
         )
 

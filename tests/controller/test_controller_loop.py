@@ -20,6 +20,7 @@ from controller_fakes import (
     failing,
     hanging_first,
     permanent,
+    site_and_platform,
     starting,
 )
 from swarm_helpers import record_gone
@@ -53,11 +54,11 @@ class World:
             "backoff": Backoff(base=0.05, cap=1.0, jitter=0.0),
         } | options
         return Controller(
-            store=self.store,
+            kinds=site_and_platform(
+                self.settings, self.store, [self.files, self.service, self.routes], self.platform
+            ),
             events=self.events,
-            settings=self.settings,
-            reconcilers=[self.files, self.service, self.routes],
-            platform=self.platform,
+            state_dir=self.settings.state_dir,
             options=ControllerOptions(**values),  # type: ignore[arg-type]
         )
 

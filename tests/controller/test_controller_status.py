@@ -95,18 +95,25 @@ def last(at: datetime, reconcile_id: str = "r1") -> LastReconcile:
 
 def test_status_keeps_the_last_observed_service_when_a_reconcile_stopped_before_it():
     previous = status_after(
+        SiteStatus,
         None,
-        Verdict("succeeded", ready=True, message="", service=ServiceStatus(running_tasks=2, desired_tasks=2)),
+        Verdict(
+            "succeeded",
+            ready=True,
+            message="",
+            parts={"service": ServiceStatus(running_tasks=2, desired_tasks=2)},
+        ),
         generation=1,
-        urls=["http://a.sites.localhost:8080/"],
+        described={"urls": ["http://a.sites.localhost:8080/"]},
         last_reconcile=last(T0),
         now=T0,
     )
     failed = status_after(
+        SiteStatus,
         previous,
         Verdict("failed", ready=False, message="files: disk full", retry_in=1.0),
         generation=1,
-        urls=previous.urls,
+        described={"urls": previous.urls},
         last_reconcile=last(T1),
         now=T1,
     )
@@ -118,32 +125,39 @@ def test_status_keeps_the_last_observed_service_when_a_reconcile_stopped_before_
 
 def test_a_status_that_only_differs_in_last_reconcile_bookkeeping_is_not_rewritten():
     verdict = Verdict("succeeded", ready=True, message="")
-    old = status_after(None, verdict, generation=1, urls=[], last_reconcile=last(T0), now=T0)
-    new = status_after(old, verdict, generation=1, urls=[], last_reconcile=last(T1, "r2"), now=T1)
+    old = status_after(
+        SiteStatus, None, verdict, generation=1, described={"urls": []}, last_reconcile=last(T0), now=T0
+    )
+    new = status_after(
+        SiteStatus, old, verdict, generation=1, described={"urls": []}, last_reconcile=last(T1, "r2"), now=T1
+    )
     heartbeat = timedelta(minutes=10)
     assert not worth_writing(old, new, now=T1, heartbeat=heartbeat)
     assert worth_writing(old, new, now=T1, heartbeat=heartbeat, force=True)
     assert worth_writing(old, new, now=T0 + heartbeat, heartbeat=heartbeat)
-    changed = status_after(old, verdict, generation=2, urls=[], last_reconcile=last(T1), now=T1)
+    changed = status_after(
+        SiteStatus, old, verdict, generation=2, described={"urls": []}, last_reconcile=last(T1), now=T1
+    )
     assert worth_writing(old, changed, now=T1, heartbeat=heartbeat)
     assert worth_writing(None, new, now=T1, heartbeat=heartbeat)
 
 
 def test_reconciling_status_flags_only_reconciling():
     ready = status_after(
+        SiteStatus,
         None,
         Verdict("succeeded", ready=True, message=""),
         generation=1,
-        urls=[],
+        described={"urls": []},
         last_reconcile=last(T0),
         now=T0,
     )
-    applying = reconciling_status(ready, generation=2, message="applying generation 2", now=T1)
+    applying = reconciling_status(SiteStatus, ready, generation=2, message="applying generation 2", now=T1)
     conditions = by_type(applying.conditions)
     assert (conditions["Reconciling"].status, conditions["Reconciling"].last_transition_time) == ("True", T1)
     assert conditions["Ready"] == by_type(ready.conditions)["Ready"]
     assert applying.observed_generation == 1
-    first = by_type(reconciling_status(None, generation=1, message="new", now=T0).conditions)
+    first = by_type(reconciling_status(SiteStatus, None, generation=1, message="new", now=T0).conditions)
     assert [(c.type, c.status) for c in first.values()] == [
         ("Ready", "Unknown"),
         ("Reconciling", "True"),

@@ -33,7 +33,7 @@ def edge(swarm, base_image, test_run, tmp_path_factory) -> Iterator[Settings]:
 @pytest.fixture
 def stack(edge: Settings, swarm: docker.DockerClient) -> Stack:
     files = SiteFiles(edge)
-    services = SiteServices(edge, swarm, ImageResolver(swarm, edge), files.uid_of)
+    services = SiteServices(edge, swarm, ImageResolver(swarm, edge))
     return Stack(edge, swarm, files, services, SiteRoutes(edge, swarm))
 
 

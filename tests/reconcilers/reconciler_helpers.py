@@ -27,8 +27,12 @@ WRITE_METHODS = frozenset(
 )
 
 
-def context(seconds: float = 60.0, trigger: str = "test") -> ReconcileContext:
-    return ReconcileContext(reconcile_id="test", trigger=trigger, deadline=time.monotonic() + seconds)
+def context(
+    seconds: float = 60.0, trigger: str = "test", given: dict[str, dict[str, object]] | None = None
+) -> ReconcileContext:
+    return ReconcileContext(
+        reconcile_id="test", trigger=trigger, deadline=time.monotonic() + seconds, given=given or {}
+    )
 
 
 def make_site(name: str, created: datetime | None = None, generation: int = 1, **spec: Any) -> Site:
@@ -112,11 +116,16 @@ class Stack:
     services: SiteServices
     routes: SiteRoutes
 
+    def ctx(self, site: Site, seconds: float = 60.0) -> ReconcileContext:
+        """A context as the controller gives the service: with what the files reconciler provided."""
+        return context(seconds, given={"files": {"uid": self.files.uid_of(site.name)}})
+
     async def converge(self, site: Site, seconds: float = 60.0) -> dict[str, Outcome]:
         """One reconcile of each concern, in the controller's order: files, service, routes."""
-        ctx = context(seconds)
+        files = await self.files.reconcile(site, context(seconds))
+        ctx = context(seconds, given={"files": dict(files.provides)})
         return {
-            "files": await self.files.reconcile(site, ctx),
+            "files": files,
             "service": await self.services.reconcile(site, ctx),
             "routes": await self.routes.reconcile(site, ctx),
         }
@@ -124,7 +133,9 @@ class Stack:
     async def until_ready(self, site: Site, seconds: float = 60.0) -> Outcome:
         deadline = time.monotonic() + seconds
         while True:
-            outcome = await self.services.reconcile(site, context(max(1.0, deadline - time.monotonic())))
+            outcome = await self.services.reconcile(
+                site, self.ctx(site, max(1.0, deadline - time.monotonic()))
+            )
             if outcome.ready or time.monotonic() > deadline:
                 return outcome
             await asyncio.sleep(0.5)

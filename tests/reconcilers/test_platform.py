@@ -10,7 +10,8 @@ from reconciler_helpers import context, edge_settings, http_get
 
 from reconcilers import nginx_config
 from reconcilers.images import ImageResolver
-from reconcilers.platform import EdgePlatform, wait_for_platform
+from reconcilers.platform import EdgePlatform, platform_record, wait_for_platform
+from specs.platform import EdgeStatus
 
 pytestmark = [pytest.mark.swarm, pytest.mark.slow]
 
@@ -19,7 +20,7 @@ async def test_platform_creates_network_and_edge_then_repairs_them(swarm, base_i
     settings = edge_settings(test_run, tmp_path, base_image)
     platform = EdgePlatform(settings, swarm, ImageResolver(swarm, settings))
     try:
-        first = await platform.reconcile_platform(context())
+        first = await platform.reconcile(platform_record(settings), context())
         assert [(s.step, s.result) for s in first.steps] == [
             ("network", "created"),
             ("edge-config", "updated"),
@@ -29,7 +30,7 @@ async def test_platform_creates_network_and_edge_then_repairs_them(swarm, base_i
         assert network.attrs["Driver"] == "overlay" and network.attrs["Attachable"]
 
         ready = await wait_for_platform(platform, context(60))
-        assert ready.ready and ready.service is not None and ready.service.running_tasks == 1
+        assert ready.ready and isinstance(ready.status, EdgeStatus) and ready.status.running_nodes == 1
         assert [s.result for s in ready.steps] == ["unchanged", "unchanged", "unchanged"]
         assert await asyncio.to_thread(http_get, settings, "nothing.sites.localhost") == (404, _page(404))
 
@@ -43,14 +44,14 @@ async def test_platform_creates_network_and_edge_then_repairs_them(swarm, base_i
 
         # Someone removes the edge: the next reconcile creates it again.
         swarm.api.remove_service(settings.edge_service)
-        repaired = await platform.reconcile_platform(context())
+        repaired = await platform.reconcile(platform_record(settings), context())
         assert repaired.steps[2].result == "created"
         assert (await wait_for_platform(platform, context(60))).ready
 
         # Someone edits the main configuration: it is rendered, validated and put back, and the edge reloaded.
         main_conf = settings.edge_dir / nginx_config.MAIN_CONF
         main_conf.write_text(main_conf.read_text().replace("worker_connections 4096", "worker_connections 7"))
-        fixed = await platform.reconcile_platform(context())
+        fixed = await platform.reconcile(platform_record(settings), context())
         assert [(s.step, s.result) for s in fixed.steps][1:] == [
             ("edge-config", "updated"),
             ("edge-service", "unchanged"),

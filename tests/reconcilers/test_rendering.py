@@ -7,9 +7,10 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 from reconciler_helpers import make_site
 
-from controller.types import PLATFORM, Request
+from controller.types import Request
 from reconcilers.docker_calls import LABEL_GENERATION, LABEL_INSTANCE, LABEL_SITE, LABEL_SPEC_HASH
 from reconcilers.docker_events import request_for
+from reconcilers.platform import PLATFORM
 from reconcilers.routes import desired_route
 from reconcilers.service import render_site_spec
 from reconcilers.swarm_spec import drift, spec_hash

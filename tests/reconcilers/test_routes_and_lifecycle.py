@@ -13,10 +13,11 @@ import pytest
 import yaml
 from reconciler_helpers import CountingClient, context, http_get, make_site, wait_for_http
 
-from controller.types import PLATFORM, PermanentError, Request
+from controller.types import PermanentError, Request
 from reconcilers import nginx_config
 from reconcilers.docker_events import DockerEvents
 from reconcilers.images import ImageResolver
+from reconcilers.platform import PLATFORM
 from reconcilers.routes import SiteRoutes
 from reconcilers.service import SiteServices
 from store.records import SiteStore
@@ -153,12 +154,12 @@ async def test_a_resync_of_converged_sites_writes_nothing(stack):
 
     counting = CountingClient(stack.client)
     images = ImageResolver(stack.client, stack.settings)
-    services = SiteServices(stack.settings, counting, images, stack.files.uid_of)
+    services = SiteServices(stack.settings, counting, images)
     await services.observe()
     await stack.files.observe()
     await stack.routes.observe()
     for site in sites:
-        assert (await services.reconcile(site, context())).steps[0].result == "unchanged"
+        assert (await services.reconcile(site, stack.ctx(site))).steps[0].result == "unchanged"
         assert (await stack.routes.reconcile(site, context())).steps[0].result == "unchanged"
         assert (await stack.files.reconcile(site, context())).steps[0].result == "unchanged"
     assert dict(counting.api.calls) == {"services": 1, "tasks": 1, "networks": 1}

@@ -13,6 +13,7 @@ from reconciler_helpers import context, http_get, make_site, wait_for_http
 
 from controller.types import PermanentError
 from reconcilers import nginx_config
+from specs.models import ServiceStatus
 
 pytestmark = [pytest.mark.swarm, pytest.mark.slow]
 
@@ -56,7 +57,8 @@ async def test_dynamic_site_is_served_through_the_edge(stack, write_site_file):
     assert outcomes["service"].steps[0].result == "created"
     ready = await stack.until_ready(site)
     assert ready.ready, ready.message
-    assert ready.service is not None and (ready.service.running_tasks, ready.service.desired_tasks) == (1, 1)
+    assert isinstance(ready.status, ServiceStatus)
+    assert (ready.status.running_tasks, ready.status.desired_tasks) == (1, 1)
     wait_for_http(stack.settings, f"dyn-one.{stack.settings.sites_domain}", 200, "hello from a dynamic site")
     # What a dynamic site's paths mean is its own server's call, those with a dot-segment too.
     write_site_file("dyn-one", "public/.notes", "the site's server answers this")
@@ -80,17 +82,17 @@ async def test_dynamic_site_is_served_through_the_edge(stack, write_site_file):
         capture_output=True,
     )
     stack.services.forget("dyn-one")
-    repaired = await stack.services.reconcile(site, context())
+    repaired = await stack.services.reconcile(site, stack.ctx(site))
     assert repaired.steps[0].result == "updated"
     assert "Env" in repaired.steps[0].message
     env = stack.client.api.inspect_service(service["ID"])["Spec"]["TaskTemplate"]["ContainerSpec"]["Env"]
     assert "INJECTED=1" not in env
-    assert (await stack.services.reconcile(site, context())).steps[0].result == "unchanged"
+    assert (await stack.services.reconcile(site, stack.ctx(site))).steps[0].result == "unchanged"
 
     # Drift 2: the service is removed; the next reconcile creates it again and the site is served again.
     stack.client.api.remove_service(service["ID"])
     stack.services.forget("dyn-one")
-    recreated = await stack.services.reconcile(site, context())
+    recreated = await stack.services.reconcile(site, stack.ctx(site))
     assert recreated.steps[0].result == "created"
     assert (await stack.until_ready(site)).ready
     wait_for_http(stack.settings, f"dyn-one.{stack.settings.sites_domain}", 200, "hello from a dynamic site")
@@ -104,7 +106,7 @@ async def test_a_service_director_did_not_label_is_never_touched(stack, test_lab
     site = make_site("not-ours", type="dynamic", image="director-local/site:latest")
     await stack.files.reconcile(site, context())
     with pytest.raises(PermanentError, match="did not create"):
-        await stack.services.reconcile(site, context())
+        await stack.services.reconcile(site, stack.ctx(site))
     finalized = await stack.services.finalize("not-ours", context())
     assert finalized.steps[0].result == "skipped"
     assert stack.client.services.get(name).attrs["Spec"]["Labels"] == test_labels
@@ -166,11 +168,11 @@ async def test_an_update_to_a_missing_image_rolls_back_and_the_site_keeps_servin
         type="dynamic",
         image="director-test/missing:nope",
     )
-    assert (await stack.services.reconcile(broken, context())).steps[0].result == "updated"
+    assert (await stack.services.reconcile(broken, stack.ctx(broken))).steps[0].result == "updated"
     messages = []
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not any("rolled back" in m for m in messages):
-        outcome = await stack.services.reconcile(broken, context())
+        outcome = await stack.services.reconcile(broken, stack.ctx(broken))
         assert not outcome.ready
         messages.append(outcome.message)
         await asyncio.sleep(1)
