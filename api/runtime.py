@@ -11,10 +11,10 @@ from api.listcache import ListingCache
 from api.logsource import LogSource, registered_log_source
 from api.sites import SiteService
 from store.events import EventLog
-from store.records import SiteStore
+from store.records import PlatformStore, SiteStore
 
 _lock = threading.RLock()
-_opened: dict[str, SiteStore | EventLog | ListingCache] = {}
+_opened: dict[str, SiteStore | PlatformStore | EventLog | ListingCache] = {}
 
 
 def site_store() -> SiteStore:
@@ -24,6 +24,16 @@ def site_store() -> SiteStore:
             store = _opened.get("store")
             if not isinstance(store, SiteStore):
                 store = _opened["store"] = SiteStore(settings.STATE_DIR)
+    return store
+
+
+def platform_store() -> PlatformStore:
+    store = _opened.get("platforms")
+    if not isinstance(store, PlatformStore):
+        with _lock:
+            store = _opened.get("platforms")
+            if not isinstance(store, PlatformStore):
+                store = _opened["platforms"] = PlatformStore(settings.STATE_DIR)
     return store
 
 

@@ -16,6 +16,8 @@ urlpatterns = [
     path(f"{SITES}/<str:name>/events", streams.site_events),
     path(f"{SITES}/<str:name>/logs", streams.site_logs),
     path("apis/director.io/v1/events", streams.all_events),
+    path("apis/director.io/v1/platforms", views.platform_list),
+    path("apis/director.io/v1/platforms/<str:name>", views.platform_item),
     path("apis/director.io/v1/blockeddomains", views.blocked_domains),
     path("apis/director.io/v1/blockeddomains/<str:domain>", views.blocked_domain),
     path("apis/auth.director.io/v1/login", views.login),

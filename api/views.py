@@ -15,7 +15,7 @@ from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
-from api import content, domains, fields, listing
+from api import content, domains, fields, listing, platforms
 from api.auth import (
     EXPIRES_IN_FIELD,
     Principal,
@@ -165,6 +165,13 @@ def discovery_group(request: HttpRequest, principal: Principal) -> HttpResponse:
                     "verbs": ["get"],
                 },
                 {
+                    "name": "platforms",
+                    "singularName": "platform",
+                    "namespaced": False,
+                    "kind": "Platform",
+                    "verbs": ["get", "list"],
+                },
+                {
                     "name": "blockeddomains",
                     "singularName": "blockeddomain",
                     "namespaced": False,
@@ -258,6 +265,16 @@ def site_history(request: HttpRequest, principal: Principal, name: str) -> HttpR
             "items": [document_of(site, include_status=False) for site in history],
         },
     )
+
+
+@endpoint("GET")
+def platform_list(request: HttpRequest, principal: Principal) -> HttpResponse:
+    return platforms.platforms(request, principal)
+
+
+@endpoint("GET")
+def platform_item(request: HttpRequest, principal: Principal, name: str) -> HttpResponse:
+    return platforms.platform(request, principal, name)
 
 
 @endpoint("GET", "POST")

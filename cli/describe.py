@@ -1,4 +1,5 @@
-"""`dirctl describe site NAME`: the spec in brief, conditions, URLs, tasks and the last events."""
+"""`dirctl describe site NAME`: the spec in brief, conditions, URLs, tasks and the last events; and
+`dirctl describe platform edge`: the network, the edge on each node and the revisions it serves."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import io
 from datetime import UTC, datetime
 from typing import Any
 
-from cli import exit_codes
+from cli import exit_codes, platform
 from cli.common import api_from, parse_target, reports_errors
 from cli.output import EVENT_COLUMNS, age, event_row, table
 
@@ -15,14 +16,22 @@ Document = dict[str, Any]
 
 
 def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subcommands.add_parser("describe", help="show a site in detail, with its last events")
-    parser.add_argument("target", nargs="+", metavar="site NAME", help="`site NAME` or `site/NAME`")
+    parser = subcommands.add_parser("describe", help="show a site (or the platform) in detail")
+    parser.add_argument(
+        "target", nargs="+", metavar="site NAME", help="`site NAME`, `site/NAME` or `platform edge`"
+    )
     parser.add_argument("--events", type=int, default=10, metavar="N", help="how many recent events to show")
     parser.set_defaults(run=run)
 
 
 @reports_errors
 def run(args: argparse.Namespace) -> int:
+    words = args.target[0].split("/", 1) if len(args.target) == 1 else args.target
+    if words[0] in platform.KINDS:
+        with api_from(args) as api:
+            record = api.json("GET", f"{platform.PLATFORMS}/{words[1] if len(words) > 1 else 'edge'}")
+        print(platform.describe(record), end="")
+        return exit_codes.OK
     name = parse_target(args.target)
     with api_from(args) as api:
         site = api.get_site(name)

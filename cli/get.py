@@ -11,7 +11,7 @@ import json
 import sys
 from typing import Any
 
-from cli import blocked, exit_codes
+from cli import blocked, exit_codes, platform
 from cli.client import SITES, TABLE_ACCEPT, Api
 from cli.common import api_from, config_from, error, reports_errors
 from cli.output import OUTPUT_FORMATS, print_sites, table_text, to_yaml
@@ -23,7 +23,9 @@ def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     parser = subcommands.add_parser(
         "get", help="list sites or show one", description="List sites (those you own; an admin sees all)."
     )
-    parser.add_argument("kind", choices=["sites", "site", *blocked.KINDS], help="the resource kind")
+    parser.add_argument(
+        "kind", choices=["sites", "site", *platform.KINDS, *blocked.KINDS], help="the resource kind"
+    )
     parser.add_argument("name", nargs="?", help="one object's name")
     parser.add_argument(
         "-o", "--output", choices=OUTPUT_FORMATS, help="wide, yaml, json or name (default: table)"
@@ -46,6 +48,12 @@ def _params(args: argparse.Namespace) -> dict[str, str]:
 def run(args: argparse.Namespace) -> int:
     output = args.output or config_from(args).output or ""
     with api_from(args) as api:
+        if args.kind in platform.KINDS:
+            if args.watch or args.selector:
+                error("the platform takes neither -w nor -l")
+                return exit_codes.USAGE
+            platform.show(api, args.name, output)
+            return exit_codes.OK
         if args.kind in blocked.KINDS:
             if args.watch or args.selector:
                 error("blocked domains take neither -w nor -l")

@@ -480,3 +480,41 @@ def test_events_of_an_earlier_site_of_a_name_are_read_by_uid_with_dirctl(api, di
     refused = dirctl("events", "again", "--uid", str(first_uid), who="alice")
     assert refused.returncode != 0 and "only administrators" in refused.stderr
     assert dirctl("events", "--uid", str(first_uid)).returncode == 2
+
+
+def test_everyone_reads_the_platform_with_dirctl(api, dirctl):
+    from specs.models import Condition
+    from specs.platform import EdgeStatus, NodeTask, Platform, PlatformMeta, PlatformStatus
+    from store.records import PlatformStore
+
+    platforms = PlatformStore(api.state_dir)
+    if not platforms.list()[0]:
+        platforms.create(Platform(metadata=PlatformMeta(name="edge")))
+    now = datetime.now(UTC)
+    platforms.update_status(
+        "edge",
+        PlatformStatus(
+            observed_generation=1,
+            conditions=[Condition(type="Ready", status="True", reason="Ready", last_transition_time=now)],
+            platform=EdgeStatus(
+                network="director-sites",
+                network_id="0123456789ab",
+                service="director-edge",
+                running_nodes=1,
+                desired_nodes=1,
+                tasks=[NodeTask(node="n0de1d", state="running", desired_state="running", since=now)],
+                edge_revision="e1",
+                routes_revision="r1",
+            ),
+        ),
+    )
+    listed = dirctl("get", "platform", who="alice")
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.splitlines()[1].split()[:4] == ["edge", "True", "1/1", "r1"]
+    described = dirctl("describe", "platform", "edge", who="alice")
+    assert described.returncode == 0, described.stderr
+    assert "running on 1 of 1 nodes" in described.stdout and "n0de1d" in described.stdout
+    assert "edge e1, routes r1" in described.stdout
+    as_yaml = dirctl("get", "platform", "edge", "-o", "yaml")
+    assert "routesRevision: r1" in as_yaml.stdout
+    assert dirctl("get", "platform", "nope").returncode == 4

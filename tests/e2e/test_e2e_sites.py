@@ -27,7 +27,8 @@ from swarm_helpers import (
 
 from reconcilers.docker_calls import LABEL_INSTANCE, LABEL_SITE
 from specs.config import Settings
-from store.records import HostTaken, NotFound, SiteStore
+from specs.platform import EdgeStatus
+from store.records import HostTaken, NotFound, PlatformStore, SiteStore
 
 pytestmark = [pytest.mark.swarm, pytest.mark.slow]
 
@@ -293,3 +294,46 @@ def test_deleting_a_dynamic_site_removes_its_service_routes_and_files(
         "its tasks gone",
         director,
     )
+
+
+def test_the_platform_record_shows_the_edge_and_its_drift(
+    director: ControllerProcess, settings: Settings, swarm: docker.DockerClient
+):
+    platforms = PlatformStore(settings.state_dir)
+
+    def edge_status() -> EdgeStatus | None:
+        status = platforms.get("edge").status
+        ready = status.condition("Ready") if status is not None else None
+        if status is None or ready is None or ready.status != "True":
+            return None
+        return status.platform
+
+    def serving() -> bool:
+        edge = edge_status()
+        return edge is not None and edge.running_nodes == edge.desired_nodes == 1
+
+    eventually(serving, 60, "the platform Ready with the edge running on the node", director)
+    edge = edge_status()
+    assert edge is not None
+    assert (edge.network, edge.service) == (settings.network, settings.edge_service)
+    assert edge.network_id and edge.routes_revision and edge.edge_revision
+    [before] = edge.tasks
+    assert before.state == "running" and before.since is not None
+
+    # The edge's container is killed by hand: Swarm starts another, and the platform's status says so.
+    [container] = swarm.containers.list(
+        filters={"label": f"com.docker.swarm.service.name={settings.edge_service}"}
+    )
+    container.kill()
+
+    def replaced() -> bool:
+        edge = edge_status()
+        return (
+            edge is not None
+            and len(edge.tasks) == 1
+            and edge.tasks[0].state == "running"
+            and edge.tasks[0].since is not None
+            and edge.tasks[0].since > before.since  # type: ignore[operator]
+        )
+
+    eventually(replaced, 60, "the platform's status showing the edge's new task", director)
