@@ -113,7 +113,7 @@ def conditions_for(
             reconciling = ("False", "Reconciled", "")
     elif verdict.retry_in is not None:
         ready = ("False", "Progressing", verdict.message or "not ready yet")
-        reconciling = ("True", "Progressing", verdict.message or "waiting for the site to converge")
+        reconciling = ("True", "Progressing", verdict.message or "waiting for it to converge")
     else:
         ready = ("False", "NotReady", verdict.message or "not ready yet")
         reconciling = ("False", "Reconciled", "applied; waiting for the world to change")

@@ -123,7 +123,7 @@ class EventRecorder:
 
     async def record_pass(
         self,
-        site: str,
+        name: str,
         generation: int | None,
         reconcile_id: str,
         trigger: str,
@@ -138,7 +138,7 @@ class EventRecorder:
         if done.quiet:
             if summary is not None:
                 await self.record(
-                    site,
+                    name,
                     generation,
                     reconcile_id,
                     trigger,
@@ -153,7 +153,7 @@ class EventRecorder:
             if done.failure is not None and timed.step.result in QUIET_RESULTS:
                 continue
             await self.record(
-                site,
+                name,
                 generation,
                 reconcile_id,
                 trigger,
@@ -166,7 +166,7 @@ class EventRecorder:
 
     async def record(
         self,
-        site: str,
+        name: str,
         generation: int | None,
         reconcile_id: str,
         trigger: str,
@@ -177,12 +177,12 @@ class EventRecorder:
         *,
         uid: str | None,
     ) -> None:
-        """One event; `uid` is the site's metadata.uid, so that its history is not that of an earlier
-        site of the same name (None when there is no site record to take it from)."""
+        """One event of the record `name`; `uid` is its metadata.uid, so that its history is not that of an
+        earlier record of the same name (None when there is no record to take it from)."""
         try:
             await asyncio.to_thread(
                 self._events.record,
-                site=site,
+                site=name,
                 generation=generation,
                 reconcile_id=reconcile_id,
                 trigger=trigger,
@@ -194,7 +194,7 @@ class EventRecorder:
             )
         except Exception as error:
             # The event log is a record of the work, not a part of it: losing one must not fail a reconcile.
-            log.error("site %s: event %s/%s not recorded: %s", site, step, result, error)
+            log.error("%s: event %s/%s not recorded: %s", name, step, result, error)
 
 
 def describe(error: BaseException) -> str:
