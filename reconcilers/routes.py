@@ -59,7 +59,7 @@ T = TypeVar("T")
 
 # Long enough for the reconciles of a burst to join one batch; changes arriving while a batch is being
 # installed wait for the next one anyway.
-DEBOUNCE_SECONDS = 0.02
+DEBOUNCE_SECONDS = 0.01
 NGINX_TEST_TIMEOUT_SECONDS = 60.0
 # How long one confirmation waits for the edge to answer a new revision, and when an unconfirmed site is
 # looked at again.
@@ -166,7 +166,7 @@ class SiteRoutes:
     async def reconcile(self, site: Site, ctx: ReconcileContext) -> Outcome:
         await self._loaded(ctx.deadline)
         holders: Mapping[str, str] = {}
-        if site.spec.domains:
+        if site.spec.domains and self._host_holders is not _no_claims:
             holders = await off_loop(ctx.deadline, self._host_holders, site.name)
         wish = wish_for(site, self._settings.sites_domain)
         result = await self._change(site.name, wish, holders, ctx)
