@@ -347,16 +347,18 @@ class SiteRoutes:
         if self._table is not None:
             return self._table
         if self._loading is None:
-            self._loading = asyncio.create_task(self._load_once(deadline))
+            self._loading = asyncio.create_task(self._load_once())
         try:
             return await asyncio.wait_for(asyncio.shield(self._loading), seconds_left(deadline))
         except TimeoutError:
             raise DeadlineExceeded("the last good routes were not loaded before the deadline") from None
 
-    async def _load_once(self, deadline: float) -> RouteTable:
+    async def _load_once(self) -> RouteTable:
         try:
             async with self._edge_lock:
-                table, reload = await asyncio.to_thread(self._load, max(deadline, time.monotonic() + 10))
+                table, reload = await asyncio.to_thread(
+                    self._load, time.monotonic() + NGINX_TEST_TIMEOUT_SECONDS
+                )
                 self._table = table
                 self._installed(self._edge.revision)
                 if reload is not None:
@@ -385,16 +387,17 @@ class SiteRoutes:
         if revision != self._revision:
             self._revision, self._served_revision = revision, None
 
-    async def _reload(self, revision: str) -> None:
+    async def _reload(self, revision: str, *, confirm: bool = True) -> None:
         try:
             reload = await asyncio.to_thread(self._edge.reload)
         except Exception as error:
             # Installed all the same: the confirmation sends the reload again if the edge does not answer.
-            log.warning("reloading the edge after routes revision %s failed: %s", revision, error)
+            log.warning("reloading the edge for routes revision %s failed: %s", revision, error)
             return
         self._last_reload = (revision, reload)
-        # Started now, so that the next batch's install waits for the edge to load this one.
-        self._confirmation(revision)
+        if confirm:
+            # Started now, so that the next batch's install waits for the edge to load this one.
+            self._confirmation(revision)
 
     async def _settled(self) -> None:
         confirming = self._confirming.get(self._revision)
@@ -450,7 +453,7 @@ class SiteRoutes:
             if not served and reload is None and revision == self._revision:
                 # Never reloaded for these routes by this process (its reload failed, or they were live when
                 # it started and the edge lost them): the next confirmation waits for this reload.
-                self._last_reload = (revision, await asyncio.to_thread(self._edge.reload))
+                await self._reload(revision, confirm=False)
         finally:
             del self._confirming[revision]
         if served and revision == self._revision:
