@@ -27,6 +27,7 @@ the first load reads those, and the first install removes fragments/.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import secrets
@@ -44,6 +45,8 @@ from reconcilers import nginx_config
 from reconcilers.route_plan import SiteRoute
 from specs.config import Settings
 from store.durable import fsync_directory
+
+log = logging.getLogger(__name__)
 
 SHARDS = 32
 # Generations kept besides the live one: an edge still busy loading an earlier one finds it whole.
@@ -107,7 +110,8 @@ def _shard_files(shard: int, fragments: list[Fragment]) -> dict[str, str]:
         if text:
             files[f"{kind}-{shard:02d}.conf"] = text
     if fragments:
-        files[f"table-{shard:02d}.json"] = json.dumps([fragment.route.to_json() for fragment in fragments])
+        routes = [fragment.route.to_json() for fragment in fragments]
+        files[f"table-{shard:02d}.json"] = json.dumps(routes, separators=(",", ":"))
     return files
 
 
@@ -139,9 +143,13 @@ def live_routes(edge_dir: Path) -> dict[str, SiteRoute]:
         return {}
     routes: dict[str, SiteRoute] = {}
     for path in sorted((edge_dir / nginx_config.ROUTES_DIR / generation).glob("table-*.json")):
-        for fields in json.loads(path.read_text()):
-            route = SiteRoute.from_json(fields)
-            routes[route.name] = route
+        try:
+            found = [SiteRoute.from_json(fields) for fields in json.loads(path.read_text())]
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            # Its sites are routed again at their next reconcile; the edge's files are rewritten without them.
+            log.warning("routes in %s are unreadable and left out: %s", path, error)
+            continue
+        routes.update((route.name, route) for route in found)
     return routes
 
 
@@ -181,7 +189,10 @@ class EdgeRoutes:
                 generation = None
                 if layout.fragments_dir.is_dir():
                     for path in sorted(layout.fragments_dir.glob("*.json")):
-                        routes.append(SiteRoute.from_json(json.loads(path.read_text())))
+                        try:
+                            routes.append(SiteRoute.from_json(json.loads(path.read_text())))
+                        except (OSError, ValueError, KeyError, TypeError) as error:
+                            log.warning("the route in %s is unreadable and left out: %s", path, error)
             self.generation = generation
             self._installed = [generation] if generation else []
             if layout.routes_dir.is_dir():
@@ -362,6 +373,11 @@ class EdgeRoutes:
             self._installed.append(candidate.generation)
             if self._layout.fragments_dir.is_dir():
                 shutil.rmtree(self._layout.fragments_dir, ignore_errors=True)
+
+    def collect(self) -> None:
+        """Remove the generations installed before the last GENERATIONS_KEPT + 1 (after the reload: it is
+        not waiting on this)."""
+        with nginx_config.edge_dir_lock(self._settings.edge_dir):
             outdated, self._installed = (
                 self._installed[: -GENERATIONS_KEPT - 1],
                 self._installed[-GENERATIONS_KEPT - 1 :],

@@ -244,6 +244,7 @@ class SiteRoutes:
             if prepared.candidate is not None:
                 self._installed(self._edge.revision)
                 await self._reload(self._edge.revision)
+                await asyncio.to_thread(self._edge.collect)
             self._wake(the_plan.wake)
             for name, why in prepared.refused_by_nginx.items():
                 self._refused[name] = (changes[name], why)
@@ -339,7 +340,9 @@ class SiteRoutes:
             return None
         candidate = self._edge.stage_all(deadline)
         self._edge.install(candidate)
-        return self._edge.reload()
+        reload = self._edge.reload()
+        self._edge.collect()
+        return reload
 
     # ---- loading and edge work, shielded from the deadlines of the reconciles that wait on them ----------
 

@@ -134,6 +134,7 @@ def test_old_generations_and_leftovers_are_removed(settings):
     edge = loaded(settings)
     for i in range(6):
         install(edge, {f"site-{i}": route(f"site-{i}")})
+        edge.collect()
     routes_dir = settings.edge_dir / nginx_config.ROUTES_DIR
     assert len(list(routes_dir.iterdir())) == GENERATIONS_KEPT + 1
     # A generation written but never installed (a crash before the rename) is gone at the next start.
@@ -141,3 +142,19 @@ def test_old_generations_and_leftovers_are_removed(settings):
     restarted = loaded(settings)
     assert [path.name for path in routes_dir.iterdir()] == [restarted.generation]
     assert restarted.live_matches()
+
+
+def test_an_unreadable_table_file_costs_its_sites_and_not_the_start(settings):
+    edge = loaded(settings)
+    install(edge, {f"site-{i}": route(f"site-{i}") for i in range(40)})
+    generation = settings.edge_dir / nginx_config.ROUTES_DIR / str(edge.generation)
+    table = sorted(generation.glob("table-*.json"))[0]
+    lost = {entry["name"] for entry in json.loads(table.read_text())}
+    table.write_text("{not json")
+    restarted = EdgeRoutes(settings, None, nginx_config.TEMPLATES_DIR)  # type: ignore[arg-type]
+    routes = restarted.load()
+    assert {r.name for r in routes} == {f"site-{i}" for i in range(40)} - lost
+    restarted.adopt(routes)
+    assert not restarted.live_matches()
+    restarted.install(restarted.stage_all(time.monotonic() + 60))
+    assert set(live_routes(settings.edge_dir)) == {r.name for r in routes}

@@ -331,3 +331,28 @@ async def test_a_record_naming_a_host_no_site_may_have_is_not_routed_for_it(stac
     assert not outcome.ready and host in outcome.message
     wait_for_http(stack.settings, fine, 200, name)
     assert http_get(stack.settings, host)[0] == 404
+
+
+async def test_in_one_burst_the_holder_gets_its_domain_whichever_reconcile_comes_first(stack, tmp_path):
+    store = SiteStore(tmp_path / "records")
+    routes = SiteRoutes(stack.settings, stack.client, host_holders=store.host_holders)
+    store.create(make_site("burst-victim", domains=["burst-victim.example.org"]))
+    store.create(make_site("burst-attacker"))
+    _name_domains_by_hand(store, "burst-attacker", ["burst-victim.example.org"])
+    for name in ("burst-attacker", "burst-victim"):
+        await stack.files.reconcile(store.get(name), context())
+    for first, second in (("burst-attacker", "burst-victim"), ("burst-victim", "burst-attacker")):
+        outcomes = dict(
+            zip(
+                (first, second),
+                await asyncio.gather(
+                    routes.reconcile(store.get(first), context()),
+                    routes.reconcile(store.get(second), context()),
+                ),
+                strict=True,
+            )
+        )
+        assert outcomes["burst-victim"].ready
+        assert not outcomes["burst-attacker"].ready
+        assert "served by site burst-victim, which claimed it first" in outcomes["burst-attacker"].message
+        wait_for_http(stack.settings, "burst-victim.example.org", 200, "<h1>burst-victim</h1>")
