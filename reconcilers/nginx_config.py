@@ -4,12 +4,13 @@ Layout of settings.edge_dir (bind-mounted at the same path into the edge, so wha
 byte for byte what the edge loads):
     nginx.conf           main configuration (static for a given Director and settings)
     site_locations.conf  what a request gets by its site's route (static)
-    routes.conf          every site's last good route (replaced whole, by rename, after validation)
-    fragments/           each site's last good fragment, so a restart keeps serving what was good
+    routes.conf          the maps and the default server, including one generation of routes.d/ (replaced
+                         whole, by rename, after validation)
+    routes.d/<gen>/      the sites' routes in shard files, never changed once written (see reconcilers.edge)
     staging/             candidates being validated; never included by the live nginx.conf
 
-nginx.conf and routes.conf each carry a revision (a hash of what they were made from) that the edge's default
-server answers at REVISION_PATH: after a reload Director waits until the edge answers the new one.
+nginx.conf and routes.conf each carry a revision that the edge's default server answers at REVISION_PATH:
+after a reload Director waits until the edge answers the new one.
 """
 
 from __future__ import annotations
@@ -18,13 +19,14 @@ import hashlib
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +36,7 @@ import jinja2
 from reconcilers.docker_calls import SWARM_SERVICE_NAME_LABEL
 from specs.config import Settings
 from specs.models import DEFAULT_UPLOAD_LIMIT, parse_memory
+from store.durable import fsync_directory
 
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "nginx_templates"
 SITE_PORT = 8080
@@ -41,6 +44,7 @@ DEFAULT_UPLOAD_LIMIT_BYTES = parse_memory(DEFAULT_UPLOAD_LIMIT)
 MAIN_CONF = "nginx.conf"
 LOCATIONS_CONF = "site_locations.conf"
 ROUTES_CONF = "routes.conf"
+ROUTES_DIR = "routes.d"
 NGINX_BINARY = "nginx"
 
 # Answered by the edge's default server with the revisions of the files its workers loaded.
@@ -57,7 +61,15 @@ _edge_dir_locks_guard = threading.Lock()
 
 
 class NginxRejected(Exception):
-    """`nginx -t` refused a candidate configuration; the message is Nginx's own."""
+    """`nginx -t` refused a candidate configuration; the message is Nginx's own.
+
+    `file` (relative to the configuration's directory) and `line` say where, when Nginx said so.
+    """
+
+    def __init__(self, message: str, file: str | None = None, line: int | None = None) -> None:
+        super().__init__(message)
+        self.file = file
+        self.line = line
 
 
 def edge_dir_lock(edge_dir: Path) -> threading.Lock:
@@ -90,6 +102,10 @@ class EdgeLayout:
     @property
     def staging_dir(self) -> Path:
         return self.edge_dir / "staging"
+
+    @property
+    def routes_dir(self) -> Path:
+        return self.edge_dir / ROUTES_DIR
 
 
 def _revision(*parts: str) -> str:
@@ -129,24 +145,37 @@ def routes_revision(host_entries: str, route_entries: str, servers: str) -> str:
 
 
 def render_routes(
-    environment: jinja2.Environment, host_entries: str, route_entries: str, servers: str
+    environment: jinja2.Environment,
+    host_entries: str = "",
+    route_entries: str = "",
+    servers: str = "",
+    generation: str | None = None,
 ) -> str:
+    """routes.conf: the given entries, and those of routes.d/`generation` (whose name is its revision)."""
     return environment.get_template("routes.conf.j2").render(
         host_entries=host_entries,
         route_entries=route_entries,
         servers=servers,
+        generation=generation,
+        routes_dir=ROUTES_DIR,
         default_upload_limit=DEFAULT_UPLOAD_LIMIT_BYTES,
-        revision=routes_revision(host_entries, route_entries, servers),
+        revision=generation or routes_revision(host_entries, route_entries, servers),
     )
 
 
 _LOG_PREFIX = re.compile(r"^(nginx: )?([0-9/]+ [0-9:]+ )?\[(emerg|alert|crit)\] [0-9]+#[0-9]+: ")
+_WHERE = re.compile(r" in (\S+):([0-9]+)$")
 
 
-def _first_error(stderr: str, staged: Path) -> str:
+def _rejection(stderr: str, staged: Path) -> NginxRejected:
     lines = [line.replace(f"{staged}/", "") for line in stderr.splitlines() if line.strip()]
     errors = [_LOG_PREFIX.sub("", line) for line in lines if _LOG_PREFIX.match(line)] or lines
-    return f"nginx -t: {errors[0]}" if errors else "nginx -t failed without a message"
+    if not errors:
+        return NginxRejected("nginx -t failed without a message")
+    where = _WHERE.search(errors[0])
+    if where is None:
+        return NginxRejected(f"nginx -t: {errors[0]}")
+    return NginxRejected(f"nginx -t: {errors[0]}", where.group(1), int(where.group(2)))
 
 
 def stage_and_validate(layout: EdgeLayout, files: Mapping[str, str], timeout: float) -> Path:
@@ -164,6 +193,9 @@ def stage_and_validate(layout: EdgeLayout, files: Mapping[str, str], timeout: fl
                 target.write_text(files[name])
             elif (layout.edge_dir / name).exists():
                 shutil.copyfile(layout.edge_dir / name, target)
+        # routes.conf includes routes.d/<generation>/ by a relative path: the same directories, seen here.
+        if layout.routes_dir.is_dir():
+            (staged / ROUTES_DIR).symlink_to(layout.routes_dir.resolve(), target_is_directory=True)
         result = subprocess.run(
             [
                 NGINX_BINARY,
@@ -182,7 +214,7 @@ def stage_and_validate(layout: EdgeLayout, files: Mapping[str, str], timeout: fl
             check=False,
         )
         if result.returncode != 0:
-            raise NginxRejected(_first_error(result.stderr, staged))
+            raise _rejection(result.stderr, staged)
     except BaseException:
         shutil.rmtree(staged, ignore_errors=True)
         raise
@@ -190,9 +222,16 @@ def stage_and_validate(layout: EdgeLayout, files: Mapping[str, str], timeout: fl
 
 
 def install_staged(layout: EdgeLayout, staged: Path, names: list[str]) -> None:
-    """Move validated files into place, each by one atomic rename, then drop the staging directory."""
+    """Move validated files into place, each by one atomic rename, then drop the staging directory.
+
+    Each file reaches the disk before its rename, and the renames before this returns: after a crash, a
+    restarted edge finds either the old file or the whole new one.
+    """
     for name in names:
+        with open(staged / name, "rb") as written:
+            os.fsync(written.fileno())
         os.replace(staged / name, layout.edge_dir / name)
+    fsync_directory(layout.edge_dir)
     shutil.rmtree(staged, ignore_errors=True)
 
 
@@ -202,18 +241,71 @@ def discard_staged(staged: Path) -> None:
 
 @dataclass(frozen=True)
 class EdgeReload:
-    """The edge containers on this node that were sent SIGHUP, each with the pids of its workers before."""
+    """The edge containers on this node that were sent SIGHUP, each with the pids of its workers before.
+
+    `started` has each of those pids' start time as /proc says, when this process sees the edge's processes
+    under the pids Docker gives (the same pid namespace): their fate is then read there, not asked of Docker.
+    """
 
     old_workers: Mapping[str, frozenset[str]]
+    started: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def containers(self) -> int:
         return len(self.old_workers)
 
 
+# Container id -> the pid of its Nginx master, once /proc showed it under the pid Docker gave.
+_masters: dict[str, str] = {}
+_MASTER_TITLE = "nginx: master process"
+
+
+def _proc_title(pid: str) -> str | None:
+    """The title a process set for itself (Nginx rewrites its argv), or None if there is no such process."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        return None
+
+
+def _proc_start(pid: str) -> str | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # Field 22, counted after the command name, which is in parentheses and may hold spaces.
+    return stat.rsplit(")", 1)[-1].split()[19]
+
+
+def _proc_children(pid: str) -> list[str] | None:
+    try:
+        return Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return None
+
+
+def _workers_from_proc(container_id: str) -> dict[str, str] | None:
+    """pid -> title of each Nginx worker under the container's master, read from /proc; None if unknown."""
+    master = _masters.get(container_id)
+    if master is None or not (_proc_title(master) or "").startswith(_MASTER_TITLE):
+        return None
+    children = _proc_children(master)
+    if children is None:
+        return None
+    titles = {pid: _proc_title(pid) or "" for pid in children}
+    return {pid: title for pid, title in titles.items() if "worker process" in title}
+
+
 def _workers(client: docker.DockerClient, container_id: str) -> dict[str, str]:
     """pid -> title of each Nginx worker in the container (pids as the host sees them)."""
+    known = _workers_from_proc(container_id)
+    if known is not None:
+        return known
     top = client.api.top(container_id, ps_args="-o pid,args")
+    for pid, title in top["Processes"]:
+        # Remembered only when /proc here shows the same master under the same pid.
+        if title.startswith(_MASTER_TITLE) and (_proc_title(pid) or "").startswith(_MASTER_TITLE):
+            _masters[container_id] = pid
     return {pid: title for pid, title in top["Processes"] if "worker process" in title}
 
 
@@ -223,13 +315,24 @@ def reload_edge(client: docker.DockerClient, settings: Settings) -> EdgeReload:
         filters={"label": f"{SWARM_SERVICE_NAME_LABEL}={settings.edge_service}", "status": "running"}
     )
     old_workers: dict[str, frozenset[str]] = {}
+    started: dict[str, str] = {}
     for container in containers:
         try:
             old_workers[container.id] = frozenset(_workers(client, container.id))
         except docker.errors.APIError:  # stopped since it was listed: nothing of it to wait for
             old_workers[container.id] = frozenset()
-        container.kill(signal="SIGHUP")
-    return EdgeReload(old_workers)
+        master = _masters.get(container.id)
+        if master is not None:
+            for pid in old_workers[container.id]:
+                start = _proc_start(pid)
+                if start is not None:
+                    started[pid] = start
+        if master is not None and (_proc_title(master) or "").startswith(_MASTER_TITLE):
+            # Straight to the master /proc shows under the pid Docker gave: the same signal, no API call.
+            os.kill(int(master), signal.SIGHUP)
+        else:
+            container.kill(signal="SIGHUP")
+    return EdgeReload(old_workers, started)
 
 
 def old_workers_accepting(client: docker.DockerClient, reload: EdgeReload) -> int:
@@ -240,6 +343,15 @@ def old_workers_accepting(client: docker.DockerClient, reload: EdgeReload) -> in
     """
     accepting = 0
     for container_id, pids in reload.old_workers.items():
+        if all(pid in reload.started for pid in pids):
+            # The start time tells a worker from a new process that got its pid after it exited.
+            accepting += sum(
+                1
+                for pid in pids
+                if _proc_start(pid) == reload.started[pid]
+                and (_proc_title(pid) or "").endswith("worker process")
+            )
+            continue
         try:
             workers = _workers(client, container_id)
         except docker.errors.APIError:  # gone or stopped: its workers accept nothing

@@ -1,80 +1,71 @@
 """The edge's routes: every site's host names mapped to how it is served, validated before Nginx loads them.
 
+From a site's spec to the edge, in order:
+1. What the spec asks (route_plan.wish_for), with the record store's word on who holds each custom domain it
+   names (`host_holders`: the first to claim a domain keeps it).
+2. A plan of that one change against the current table (route_plan.plan). When it changes nothing at the
+   edge the reconcile is done at once: a resync of converged sites costs no I/O and no wait.
+3. Otherwise the change joins a batch (reconcilers.batcher): changes arriving together, or while the
+   previous batch is being installed, are planned together. The plan decides who gets each host, from the
+   data; it refuses a change that asks for a host another site keeps, and says which sites to wake.
+4. The edge (reconcilers.edge) writes the shards the plan touches as a new generation, validates it with
+   `nginx -t`, puts it in place and reloads. A change Nginx refuses is found (by the lines Nginx names, or
+   else by halving the batch) and left out: that site keeps its last good route, the others go ahead.
+5. The outcome is ready only once the edge answers the new generation's revision (for a moment after a
+   reload Nginx's old workers still answer with the old routes). A site denied a custom domain is served on
+   its other hosts and is not Ready; it is woken (this reconciler is also a trigger) the moment the domain
+   is free, and a site that loses a domain at the edge is woken too, so neither waits for a resync.
+
 A site with the default upload limit costs two map entries (host -> site, site -> route) feeding one shared
 server; only a site with its own limit gets a small server block, because client_max_body_size takes no
-variable. Each site's last good fragment is kept in memory and under edge/fragments/, so a site whose new
-routes Nginx refuses keeps being served as it was, and every other site is untouched.
-
-Changes arriving within DEBOUNCE_SECONDS of each other are validated and reloaded together. A change is
-reported done only once the edge answers the new routes' revision (a hash of them, served by the default
-server): for a moment after a reload Nginx's old workers still answer with the old routes.
-
-A custom domain is routed to the site holding it: the first to claim it, as the record store records
-(`host_holders`). A site naming a domain another holds is served on its other hosts and is not Ready; it
-is woken (this reconciler is also a trigger) the moment the holder lets go, and a site that loses a domain
-at the edge is woken too, so neither waits for a resync to be right. Without claims (a reconciler driven
-without a store), the site serving a domain at the edge keeps it.
+variable.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import os
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TypeVar
 
 import docker
 
 from controller.types import Enqueue, Outcome, PermanentError, ReconcileContext, Request, Step
 from reconcilers import nginx_config
+from reconcilers.batcher import Batcher
 from reconcilers.docker_calls import DeadlineExceeded, off_loop, seconds_left
+from reconcilers.edge import Candidate, EdgeRoutes
+from reconcilers.route_plan import (
+    Plan,
+    RouteKind,
+    RouteTable,
+    RouteWish,
+    SiteRoute,
+    decide_hosts,
+    plan,
+    route_for,
+    wish_for,
+)
 from specs.config import Settings
-from specs.hosts import custom_domain_problem
 from specs.models import KIND_SITE, Site
 
-log = logging.getLogger(__name__)
+__all__ = ["RouteKind", "SiteRoute", "SiteRoutes", "desired_route"]
 
-DEBOUNCE_SECONDS = 0.05
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# Long enough for the reconciles of a burst to join one batch; changes arriving while a batch is being
+# installed wait for the next one anyway.
+DEBOUNCE_SECONDS = 0.01
 NGINX_TEST_TIMEOUT_SECONDS = 60.0
 # How long one confirmation waits for the edge to answer a new revision, and when an unconfirmed site is
 # looked at again.
 CONFIRM_SECONDS = 5.0
 CONFIRM_RETRY_SECONDS = 1.0
-RouteKind = Literal["static", "dynamic", "not-served"]
-
-
-@dataclass(frozen=True)
-class SiteRoute:
-    name: str
-    # The site's default host first, then the custom domains it is granted.
-    hosts: tuple[str, ...]
-    kind: RouteKind
-    upload_limit: int
-    # Custom domains the record store says this site holds: the edge moves them here from any other site.
-    claimed: tuple[str, ...] = ()
-
-    @classmethod
-    def from_json(cls, fields: dict[str, object]) -> SiteRoute:
-        """A fragment saved on disk, by this version or an earlier one (which kept other fields)."""
-        known = {key: fields[key] for key in ("name", "kind", "upload_limit") if key in fields}
-        hosts = fields.get("hosts") or []
-        claimed = fields.get("claimed") or []
-        assert isinstance(hosts, list) and isinstance(claimed, list)
-        return cls(**known, hosts=tuple(hosts), claimed=tuple(claimed))  # type: ignore[arg-type]
-
-
-@dataclass(frozen=True)
-class Fragment:
-    route: SiteRoute
-    host_entries: str
-    route_entry: str
-    server: str
-
+DENIED_SUFFIX = ": it is served on its other hosts, and gets a domain the moment its holder lets go of it"
 
 HostHolders = Callable[[str], Mapping[str, str]]
 
@@ -86,45 +77,43 @@ def _no_claims(_name: str) -> Mapping[str, str]:
 def desired_route(
     site: Site, settings: Settings, holders: Mapping[str, str] | None = None
 ) -> tuple[SiteRoute | None, dict[str, str]]:
-    """The site's route (None when it must not be routed: disabled, its hosts answer 404), and the custom
-    domains it names but may not have, each with the reason."""
-    spec = site.spec
-    if spec.availability == "disabled":
+    """The site's route on its own (None when it must not be routed: disabled, its hosts answer 404), and the
+    custom domains it names but may not have, each with the reason. A domain `holders` says nothing about
+    counts as the site's own here; against a table, route_plan.plan decides it."""
+    wish = wish_for(site, settings.sites_domain)
+    if wish is None:
         return None, {}
-    holders = holders or {}
-    denied: dict[str, str] = {}
-    for host in spec.domains:
-        problem = custom_domain_problem(host, settings.sites_domain)
-        holder = holders.get(host, site.name)
-        if problem is not None:
-            denied[host] = problem
-        elif holder != site.name:
-            denied[host] = f"{host} is served by site {holder}, which claimed it first"
-    granted = tuple(host for host in spec.domains if host not in denied)
-    route = SiteRoute(
-        name=site.name,
-        hosts=(f"{site.name}.{settings.sites_domain}", *granted),
-        kind="not-served" if spec.availability == "not-served" else spec.type,
-        upload_limit=spec.resources.upload_limit_bytes,
-        claimed=tuple(host for host in granted if holders.get(host) == site.name),
-    )
-    return route, denied
+    decision = decide_hosts(wish, holders or {}, settings.sites_domain)
+    return route_for(wish, [*decision.held, *decision.unclaimed], decision.held), dict(decision.denied)
 
 
-Changes = Mapping[str, SiteRoute | None]
+@dataclass(frozen=True)
+class _Change:
+    wish: RouteWish | None
+    holders: Mapping[str, str]
 
 
-@dataclass
-class _BatchResult:
-    good: dict[str, Fragment]
-    rejected: dict[str, str]
-    reloaded: nginx_config.EdgeReload | None = None
-    # Of `good`, when it differs from the routes the batch started from.
-    revision: str | None = None
+@dataclass(frozen=True)
+class _Result:
+    """What a batch did with one site's change."""
+
+    refused: str | None = None
+    route: SiteRoute | None = None
+    changed: bool = False
+    denied: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """A batch planned without the changes Nginx refuses, and its generation staged (if the edge changes)."""
+
+    plan: Plan
+    refused_by_nginx: Mapping[str, str]
+    candidate: Candidate | None
 
 
 class SiteRoutes:
-    """Reconciler for the edge's routes."""
+    """Reconciler for the edge's routes: a thin path from a site's wish through the plan to the edge."""
 
     name = "routes"
     # A static site is served from the directory the files reconciler makes.
@@ -141,37 +130,32 @@ class SiteRoutes:
         self._settings = settings
         self._client = client
         self._host_holders = host_holders
-        # Sites refused a custom domain, by domain: woken when it is free at the edge.
-        self._waiting: dict[str, set[str]] = {}
+        self._edge = EdgeRoutes(settings, client, templates_dir)
+        self._batcher: Batcher[str, _Change, _Result] = Batcher(self._flush, debounce_seconds)
         self._enqueue: Enqueue | None = None
-        self._templates = nginx_config.template_environment(templates_dir)
-        self._layout = nginx_config.EdgeLayout(settings.edge_dir)
-        self._debounce = debounce_seconds
-        self._good: dict[str, Fragment] | None = None
-        # The revision of _good's routes, and the last one the edge was seen answering since its last reload.
+        self._table: RouteTable | None = None
+        # The revision of the live routes, and the last one the edge was seen answering since its last reload.
         self._revision = ""
         self._served_revision: str | None = None
         # The last reload, and the revision it installed: its old workers must stop before that one counts.
         self._last_reload: tuple[str, nginx_config.EdgeReload] | None = None
         self._confirming: dict[str, asyncio.Task[bool]] = {}
-        # Nginx's refusal of a route, remembered so an unchanged bad spec is not validated again and again.
-        self._refused: dict[str, tuple[SiteRoute | None, str]] = {}
-        self._pending: dict[str, tuple[SiteRoute | None, list[asyncio.Future[str | None]]]] = {}
-        self._flush: asyncio.Task[None] | None = None
-        self._flush_lock = asyncio.Lock()
-        self._load_lock = asyncio.Lock()
+        # Nginx's refusal of a change, remembered so that an unchanged bad spec is not validated again.
+        self._refused: dict[str, tuple[RouteWish | None, str]] = {}
+        # The edge's files are written by one batch, load or repair at a time.
+        self._edge_lock = asyncio.Lock()
+        self._loading: asyncio.Task[RouteTable] | None = None
+
+    # ---- the reconciler contract --------------------------------------------------------------------------
 
     async def observe(self) -> None:
-        """Load the last good routes, and put the live routes.conf back if it is not what they make."""
+        """Load the last good routes, and put the live files back if they are not what those routes make."""
         deadline = time.monotonic() + NGINX_TEST_TIMEOUT_SECONDS
-        good = await self._loaded(deadline)
-        async with self._flush_lock:
-            reload = await off_loop(deadline, self._repair_live, self._good or good)
-            if reload is not None:
-                self._served_revision, self._last_reload = None, (self._revision, reload)
+        await self._loaded(deadline)
+        await self._repaired(deadline)
 
     def owned_names(self) -> set[str]:
-        return set(self._good or {})
+        return set(self._table.routes if self._table else ())
 
     async def run(self, enqueue: Enqueue) -> None:
         """As a trigger: wake sites whose domains were freed or taken, until cancelled."""
@@ -181,63 +165,256 @@ class SiteRoutes:
         finally:
             self._enqueue = None
 
-    def _wake(self, names: set[str], why: str) -> None:
-        if self._enqueue is None:
-            return
-        for name in sorted(names):
-            self._enqueue(Request(KIND_SITE, name), f"routes: {why}")
-
     async def reconcile(self, site: Site, ctx: ReconcileContext) -> Outcome:
-        good = await self._loaded(ctx.deadline)
-        holders = await off_loop(ctx.deadline, self._host_holders, site.name) if site.spec.domains else {}
-        route, denied = desired_route(site, self._settings, holders)
-        self._note_waiting(site.name, denied)
-        outcome = await self._converge(site, route, good, ctx)
-        if denied:
+        await self._loaded(ctx.deadline)
+        holders: Mapping[str, str] = {}
+        if site.spec.domains and self._host_holders is not _no_claims:
+            holders = await off_loop(ctx.deadline, self._host_holders, site.name)
+        wish = wish_for(site, self._settings.sites_domain)
+        result = await self._change(site.name, wish, holders, ctx)
+        if result.refused is not None:
+            raise PermanentError(result.refused)
+        if not result.changed:
+            route = result.route
+            message = f"{site.name} is routed as {route.kind}" if route else f"{site.name} is not routed"
+            step = Step("routes", "unchanged", message)
+        elif result.route is None:
+            step = Step("routes", "deleted", f"{site.name} is disabled: its hosts answer 404")
+        else:
+            hosts = ", ".join(result.route.hosts)
+            step = Step("routes", "updated", f"validated and reloaded: {hosts} -> {result.route.kind}")
+        outcome = await self._once_served(step, ctx)
+        if result.denied:
             outcome.ready = False
-            outcome.message = "; ".join(denied.values()) + (
-                ": it is served on its other hosts, and gets a domain the moment its holder lets go of it"
-            )
+            outcome.message = "; ".join(result.denied.values()) + DENIED_SUFFIX
         return outcome
 
-    def _note_waiting(self, name: str, denied: Mapping[str, str]) -> None:
-        for host in [host for host, names in self._waiting.items() if name in names and host not in denied]:
-            self._waiting[host].discard(name)
-            if not self._waiting[host]:
-                del self._waiting[host]
-        for host in denied:
-            self._waiting.setdefault(host, set()).add(name)
-
-    async def _converge(
-        self, site: Site, route: SiteRoute | None, good: Mapping[str, Fragment], ctx: ReconcileContext
-    ) -> Outcome:
-        current = good.get(site.name)
-        if (current.route if current else None) == route:
-            message = f"{site.name} is routed as {route.kind}" if route else f"{site.name} is not routed"
-            return await self._once_served(Step("routes", "unchanged", message), ctx)
-        refused = self._refused.get(site.name)
-        if refused is not None and refused[0] == route:
-            raise PermanentError(refused[1])
-        error = await self._submit(site.name, route, ctx)
-        if error is not None:
-            raise PermanentError(error)
-        if route is None:
-            message = f"{site.name} is disabled: its hosts answer 404"
-            return await self._once_served(Step("routes", "deleted", message), ctx)
-        hosts = ", ".join(route.hosts)
-        step = Step("routes", "updated", f"validated and reloaded: {hosts} -> {route.kind}")
-        return await self._once_served(step, ctx)
-
     async def finalize(self, name: str, ctx: ReconcileContext) -> Outcome:
-        good = await self._loaded(ctx.deadline)
+        await self._loaded(ctx.deadline)
         self._refused.pop(name, None)
-        if name not in good:
+        result = await self._change(name, None, {}, ctx)
+        if result.refused is not None:
+            raise RuntimeError(f"removing the routes of {name} failed: {result.refused}")
+        if not result.changed:
             return Outcome(steps=[Step("routes", "unchanged", f"{name} has no routes")])
-        error = await self._submit(name, None, ctx)
-        if error is not None:
-            raise RuntimeError(f"removing the routes of {name} failed: {error}")
         message = f"removed the routes of {name}: its hosts answer 404"
         return await self._once_served(Step("routes", "deleted", message), ctx)
+
+    # ---- one change: planned on its own first, batched only when the edge must change ----------------------
+
+    async def _change(
+        self, name: str, wish: RouteWish | None, holders: Mapping[str, str], ctx: ReconcileContext
+    ) -> _Result:
+        table = self._table
+        assert table is not None
+        alone = plan(table, {name: wish}, holders, self._settings.sites_domain)
+        # A change of this site still waiting in a batch must be overridden by this one, not left to land.
+        if not alone.routes and not self._batcher.holds(name):
+            self._table = table.updated(alone)
+            self._wake(alone.wake)
+            if name in alone.refused:
+                return _Result(refused=alone.refused[name])
+            self._refused.pop(name, None)
+            return _Result(route=table.routes.get(name), denied=alone.denied.get(name, {}))
+        refused = self._refused.get(name)
+        if refused is not None and refused[0] == wish:
+            return _Result(refused=refused[1])
+        try:
+            return await self._batcher.submit(name, _Change(wish, holders), seconds_left(ctx.deadline))
+        except TimeoutError:
+            raise DeadlineExceeded(f"the routes of {name} were not validated before the deadline") from None
+
+    async def _flush(self, batch: dict[str, _Change]) -> dict[str, _Result]:
+        """Plan a batch, stage and validate it, install it and reload the edge; each site's result."""
+        holders: dict[str, str] = {}
+        # In the order submitted: the newest word of the store on a domain wins.
+        for change in batch.values():
+            holders.update(change.holders)
+        changes = {name: change.wish for name, change in batch.items()}
+        deadline = time.monotonic() + NGINX_TEST_TIMEOUT_SECONDS
+        async with self._edge_lock:
+            table = self._table
+            assert table is not None
+            prepared = await asyncio.to_thread(self._prepare, table, changes, holders, deadline)
+            the_plan = prepared.plan
+            if prepared.candidate is not None:
+                # The edge must have loaded the previous batch (or given up) before this one replaces it.
+                await self._settled()
+                await asyncio.to_thread(self._edge.install, prepared.candidate)
+            # Onto the table as it is now: other sites' waits may have changed meanwhile, never a route.
+            self._table = (self._table or table).updated(the_plan)
+            if prepared.candidate is not None:
+                self._installed(self._edge.revision)
+                await self._reload(self._edge.revision)
+                await asyncio.to_thread(self._edge.collect)
+            self._wake(the_plan.wake)
+            for name, why in prepared.refused_by_nginx.items():
+                self._refused[name] = (changes[name], why)
+        results: dict[str, _Result] = {}
+        routes = self._table.routes
+        for name in batch:
+            refusal = prepared.refused_by_nginx.get(name) or the_plan.refused.get(name)
+            if refusal is not None:
+                results[name] = _Result(refused=refusal)
+                continue
+            self._refused.pop(name, None)
+            results[name] = _Result(
+                route=routes.get(name),
+                changed=name in the_plan.routes,
+                denied=the_plan.denied.get(name, {}),
+            )
+        return results
+
+    # Everything from here to the confirmation runs in a worker thread, under the edge lock.
+
+    def _prepare(
+        self,
+        table: RouteTable,
+        changes: Mapping[str, RouteWish | None],
+        holders: Mapping[str, str],
+        deadline: float,
+    ) -> _Prepared:
+        """The plan of `changes` without those Nginx refuses, and its generation staged and validated."""
+        refused: dict[str, str] = {}
+        while True:
+            kept = {name: wish for name, wish in changes.items() if name not in refused}
+            the_plan = plan(table, kept, holders, self._settings.sites_domain)
+            if not the_plan.routes:
+                return _Prepared(the_plan, refused, None)
+            try:
+                candidate = self._edge.stage(the_plan.routes, deadline)
+            except nginx_config.NginxRejected as rejected:
+                name, why = self._refused_change(table, kept, holders, the_plan.routes, rejected, deadline)
+                refused[name] = why
+                continue
+            return _Prepared(the_plan, refused, candidate)
+
+    def _refused_change(
+        self,
+        table: RouteTable,
+        changes: Mapping[str, RouteWish | None],
+        holders: Mapping[str, str],
+        routes: Mapping[str, SiteRoute | None],
+        rejected: nginx_config.NginxRejected,
+        deadline: float,
+    ) -> tuple[str, str]:
+        """One change Nginx refuses, with its message: the one whose lines Nginx named, or else the last
+        of the shortest run of changes (by name) that Nginx refuses on top of the live routes."""
+        culprit = self._edge.culprit(rejected, routes)
+        if culprit is not None and culprit in changes:
+            return culprit, f"the routes of {culprit} were refused by {rejected}"
+        names = sorted(changes)
+
+        def refusal(count: int) -> nginx_config.NginxRejected | None:
+            first = plan(
+                table, {name: changes[name] for name in names[:count]}, holders, self._settings.sites_domain
+            )
+            try:
+                candidate = self._edge.stage(first.routes, deadline)
+            except nginx_config.NginxRejected as refused:
+                return refused
+            self._edge.discard(candidate)
+            return None
+
+        as_live = refusal(0)
+        if as_live is not None:
+            raise RuntimeError(f"Nginx refuses the edge's live routes even without any change: {as_live}")
+        passes, fails = 0, len(names)
+        while fails - passes > 1:
+            middle = (passes + fails) // 2
+            refused = refusal(middle)
+            if refused is None:
+                passes = middle
+            else:
+                fails, rejected = middle, refused
+        culprit = names[fails - 1]
+        return culprit, f"the routes of {culprit} were refused by {rejected}"
+
+    def _load(self, deadline: float) -> tuple[RouteTable, nginx_config.EdgeReload | None]:
+        table, _ = RouteTable.of(self._edge.load(), self._settings.sites_domain)
+        self._edge.adopt(table.routes.values())
+        return table, self._repair(deadline)
+
+    def _repair(self, deadline: float) -> nginx_config.EdgeReload | None:
+        """Put the live files back as the routes make them, if they are not (edited by hand, or written by
+        an earlier version); the reload sent, if one was."""
+        if self._edge.live_matches():
+            return None
+        candidate = self._edge.stage_all(deadline)
+        self._edge.install(candidate)
+        reload = self._edge.reload()
+        self._edge.collect()
+        return reload
+
+    # ---- loading and edge work, shielded from the deadlines of the reconciles that wait on them ----------
+
+    async def _loaded(self, deadline: float) -> RouteTable:
+        if self._table is not None:
+            return self._table
+        if self._loading is None:
+            self._loading = asyncio.create_task(self._load_once())
+        try:
+            return await asyncio.wait_for(asyncio.shield(self._loading), seconds_left(deadline))
+        except TimeoutError:
+            raise DeadlineExceeded("the last good routes were not loaded before the deadline") from None
+
+    async def _load_once(self) -> RouteTable:
+        try:
+            async with self._edge_lock:
+                table, reload = await asyncio.to_thread(
+                    self._load, time.monotonic() + NGINX_TEST_TIMEOUT_SECONDS
+                )
+                self._table = table
+                self._installed(self._edge.revision)
+                if reload is not None:
+                    self._last_reload = (self._revision, reload)
+            return table
+        finally:
+            self._loading = None
+
+    async def _repaired(self, deadline: float) -> None:
+        async def locked() -> nginx_config.EdgeReload | None:
+            async with self._edge_lock:
+                return await asyncio.to_thread(self._repair, deadline)
+
+        work = asyncio.create_task(locked())
+        try:
+            reload = await asyncio.wait_for(asyncio.shield(work), seconds_left(deadline))
+        except TimeoutError:
+            raise DeadlineExceeded("the edge's routes were not repaired before the deadline") from None
+        if reload is not None:
+            self._installed(self._edge.revision)
+            self._last_reload = (self._revision, reload)
+
+    # ---- the edge serving what was installed ---------------------------------------------------------------
+
+    def _installed(self, revision: str) -> None:
+        if revision != self._revision:
+            self._revision, self._served_revision = revision, None
+
+    async def _reload(self, revision: str, *, confirm: bool = True) -> None:
+        try:
+            reload = await asyncio.to_thread(self._edge.reload)
+        except Exception as error:
+            # Installed all the same: the confirmation sends the reload again if the edge does not answer.
+            log.warning("reloading the edge for routes revision %s failed: %s", revision, error)
+            return
+        self._last_reload = (revision, reload)
+        if confirm:
+            # Started now, so that the next batch's install waits for the edge to load this one.
+            self._confirmation(revision)
+
+    async def _settled(self) -> None:
+        confirming = self._confirming.get(self._revision)
+        if confirming is not None:
+            await asyncio.wait({confirming})
+
+    def _confirmation(self, revision: str) -> asyncio.Task[bool]:
+        confirming = self._confirming.get(revision)
+        if confirming is None:
+            confirming = asyncio.create_task(self._confirm(revision))
+            self._confirming[revision] = confirming
+        return confirming
 
     async def _once_served(self, step: Step, ctx: ReconcileContext) -> Outcome:
         """The outcome of `step`: ready only once the edge answers the current routes' revision."""
@@ -259,10 +436,7 @@ class SiteRoutes:
         """Whether the edge answers `revision`, asked once for all the reconciles waiting on it."""
         if revision == self._served_revision:
             return True
-        confirming = self._confirming.get(revision)
-        if confirming is None:
-            confirming = asyncio.create_task(self._confirm(revision))
-            self._confirming[revision] = confirming
+        confirming = self._confirmation(revision)
         # Shielded: a reconcile giving up at its deadline must not cancel what the others wait on.
         try:
             return await asyncio.wait_for(asyncio.shield(confirming), max(0.0, deadline - time.monotonic()))
@@ -281,247 +455,18 @@ class SiteRoutes:
                 self._client,
                 reload,
             )
+            if not served and reload is None and revision == self._revision:
+                # Never reloaded for these routes by this process (its reload failed, or they were live when
+                # it started and the edge lost them): the next confirmation waits for this reload.
+                await self._reload(revision, confirm=False)
         finally:
             del self._confirming[revision]
         if served and revision == self._revision:
             self._served_revision = revision
         return served
 
-    async def _submit(self, name: str, route: SiteRoute | None, ctx: ReconcileContext) -> str | None:
-        future: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
-        _, waiting = self._pending.get(name, (None, []))
-        self._pending[name] = (route, [*waiting, future])
-        if self._flush is None:
-            self._flush = asyncio.create_task(self._flush_soon())
-        # Shielded: a reconcile giving up at its deadline must not cancel the batch other sites wait on.
-        try:
-            return await asyncio.wait_for(asyncio.shield(future), seconds_left(ctx.deadline))
-        except TimeoutError:
-            raise DeadlineExceeded(f"the routes of {name} were not validated before the deadline") from None
-
-    async def _flush_soon(self) -> None:
-        await asyncio.sleep(self._debounce)
-        async with self._flush_lock:
-            batch, self._pending, self._flush = self._pending, {}, None
-            changes = {name: route for name, (route, _) in batch.items()}
-            try:
-                result = await asyncio.to_thread(self._apply_batch, dict(self._good or {}), changes)
-            except Exception as error:  # every waiter must hear of it, or it waits until its deadline
-                for _, futures in batch.values():
-                    for future in futures:
-                        if not future.done():
-                            future.set_exception(error)
-                return
-            self._wake_after(self._good or {}, result.good)
-            self._good = result.good
-            if result.revision is not None:
-                self._revision, self._served_revision = result.revision, None
-            if result.reloaded is not None:
-                self._last_reload = (self._revision, result.reloaded)
-            if len(result.rejected) < len(changes):
-                self._refused.clear()
-            for name, (route, futures) in batch.items():
-                message = result.rejected.get(name)
-                if message is not None:
-                    self._refused[name] = (route, message)
-                for future in futures:
-                    if not future.done():
-                        future.set_result(message)
-            # Held until the edge serves this batch (or gives up), so the next batch's reload cannot
-            # replace the routes this one's reconciles are waiting to see answered.
-            if result.revision is not None:
-                await self._served(self._revision, time.monotonic() + CONFIRM_SECONDS)
-
-    def _wake_after(self, before: Mapping[str, Fragment], after: Mapping[str, Fragment]) -> None:
-        """Wake the sites waiting for a domain no site serves any more, and those that lost one."""
-        served_before, served_after = _host_owners(before), _host_owners(after)
-        freed = {host for host in self._waiting if host in served_before and host not in served_after}
-        waiting = {name for host in freed for name in self._waiting.pop(host)}
-        losers = {
-            name
-            for host, name in served_before.items()
-            if served_after.get(host, name) != name and name in after
-        }
-        self._wake(waiting, "a domain it names was freed")
-        self._wake(losers, "another site holds a domain it served")
-
-    async def _loaded(self, deadline: float) -> dict[str, Fragment]:
-        if self._good is not None:
-            return self._good
-        async with self._load_lock:
-            if self._good is None:
-                good, revision, reload = await off_loop(deadline, self._load)
-                self._good, self._revision = good, revision
-                if reload is not None:
-                    self._last_reload = (revision, reload)
-        return self._good
-
-    # Everything below runs in a worker thread and touches no state the event loop reads.
-
-    def _fragment(self, route: SiteRoute) -> Fragment:
-        templates = self._templates
-        server = ""
-        if route.upload_limit != nginx_config.DEFAULT_UPLOAD_LIMIT_BYTES:
-            server = templates.get_template("site_server.conf.j2").render(
-                name=route.name, hosts=route.hosts, upload_limit=route.upload_limit
-            )
-        return Fragment(
-            route=route,
-            host_entries=templates.get_template("site_hosts.j2").render(name=route.name, hosts=route.hosts),
-            route_entry=templates.get_template("site_route.j2").render(name=route.name, route=route.kind),
-            server=server,
-        )
-
-    def _render(self, good: Mapping[str, Fragment]) -> str:
-        return nginx_config.render_routes(self._templates, *_entries(good))
-
-    def _load(self) -> tuple[dict[str, Fragment], str, nginx_config.EdgeReload | None]:
-        """The last good fragments from disk, their revision, and the reload if the live file was not them."""
-        good: dict[str, Fragment] = {}
-        if self._layout.fragments_dir.is_dir():
-            for path in sorted(self._layout.fragments_dir.glob("*.json")):
-                route = SiteRoute.from_json(json.loads(path.read_text()))
-                good[route.name] = self._fragment(route)
-        reload = self._repair_live(good)
-        return good, nginx_config.routes_revision(*_entries(good)), reload
-
-    def _repair_live(self, good: Mapping[str, Fragment]) -> nginx_config.EdgeReload | None:
-        text = self._render(good)
-        live = self._settings.edge_dir / nginx_config.ROUTES_CONF
-        if live.exists() and live.read_text() == text:
-            return None
-        deadline = time.monotonic() + NGINX_TEST_TIMEOUT_SECONDS
-        return self._install_staged(self._validate(text, deadline), good, changed=set())
-
-    def _apply_batch(self, good: dict[str, Fragment], changes: Changes) -> _BatchResult:
-        deadline = time.monotonic() + NGINX_TEST_TIMEOUT_SECONDS
-        rejected: dict[str, str] = {}
-        candidate = dict(good)
-        owners = _host_owners(candidate)
-        changed: set[str] = set()
-        for name, route in changes.items():
-            conflict = self._claim(candidate, owners, name, route, changed)
-            if conflict:
-                rejected[name] = conflict
-        if not changed:
-            return _BatchResult(good, rejected)
-        text = self._render(candidate)
-        staged: Path | None
-        try:
-            staged = self._validate(text, deadline)
-        except nginx_config.NginxRejected as whole_batch_refused:
-            if len(changes) == 1:
-                only = next(iter(changes))
-                rejected[only] = f"the routes of {only} were refused by {whole_batch_refused}"
-                return _BatchResult(good, rejected)
-            candidate, changed, staged = self._apply_one_by_one(good, changes, rejected, deadline)
-        if staged is None:
-            return _BatchResult(good, rejected)
-        reloaded = self._install_staged(staged, candidate, changed)
-        return _BatchResult(candidate, rejected, reloaded, nginx_config.routes_revision(*_entries(candidate)))
-
-    def _apply_one_by_one(
-        self, good: dict[str, Fragment], changes: Changes, rejected: dict[str, str], deadline: float
-    ) -> tuple[dict[str, Fragment], set[str], Path | None]:
-        """Find which changes Nginx refuses: each is tried on top of the good ones accepted before it."""
-        accepted = dict(good)
-        accepted_changes: set[str] = set()
-        staged: Path | None = None
-        for name, route in changes.items():
-            if name in rejected:
-                continue
-            trial = dict(accepted)
-            changed: set[str] = set()
-            if self._claim(trial, _host_owners(trial), name, route, changed):
-                continue
-            try:
-                trial_staged = self._validate(self._render(trial), deadline)
-            except nginx_config.NginxRejected as refused:
-                rejected[name] = f"the routes of {name} were refused by {refused}"
-                continue
-            if staged is not None:
-                nginx_config.discard_staged(staged)
-            accepted, staged = trial, trial_staged
-            accepted_changes |= changed
-        return accepted, accepted_changes, staged
-
-    def _claim(
-        self,
-        candidate: dict[str, Fragment],
-        owners: dict[str, str],
-        name: str,
-        route: SiteRoute | None,
-        changed: set[str],
-    ) -> str:
-        """Put `route` into `candidate` unless a host of it belongs to another site; return the conflict.
-
-        A site's own default host and the domains its record holds are moved to it from whichever site
-        serves them now; any other host stays with the site serving it. `owners` (host -> site) is kept
-        in step with `candidate`.
-        """
-        taken_from: dict[str, list[str]] = {}
-        hosts_wanted = route.hosts if route else ()
-        for host in hosts_wanted:
-            holder_name = owners.get(host)
-            if holder_name is None or holder_name == name:
-                continue
-            holder = candidate[holder_name].route
-            own_default = host == hosts_wanted[0]
-            held = route is not None and host in route.claimed
-            if host == holder.hosts[0] or not (own_default or held):
-                return f"the domain {host} is already served by site {holder_name}, which had it first"
-            taken_from.setdefault(holder_name, []).append(host)
-        for holder_name, hosts in taken_from.items():
-            holder = candidate[holder_name].route
-            kept = tuple(host for host in holder.hosts if host not in hosts)
-            candidate[holder_name] = self._fragment(replace(holder, hosts=kept))
-            changed.add(holder_name)
-        previous = candidate.pop(name, None)
-        for host in previous.route.hosts if previous else ():
-            if owners.get(host) == name:
-                del owners[host]
-        if route is not None:
-            candidate[name] = self._fragment(route)
-            owners.update(dict.fromkeys(route.hosts, name))
-        changed.add(name)
-        return ""
-
-    def _validate(self, text: str, deadline: float) -> Path:
-        return nginx_config.stage_and_validate(
-            self._layout, {nginx_config.ROUTES_CONF: text}, max(0.1, deadline - time.monotonic())
-        )
-
-    def _install_staged(
-        self, staged: Path, good: Mapping[str, Fragment], changed: set[str]
-    ) -> nginx_config.EdgeReload:
-        with nginx_config.edge_dir_lock(self._settings.edge_dir):
-            self._persist(good, changed)
-            nginx_config.install_staged(self._layout, staged, [nginx_config.ROUTES_CONF])
-        return nginx_config.reload_edge(self._client, self._settings)
-
-    def _persist(self, good: Mapping[str, Fragment], changed: set[str]) -> None:
-        self._layout.fragments_dir.mkdir(parents=True, exist_ok=True)
-        for name in changed:
-            path = self._layout.fragments_dir / f"{name}.json"
-            fragment = good.get(name)
-            if fragment is None:
-                path.unlink(missing_ok=True)
-                continue
-            temporary = path.with_suffix(".json.tmp")
-            temporary.write_text(json.dumps(asdict(fragment.route)))
-            os.replace(temporary, path)
-
-
-def _host_owners(good: Mapping[str, Fragment]) -> dict[str, str]:
-    return {host: name for name, fragment in good.items() for host in fragment.route.hosts}
-
-
-def _entries(good: Mapping[str, Fragment]) -> tuple[str, str, str]:
-    """The host entries, route entries and servers of routes.conf."""
-    # Sorted, so the same routes always make the same file, whichever order they arrived in.
-    fragments = [good[name] for name in sorted(good)]
-    return (
-        "".join(f.host_entries for f in fragments).rstrip("\n"),
-        "".join(f.route_entry for f in fragments).rstrip("\n"),
-        "".join(f.server for f in fragments),
-    )
+    def _wake(self, names: Mapping[str, str]) -> None:
+        if self._enqueue is None:
+            return
+        for name in sorted(names):
+            self._enqueue(Request(KIND_SITE, name), f"routes: {names[name]}")

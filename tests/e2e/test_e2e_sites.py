@@ -26,6 +26,7 @@ from swarm_helpers import (
 )
 
 from reconcilers.docker_calls import LABEL_INSTANCE, LABEL_SITE
+from reconcilers.edge import live_files, live_routes
 from specs.config import Settings
 from specs.platform import EdgeStatus
 from store.records import HostTaken, NotFound, PlatformStore, SiteStore
@@ -255,8 +256,7 @@ def test_deleting_a_dynamic_site_removes_its_service_routes_and_files(
         eventually(lambda h=host: serves(settings, h, 200, "<h1>doomed</h1>"), 60, f"{host} served", director)
     service = swarm.api.inspect_service(settings.service_name("doomed"))
     site_dir = settings.sites_dir / "doomed"
-    fragment = settings.edge_dir / "fragments" / "doomed.json"
-    assert site_dir.is_dir() and fragment.exists()
+    assert site_dir.is_dir() and "doomed" in live_routes(settings.edge_dir)
     deleted_at = time.time()
     ours = f"{LABEL_INSTANCE}={settings.instance}"
 
@@ -279,10 +279,9 @@ def test_deleting_a_dynamic_site_removes_its_service_routes_and_files(
     assert not site_dir.exists()
     archived = list(settings.trash_dir.glob("doomed-*"))
     assert len(archived) == 1 and (archived[0] / "public" / "index.html").exists()
-    # Routes: neither the live routes.conf nor the last-good fragments know the site.
-    assert not fragment.exists()
-    routes_conf = (settings.edge_dir / "routes.conf").read_text()
-    assert "doomed" not in routes_conf
+    # Routes: neither the live configuration nor the last good routes kept with it know the site.
+    assert "doomed" not in live_routes(settings.edge_dir)
+    assert not any("doomed" in text for text in live_files(settings.edge_dir).values())
     deleted = {e.step for e in events_since(settings, "doomed", deleted_at) if e.result == "deleted"}
     assert {"service", "routes", "files.directories"} <= deleted, deleted
     # Nothing of the site left anywhere in Swarm: no service of its name, no task of its service.

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import shutil
 import subprocess
 import time
@@ -16,6 +15,7 @@ from reconciler_helpers import CountingClient, context, http_get, make_site, wai
 from controller.types import PermanentError, Request
 from reconcilers import nginx_config
 from reconcilers.docker_events import DockerEvents
+from reconcilers.edge import live_files, live_routes
 from reconcilers.images import ImageResolver
 from reconcilers.platform import PLATFORM
 from reconcilers.routes import SiteRoutes
@@ -60,11 +60,11 @@ async def test_a_route_nginx_refuses_keeps_the_last_good_config(stack, broken_te
     with pytest.raises(PermanentError, match='unknown directive "no_such_directive"') as refused:
         await routes.reconcile(bad, context())
     assert "turns-bad" in str(refused.value)
-    live = (stack.settings.edge_dir / "routes.conf").read_text()
+    live = "".join(live_files(stack.settings.edge_dir).values())
     assert "no_such_directive" not in live and "turns-bad" in live
     assert list((stack.settings.edge_dir / "staging").iterdir()) == []
-    fragment = json.loads((stack.settings.edge_dir / "fragments" / "turns-bad.json").read_text())
-    assert fragment["upload_limit"] == nginx_config.DEFAULT_UPLOAD_LIMIT_BYTES
+    kept = live_routes(stack.settings.edge_dir)["turns-bad"]
+    assert kept.upload_limit == nginx_config.DEFAULT_UPLOAD_LIMIT_BYTES
     assert http_get(stack.settings, f"turns-bad.{stack.settings.sites_domain}") == (200, "last good")
 
     # A bad change and a good one in the same burst: the good one is served, the bad one refused.
@@ -150,7 +150,7 @@ async def test_a_resync_of_converged_sites_writes_nothing(stack):
     for site in sites:
         await stack.converge(site)
         assert (await stack.until_ready(site)).ready
-    routes_before = (stack.settings.edge_dir / "routes.conf").read_text()
+    routes_before = live_files(stack.settings.edge_dir)
 
     counting = CountingClient(stack.client)
     images = ImageResolver(stack.client, stack.settings)
@@ -164,7 +164,7 @@ async def test_a_resync_of_converged_sites_writes_nothing(stack):
         assert (await stack.files.reconcile(site, context())).steps[0].result == "unchanged"
     assert dict(counting.api.calls) == {"services": 1, "tasks": 1, "networks": 1}
     assert {f"quiet-{i}" for i in range(12)} <= services.owned_names()
-    assert (stack.settings.edge_dir / "routes.conf").read_text() == routes_before
+    assert live_files(stack.settings.edge_dir) == routes_before
 
 
 async def test_observe_puts_back_a_routes_file_edited_by_hand(stack):
@@ -172,12 +172,15 @@ async def test_observe_puts_back_a_routes_file_edited_by_hand(stack):
     await stack.converge(site)
     host = f"hand-edited.{stack.settings.sites_domain}"
     wait_for_http(stack.settings, host, 200, "This site is new")
-    routes_conf = stack.settings.edge_dir / "routes.conf"
     host_entry = f'    "\\\\{host}" "hand-edited";\n'
-    assert host_entry in routes_conf.read_text()
-    routes_conf.write_text(routes_conf.read_text().replace(host_entry, ""))
+    [shard] = [
+        stack.settings.edge_dir / path
+        for path, text in live_files(stack.settings.edge_dir).items()
+        if host_entry in text
+    ]
+    shard.write_text(shard.read_text().replace(host_entry, ""))
     await stack.routes.observe()
-    assert host_entry in routes_conf.read_text()
+    assert any(host_entry in text for text in live_files(stack.settings.edge_dir).values())
     assert (await stack.routes.reconcile(site, context())).steps[0].result == "unchanged"
 
 
@@ -329,3 +332,28 @@ async def test_a_record_naming_a_host_no_site_may_have_is_not_routed_for_it(stac
     assert not outcome.ready and host in outcome.message
     wait_for_http(stack.settings, fine, 200, name)
     assert http_get(stack.settings, host)[0] == 404
+
+
+async def test_in_one_burst_the_holder_gets_its_domain_whichever_reconcile_comes_first(stack, tmp_path):
+    store = SiteStore(tmp_path / "records")
+    routes = SiteRoutes(stack.settings, stack.client, host_holders=store.host_holders)
+    store.create(make_site("burst-victim", domains=["burst-victim.example.org"]))
+    store.create(make_site("burst-attacker"))
+    _name_domains_by_hand(store, "burst-attacker", ["burst-victim.example.org"])
+    for name in ("burst-attacker", "burst-victim"):
+        await stack.files.reconcile(store.get(name), context())
+    for first, second in (("burst-attacker", "burst-victim"), ("burst-victim", "burst-attacker")):
+        outcomes = dict(
+            zip(
+                (first, second),
+                await asyncio.gather(
+                    routes.reconcile(store.get(first), context()),
+                    routes.reconcile(store.get(second), context()),
+                ),
+                strict=True,
+            )
+        )
+        assert outcomes["burst-victim"].ready
+        assert not outcomes["burst-attacker"].ready
+        assert "served by site burst-victim, which claimed it first" in outcomes["burst-attacker"].message
+        wait_for_http(stack.settings, "burst-victim.example.org", 200, "<h1>burst-victim</h1>")
