@@ -116,7 +116,19 @@ def _kind(mode: int) -> str:
     return "other"
 
 
-def _refuse_link(shown: str, error: OSError) -> FileProblem:
+def _is_link(parent_fd: int, name: str) -> bool:
+    try:
+        return stat.S_ISLNK(os.stat(name, dir_fd=parent_fd, follow_symlinks=False).st_mode)
+    except OSError:
+        return False
+
+
+def _refuse_link(shown: str, error: OSError, parent_fd: int | None = None, name: str = "") -> FileProblem:
+    if parent_fd is not None and error.errno in (errno.ENOTDIR, errno.ELOOP) and _is_link(parent_fd, name):
+        # Asked to open it as a directory, the kernel says ENOTDIR of a link: say what it is.
+        return FileProblem(
+            "refused", f"{shown} is a symbolic link: Director never follows links in a site's directory"
+        )
     if error.errno == errno.ENOENT:
         return FileProblem("not-found", f"{shown} does not exist")
     if error.errno in (errno.ELOOP, errno.EMLINK):
@@ -185,7 +197,7 @@ class SiteDirectory:
                 try:
                     child = os.open(name, NO_LINK_DIRECTORY_FLAGS, dir_fd=fd)
                 except OSError as error:
-                    raise _refuse_link("/".join(names[: depth + 1]), error) from None
+                    raise _refuse_link("/".join(names[: depth + 1]), error, fd, name) from None
                 os.close(fd)
                 fd = child
             yield fd
@@ -265,7 +277,7 @@ class SiteDirectory:
             try:
                 fd = os.open(names[-1], _READ_FLAGS, dir_fd=parent)
             except OSError as error:
-                raise _refuse_link(shown, error) from None
+                raise _refuse_link(shown, error, parent, names[-1]) from None
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             os.close(fd)
             raise FileProblem("refused", f"{shown} is not a regular file")
