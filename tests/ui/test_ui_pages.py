@@ -142,7 +142,9 @@ def test_paths_out_of_the_site_and_links_are_refused(page: Page, server: UiServe
     # Writing through the link is refused as well, and nothing lands in /etc.
     page.goto(f"{server.url}/sites/confined/files")
     # The tree offers no folder behind a link; a hand-made request naming one is refused all the same.
-    page.locator("#new-file-folder").evaluate("select => select.add(new Option('public/etc', 'public/etc', true, true))")
+    page.locator("#new-file-folder").evaluate(
+        "select => select.add(new Option('public/etc', 'public/etc', true, true))"
+    )
     page.locator("#new-file-name").fill("director-was-here")
     page.get_by_role("button", name="Create and edit").click()
     expect(page.locator("#file-problem")).to_contain_text("symbolic link")
