@@ -204,7 +204,13 @@ def document_from(values: Mapping[str, str], problems: Problems) -> dict[str, An
             problems.add("env", f"{line!r} is not NAME=value")
             continue
         env[key.strip()] = value
-    spec["env"] = env
+    if env:
+        spec["env"] = env
+    # An empty list or mapping is left out rather than stated: `ui` then claims no field it leaves empty,
+    # and another writer may fill it without a conflict.
+    for key in ("owners", "domains"):
+        if not spec[key]:
+            del spec[key]
     return {
         "apiVersion": API_VERSION,
         "kind": KIND_SITE,
