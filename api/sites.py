@@ -245,6 +245,13 @@ class SiteService:
             _unknown_owners(old, new)
             admit_domains(self.principal, old, new)
             if old is not None and _unchanged(old, new):
+                if precondition is not None:
+                    # Unchanged or not, a version older than the last spec write is a stale read.
+                    new.metadata.resource_version = precondition
+                    try:
+                        self.store.update(new, dry_run=True)
+                    except Conflict:
+                        raise self._stale(name, precondition, old) from None
                 return old, "unchanged"
             dry = options.dry_run
             try:
