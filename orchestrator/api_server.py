@@ -21,6 +21,7 @@ from specs.config import Settings
 DEFAULT_API_PORT = 8000
 DEMO_ADMIN = "admin"
 DEMO_TOKEN_NAME = "make-run"
+SHUTDOWN_GRACE_SECONDS = 3
 
 
 def api_port() -> int:
@@ -156,7 +157,15 @@ def serve(host: str | None = None, port: int | None = None) -> None:
 
     threading.Thread(target=warm_caches, name="warm-caches", daemon=True).start()
     bind = host or os.environ.get("DIRECTOR_API_HOST", "127.0.0.1")
-    uvicorn.run(application, host=bind, port=port or api_port(), log_level="warning", lifespan="off")
+    # Watches and the UI's live streams never end by themselves: a stop closes them after a short grace.
+    uvicorn.run(
+        application,
+        host=bind,
+        port=port or api_port(),
+        log_level="warning",
+        lifespan="off",
+        timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS,
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
