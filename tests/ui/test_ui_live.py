@@ -144,6 +144,16 @@ def test_a_dynamic_site_from_yaml_shows_its_process_log(page: Page, stack):
         "the edge to serve the dynamic site",
         controller,
     )
+    # Restart: a rolling restart, asked through the page, reaches the service's task template.
+    page.get_by_role("button", name="Restart").click()
+    expect(page.get_by_role("status")).to_contain_text("Rolling restart requested")
+    service = server.settings.service_name("talker")
+
+    def restarted() -> bool:
+        spec = docker.from_env().api.inspect_service(service)["Spec"]
+        return "io.director.restart-requested-at" in spec["TaskTemplate"]["ContainerSpec"].get("Labels", {})
+
+    eventually(restarted, 60, "the restart to reach the service", controller)
 
 
 def test_the_platform_page_names_the_controller_and_the_edge(page: Page, stack):
