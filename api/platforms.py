@@ -7,8 +7,11 @@ student needs to know before wondering what is wrong with their own site, and it
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
+import yaml
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 
 from api import content
@@ -55,3 +58,50 @@ def platform(request: HttpRequest, principal: Principal, name: str) -> HttpRespo
     except InvalidRecord as error:
         raise ApiError(500, f'the record of platform "{name}" cannot be read: {error}') from None
     return content.render(request, platform_document(record))
+
+
+# The controller writes who holds its leader lock, and its last resync, to this file in the state directory
+# (controller/leader.py); the API only reads it, as a person would with `cat`.
+CONTROLLER_REPORT = "controller.yaml"
+
+
+@dataclass(frozen=True)
+class ControllerReport:
+    """Who holds the controller's leader lock, who waits, and the holder's last resync, as last reported."""
+
+    holder: dict[str, Any] | None
+    waiting: list[dict[str, Any]]
+    updated: str | None
+    last_resync: str | None
+    queue_depth: int | None
+
+
+def controller_report(principal: Principal) -> ControllerReport:
+    _readable(principal)
+    try:
+        document = yaml.safe_load((settings.STATE_DIR / CONTROLLER_REPORT).read_text())
+    except (FileNotFoundError, yaml.YAMLError):
+        document = None
+    if not isinstance(document, dict):
+        return ControllerReport(None, [], None, None, None)
+    holder = document.get("holder")
+    waiting = document.get("waiting")
+    progress = document.get("progress")
+    progress = progress if isinstance(progress, dict) else {}
+    depth = progress.get("queueDepth")
+    return ControllerReport(
+        holder=holder if isinstance(holder, dict) else None,
+        waiting=[item for item in waiting if isinstance(item, dict)] if isinstance(waiting, list) else [],
+        updated=str(document["updated"]) if document.get("updated") else None,
+        last_resync=str(progress["lastResync"]) if progress.get("lastResync") else None,
+        queue_depth=depth if isinstance(depth, int) else None,
+    )
+
+
+def edge_platform(principal: Principal) -> Platform | None:
+    """The platform record, or None before the controller first made it."""
+    _readable(principal)
+    try:
+        return platform_store().get("edge")
+    except (NotFound, InvalidRecord):
+        return None

@@ -138,6 +138,12 @@ def _storable(document: Document, old: Site | None) -> Document:
     return document
 
 
+def _may_be_current(precondition: str, current: Site) -> bool:
+    """Whether a resourceVersion the caller read can still be current: no newer than the site's. The store
+    then checks it against the last spec write exactly."""
+    return precondition.isdigit() and int(precondition) <= int(current.metadata.resource_version or 0)
+
+
 def _unchanged(old: Site, new: Site) -> bool:
     """A write that would change nothing is not written: no new resourceVersion, no reconcile."""
     return (
@@ -231,7 +237,7 @@ class SiteService:
                 raise not_found(name)
             if old is not None and old.metadata.deletion_timestamp is not None and create_if_missing:
                 raise ApiError(409, f'site "{name}" is being deleted; try again once it is gone', name=name)
-            if old is not None and precondition is not None and old.metadata.resource_version != precondition:
+            if old is not None and precondition is not None and not _may_be_current(precondition, old):
                 raise self._stale(name, precondition, old)
             document = compute(old)
             new = _validated(document, name)
@@ -239,13 +245,22 @@ class SiteService:
             _unknown_owners(old, new)
             admit_domains(self.principal, old, new)
             if old is not None and _unchanged(old, new):
+                if precondition is not None:
+                    # Unchanged or not, a version older than the last spec write is a stale read.
+                    new.metadata.resource_version = precondition
+                    try:
+                        self.store.update(new, dry_run=True)
+                    except Conflict:
+                        raise self._stale(name, precondition, old) from None
                 return old, "unchanged"
             dry = options.dry_run
             try:
                 if old is None:
                     stored = self.store.create(new, dry_run=dry)
                 else:
-                    new.metadata.resource_version = old.metadata.resource_version
+                    # The store decides whether the caller's version is current: a status written since
+                    # the caller read the site does not make its copy of the spec stale.
+                    new.metadata.resource_version = precondition or old.metadata.resource_version
                     stored = self.store.update(new, dry_run=dry)
             except HostTaken as taken:
                 raise host_taken(taken, name) from None

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from api import shell_server, streams, views
+from api import files, shell_server, streams, views
 
 SITES = "apis/director.io/v1/sites"
 
@@ -15,6 +15,8 @@ urlpatterns = [
     path(f"{SITES}/<str:name>/history", views.site_history),
     path(f"{SITES}/<str:name>/events", streams.site_events),
     path(f"{SITES}/<str:name>/logs", streams.site_logs),
+    path(f"{SITES}/<str:name>/files", files.file_tree),
+    path(f"{SITES}/<str:name>/files/<path:path>", files.file_item),
     path("apis/director.io/v1/events", streams.all_events),
     path("apis/director.io/v1/platforms", views.platform_list),
     path("apis/director.io/v1/platforms/<str:name>", views.platform_item),

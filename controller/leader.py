@@ -150,20 +150,34 @@ class LeaderLock:
         self._fd = None
         log.info("controller lock released")
 
+    def report_resync(self, queue_depth: int) -> None:
+        """Say in the report that the holder finished a resync now, and how many reconciles wait in its
+        queue: what the web UI's platform page shows."""
+        if self._fd is None:
+            return
+        progress = {"lastResync": datetime.now(UTC).isoformat(), "queueDepth": queue_depth}
+        self._edit_report(lambda holder, waiting: (holder, waiting), progress=progress)
+
     def _edit_report(
         self,
         change: Callable[
             [Participant | None, list[Participant]], tuple[Participant | None, list[Participant]]
         ],
+        *,
+        progress: dict[str, Any] | None = None,
     ) -> None:
         """Read-modify-write the report under its own short lock, replacing the file atomically."""
         with self._report_lock():
             current = read_report(self._state_dir)
             holder, waiting = change(current.holder, _alive(current.waiting))
+            if progress is None and holder is not None and holder == current.holder:
+                progress = _progress(self._state_dir)
             document = {
                 "holder": holder.to_document() if holder is not None else None,
                 "waiting": [p.to_document() for p in waiting],
                 "updated": datetime.now(UTC).isoformat(),
+                # The holder's last resync; a new holder starts without one.
+                "progress": progress,
             }
             path = self._state_dir / REPORT_FILE
             temporary = path.with_name(f".{REPORT_FILE}.{os.getpid()}.tmp")
@@ -178,6 +192,16 @@ class LeaderLock:
             yield
         finally:
             os.close(fd)
+
+
+def _progress(state_dir: Path) -> dict[str, Any] | None:
+    """The progress the holder last reported, kept across the report's other edits."""
+    try:
+        document = yaml.safe_load((state_dir / REPORT_FILE).read_text())
+    except (FileNotFoundError, yaml.YAMLError):
+        return None
+    progress = document.get("progress") if isinstance(document, dict) else None
+    return progress if isinstance(progress, dict) else None
 
 
 def _alive(participants: list[Participant]) -> list[Participant]:

@@ -206,6 +206,7 @@ class Controller:
         try:
             for kind in self._kinds.values():
                 await self._resync_kind(kind, trigger)
+            self._lock.report_resync(len(self._queue) if self._queue is not None else 0)
         except Exception:
             # The resync is the truth every other trigger relies on: one bad round must not end them all.
             log.exception(

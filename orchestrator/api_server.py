@@ -21,6 +21,7 @@ from specs.config import Settings
 DEFAULT_API_PORT = 8000
 DEMO_ADMIN = "admin"
 DEMO_TOKEN_NAME = "make-run"
+SHUTDOWN_GRACE_SECONDS = 3
 
 
 def api_port() -> int:
@@ -47,12 +48,38 @@ def migrate() -> None:
     call_command("migrate", interactive=False, verbosity=0)
 
 
+DEMO_PASSWORD_FILE = "demo-admin-password"
+
+
 @dataclass(frozen=True)
 class DemoAdmin:
     username: str
     password: str | None  # None when the user already existed
     config_path: Path
     server: str
+    # The password the demo admin signs in to the web UI with, kept in the state directory (not the
+    # repository); None once its owner changed it.
+    ui_password: str | None = None
+
+
+def demo_password_path(state_dir: Path) -> Path:
+    return state_dir / DEMO_PASSWORD_FILE
+
+
+def read_demo_password(state_dir: Path) -> str | None:
+    try:
+        return demo_password_path(state_dir).read_text().strip() or None
+    except FileNotFoundError:
+        return None
+
+
+def _keep_demo_password(state_dir: Path, password: str) -> None:
+    path = demo_password_path(state_dir)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.unlink(missing_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(password + "\n")
 
 
 def ensure_demo_admin(server: str, config_path: Path | None = None, username: str = DEMO_ADMIN) -> DemoAdmin:
@@ -63,24 +90,36 @@ def ensure_demo_admin(server: str, config_path: Path | None = None, username: st
     """
     import secrets
 
+    from django.conf import settings
     from django.contrib.auth.models import User
 
     from api.auth import ensure_admin_group, issue_token, revoke_token
     from api.models import ApiToken
     from cli.config import CliConfig, default_config_path, save_config
 
+    state_dir: Path = settings.STATE_DIR
     user = User.objects.filter(username=username).first()
     password = None
     if user is None:
         password = secrets.token_urlsafe(12)
         user = User.objects.create_user(username, password=password, is_superuser=True, is_staff=True)
+        _keep_demo_password(state_dir, password)
     user.groups.add(ensure_admin_group())
+    ui_password = read_demo_password(state_dir)
+    if ui_password is None and password is None and not user.has_usable_password():
+        # A demo admin from before passwords were kept: give it one now, so the UI can be reached.
+        ui_password = secrets.token_urlsafe(12)
+        user.set_password(ui_password)
+        user.save(update_fields=["password"])
+        _keep_demo_password(state_dir, ui_password)
+    if ui_password is not None and not user.check_password(ui_password):
+        ui_password = None  # changed by its owner since: theirs to know
     for old in ApiToken.objects.filter(user=user, name=DEMO_TOKEN_NAME, revoked__isnull=True):
         revoke_token(old)
     _token, secret = issue_token(user, DEMO_TOKEN_NAME)
     path = config_path or default_config_path()
     save_config(CliConfig(server=server, token=secret, output=""), path)
-    return DemoAdmin(username, password, path, server)
+    return DemoAdmin(username, password, path, server, ui_password or password)
 
 
 def ensure_demo_users(names: list[str]) -> list[str]:
@@ -118,7 +157,15 @@ def serve(host: str | None = None, port: int | None = None) -> None:
 
     threading.Thread(target=warm_caches, name="warm-caches", daemon=True).start()
     bind = host or os.environ.get("DIRECTOR_API_HOST", "127.0.0.1")
-    uvicorn.run(application, host=bind, port=port or api_port(), log_level="warning", lifespan="off")
+    # Watches and the UI's live streams never end by themselves: a stop closes them after a short grace.
+    uvicorn.run(
+        application,
+        host=bind,
+        port=port or api_port(),
+        log_level="warning",
+        lifespan="off",
+        timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS,
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -136,6 +183,8 @@ def main(argv: list[str] | None = None) -> None:
     demo = ensure_demo_admin(api_url(), arguments.config)
     if demo.password:
         print(f"demo admin: user {demo.username}, password {demo.password}")
+    elif demo.ui_password is None:
+        print(f"demo admin: user {demo.username}, with the password its owner set")
     created = ensure_demo_users(arguments.users)
     if created:
         print(f"demo users (no password until an admin sets one): {', '.join(created)}")

@@ -21,7 +21,7 @@ from pathlib import Path
 from types import FrameType
 from typing import IO
 
-from orchestrator.api_server import api_url
+from orchestrator.api_server import DEMO_ADMIN, api_url, demo_password_path, read_demo_password
 from specs.config import Settings
 from specs.yamlio import load_path
 
@@ -106,7 +106,11 @@ def _children(settings: Settings) -> Iterator[tuple[Child, Child]]:
 
 def _print_summary(settings: Settings, examples: Path, url: str) -> None:
     sites = load_path(examples).sites
+    password = read_demo_password(settings.state_dir)
+    secret = f"password {password}" if password else "the password you set"
+    sign_in = f"user {DEMO_ADMIN}, {secret}"
     print("\nDirector is running.")
+    print(f"  web UI:     {url}/   (sign in as {sign_in}; kept in {demo_password_path(settings.state_dir)})")
     print(f"  API:        {url}   (dirctl is configured: try `dirctl get sites -o wide`)")
     edge = f"http://127.0.0.1:{settings.http_port}/"
     print(f"  edge:       {edge} (Nginx in Swarm, service {settings.edge_service})")

@@ -32,9 +32,16 @@ from controller.types import Outcome, PermanentError, ReconcileContext, Step
 from reconcilers.docker_calls import off_loop
 from specs.config import Settings
 from specs.models import Site
+from store.sitefiles import (
+    DIRECTORY_FLAGS,
+    EDGE_GID,
+    FIRST_SITE_UID,
+    NEW_FILE_FLAGS,
+    NO_LINK_DIRECTORY_FLAGS,
+    exists,
+)
 
-FIRST_SITE_UID = 200_000
-EDGE_GID = 33  # www-data in Debian, and in the edge image
+__all__ = ["EDGE_GID", "FIRST_SITE_UID", "SiteFiles"]
 TRASH_TIMESTAMP_FORMAT = "%Y%m%dT%H%M%SZ"
 _TRASH_ENTRY = re.compile(r"^(?P<name>[a-z0-9-]+)-(?P<stamp>[0-9]{8}T[0-9]{6}Z)(\.[0-9]+)?$")
 DEFAULT_INDEX_HTML = """<!doctype html>
@@ -162,7 +169,7 @@ class SiteFiles:
         repaired: list[str] = []
         new_entries: set[str] = set()
         with contextlib.ExitStack() as opened:
-            sites_fd = os.open(sites_dir, _DIRECTORY_FLAGS)
+            sites_fd = os.open(sites_dir, DIRECTORY_FLAGS)
             opened.callback(os.close, sites_fd)
             directories: dict[str, int] = {}
             for rule in SITE_LAYOUT:
@@ -214,33 +221,19 @@ class SiteFiles:
         trash.chmod(0o700)
         stamp = datetime.now(UTC).strftime(TRASH_TIMESTAMP_FORMAT)
         with contextlib.ExitStack() as opened:
-            sites_fd = os.open(self._settings.sites_dir, _DIRECTORY_FLAGS)
+            sites_fd = os.open(self._settings.sites_dir, DIRECTORY_FLAGS)
             opened.callback(os.close, sites_fd)
-            trash_fd = os.open(trash, _DIRECTORY_FLAGS)
+            trash_fd = os.open(trash, DIRECTORY_FLAGS)
             opened.callback(os.close, trash_fd)
             archived = f"{name}-{stamp}"
             suffix = 1
-            while _exists(trash_fd, archived):
+            while exists(trash_fd, archived):
                 archived = f"{name}-{stamp}.{suffix}"
                 suffix += 1
             # The directory entry itself moves: whatever links the site left inside travel along unfollowed.
             os.rename(name, archived, src_dir_fd=sites_fd, dst_dir_fd=trash_fd)
         days = self._settings.trash_retention_days
         return Step("directories", "deleted", f"archived {site_dir} to {trash / archived} (kept {days} days)")
-
-
-# Opening a directory for fchown and fchmod: O_PATH descriptors take neither.
-_DIRECTORY_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
-_NO_LINK_DIRECTORY_FLAGS = _DIRECTORY_FLAGS | os.O_NOFOLLOW
-_NEW_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-
-
-def _exists(directory_fd: int, name: str) -> bool:
-    try:
-        os.stat(name, dir_fd=directory_fd, follow_symlinks=False)
-    except FileNotFoundError:
-        return False
-    return True
 
 
 def _ensure_directory(parent_fd: int, name: str, shown: Path) -> tuple[bool, int, tuple[int, int, int]]:
@@ -255,7 +248,7 @@ def _ensure_directory(parent_fd: int, name: str, shown: Path) -> tuple[bool, int
     except FileExistsError:
         made = False
     try:
-        directory_fd = os.open(name, _NO_LINK_DIRECTORY_FLAGS, dir_fd=parent_fd)
+        directory_fd = os.open(name, NO_LINK_DIRECTORY_FLAGS, dir_fd=parent_fd)
     except OSError as error:
         if error.errno not in (errno.ELOOP, errno.ENOTDIR, errno.ENOENT):
             raise
@@ -273,7 +266,7 @@ def _write_new_file(directory_fd: int, name: str, text: str, uid: int, gid: int,
     O_EXCL also refuses a link left in its place, dangling or not: nothing is written through one.
     """
     try:
-        descriptor = os.open(name, _NEW_FILE_FLAGS, mode, dir_fd=directory_fd)
+        descriptor = os.open(name, NEW_FILE_FLAGS, mode, dir_fd=directory_fd)
     except FileExistsError:
         return False
     # Set explicitly: the process umask must not decide what the edge or the site may read.

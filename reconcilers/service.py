@@ -28,7 +28,7 @@ from reconcilers.nginx_config import SITE_PORT
 from reconcilers.swarm_spec import ServiceSpec, apply_service, nanoseconds, spec_hash, with_hash_label
 from reconcilers.tasks import ROLLBACK_STATES, TaskSummary, newest_task_problem, summarise_tasks
 from specs.config import Settings
-from specs.models import HealthCheck, Site, parse_duration
+from specs.models import RESTART_REQUEST_ANNOTATION, HealthCheck, Site, parse_duration
 
 SITE_MOUNT = "/site"
 TMPFS_BYTES = 64 * 1024 * 1024
@@ -76,6 +76,12 @@ def site_labels(settings: Settings, site: Site) -> dict[str, str]:
     }
 
 
+def _restart_label(site: Site) -> dict[str, str]:
+    """The last restart asked for (RESTART_REQUEST_ANNOTATION): a new value changes the task template."""
+    requested = site.metadata.annotations.get(RESTART_REQUEST_ANNOTATION)
+    return {"io.director.restart-requested-at": requested[:64]} if requested else {}
+
+
 def render_site_spec(settings: Settings, site: Site, image: str, uid: int, network_id: str) -> ServiceSpec:
     spec = site.spec
     command = ["sh", "-c", RUN_COMMAND, "sh", *spec.command] if spec.command else ["sh", "-c", RUN_SCRIPT]
@@ -94,7 +100,8 @@ def render_site_spec(settings: Settings, site: Site, image: str, uid: int, netwo
             {"Type": "tmpfs", "Target": "/tmp", "TmpfsOptions": tmpfs},
             {"Type": "tmpfs", "Target": "/run", "TmpfsOptions": tmpfs},
         ],
-        "Labels": {k: v for k, v in site_labels(settings, site).items() if k != LABEL_GENERATION},
+        "Labels": {k: v for k, v in site_labels(settings, site).items() if k != LABEL_GENERATION}
+        | _restart_label(site),
         "StopGracePeriod": nanoseconds(10),
     }
     if spec.health_check is not None:

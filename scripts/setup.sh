@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Bring a Debian 12 machine (as root) to where Director runs and its tests pass: system packages, a Docker
-# engine in swarm mode, the Python venv, the local images. Idempotent; a second run takes a few seconds.
+# engine in swarm mode, the Python venv, the web UI's bundled editor, the local images. Idempotent; a second
+# run takes a few seconds.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -8,10 +9,17 @@ readonly CACHE_DIR=.ci-cache
 readonly DOCKERD_LOG="$CACHE_DIR/dockerd.log"
 readonly DOCKERD_START_SECONDS=60
 readonly VENV_STAMP=.venv/.director-install-stamp
+readonly ASSETS_STAMP=node_modules/.director-install-stamp
+readonly EDITOR_BUNDLE=ui/static/ui/build/editor.js
 # nginx-light: only its binary is used on the host (`nginx -t`); the edge runs Nginx in a container.
-readonly PACKAGES=(
-  ca-certificates curl debootstrap docker.io git iproute2 make nginx-light openssh-client python3 python3-venv
+# chromium: the browser the UI's tests drive through Playwright (no browser is ever downloaded).
+PACKAGES=(
+  ca-certificates chromium curl debootstrap docker.io git iproute2 make nginx-light openssh-client python3
+  python3-venv
 )
+# Node and npm bundle the UI's code editor; Debian's are used unless the machine already has an npm.
+command -v npm >/dev/null 2>&1 || PACKAGES+=(nodejs npm)
+readonly PACKAGES
 
 step() { printf '\n==> %s\n' "$*"; }
 fail() { printf 'setup: %s\n' "$*" >&2; exit 1; }
@@ -111,6 +119,24 @@ install_venv() {
   printf '%s\n' "$wanted" >"$VENV_STAMP"
 }
 
+build_assets() {
+  # The code editor (CodeMirror 6) from npm at the versions package-lock.json pins, bundled by esbuild into
+  # ui/static/ui/build/; the bundle is built here, never committed.
+  local wanted
+  wanted=$(cat package.json package-lock.json | sha256sum | cut -d' ' -f1)
+  if [[ ! -f $ASSETS_STAMP || $(cat "$ASSETS_STAMP") != "$wanted" ]]; then
+    step "installing the web UI's npm packages (npm ci)"
+    npm ci --no-audit --no-fund --loglevel=error
+    printf '%s\n' "$wanted" >"$ASSETS_STAMP"
+  fi
+  if [[ ! -f $EDITOR_BUNDLE || -n $(find ui/frontend package-lock.json -newer "$EDITOR_BUNDLE" -print -quit) ]]; then
+    step "bundling the web UI's code editor"
+    npm run --silent build
+  else
+    echo "web UI bundle up to date"
+  fi
+}
+
 build_images() {
   step "local images (the first build takes about a minute)"
   .venv/bin/python -m reconcilers.local_images
@@ -121,4 +147,5 @@ stop_host_nginx
 start_docker
 init_swarm
 install_venv
+build_assets
 build_images

@@ -29,6 +29,9 @@ KIND_SITE: Final = "Site"
 # Writing this annotation (any new value) asks the controller to reconcile the record now: dirctl and the
 # UI write it, the controller reads it.
 RECONCILE_REQUEST_ANNOTATION: Final = "director.io/reconcile-requested-at"
+# Writing this annotation (any new value) asks for a rolling restart of a dynamic site's tasks: the service
+# reconciler carries it into the task template, so Swarm replaces each task, new before old.
+RESTART_REQUEST_ANNOTATION: Final = "director.io/restart-requested-at"
 
 # Names that would collide with Director's own hosts, services or URL space.
 RESERVED_SITE_NAMES = frozenset(

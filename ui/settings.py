@@ -1,9 +1,11 @@
-"""Django project settings for Director's manager (API now, web UI later), read from the environment.
+"""Django project settings for Director's manager (the API and the web UI), read from the environment.
 
 DIRECTOR_STATE_DIR     where the records, the event log and (by default) the SQLite database live
 DIRECTOR_DATABASE_URL  sqlite:///ABSOLUTE/PATH or postgres://USER:PASSWORD@HOST:PORT/NAME
 DIRECTOR_SECRET_KEY    Django's signing key; generated once and kept in the state directory when unset
 DIRECTOR_ALLOWED_HOSTS comma-separated host names the server answers for, besides loopback
+DIRECTOR_SECURE_COOKIES true when the UI is served over HTTPS: its session and CSRF cookies are then sent
+                       over HTTPS only
 """
 
 from __future__ import annotations
@@ -73,13 +75,42 @@ INSTALLED_APPS = [
     "django.contrib.contenttypes",
     "django.contrib.sessions",
     "api.apps.ApiConfig",
+    "ui.apps.UiConfig",
 ]
 
-# The API needs no sessions, CSRF or redirects: its clients send bearer tokens. The web UI adds its own
-# middleware when it arrives; each MiddlewareMixin one costs every request two thread hops under ASGI.
+# The API needs no sessions, CSRF or redirects: its clients send bearer tokens. The web UI's pages take
+# sessions and CSRF protection per view (ui/web.py), never as global middleware: each MiddlewareMixin one
+# would cost every API request two thread hops under ASGI.
 MIDDLEWARE = [
     "api.middleware.StatusErrorMiddleware",
 ]
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": ["django.template.context_processors.request", "ui.web.navigation"]
+        },
+    }
+]
+
+_SECURE_COOKIES = os.environ.get("DIRECTOR_SECURE_COOKIES", "").lower() in ("1", "true", "yes")
+SESSION_COOKIE_NAME = "director_session"
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+SESSION_COOKIE_SECURE = _SECURE_COOKIES
+SESSION_COOKIE_AGE = 14 * 24 * 3600
+CSRF_COOKIE_NAME = "director_csrf"
+# The pages hand the token to their scripts in a meta element; no script needs to read the cookie.
+CSRF_COOKIE_HTTPONLY = True
+CSRF_COOKIE_SAMESITE = "Strict"
+CSRF_COOKIE_SECURE = _SECURE_COOKIES
+CSRF_FAILURE_VIEW = "ui.web.csrf_failure"
+LOGIN_URL = "/login"
+# Uploads past this are streamed to a temporary file rather than held in memory.
+FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 
 ROOT_URLCONF = "ui.urls"
 ASGI_APPLICATION = "ui.asgi.application"

@@ -240,3 +240,16 @@ def test_a_hand_broken_record_is_a_clear_error_and_does_not_break_the_list(api, 
     assert "broken-by-hand.yaml" in shown.json()["message"] and "replicas" in shown.json()["message"]
     assert [item["metadata"]["name"] for item in listed.json()["items"]] == ["healthy"]
     record.unlink()
+
+
+def test_a_status_written_since_the_read_does_not_make_a_write_stale(api, store):
+    """The store's rule, kept by the API: only a spec write since the caller's read is a conflict."""
+    from specs.models import SiteStatus
+
+    with api.client() as client:
+        body = client.post(SITES, json=site_doc("steady")).json()
+        store.update_status("steady", SiteStatus(observed_generation=1))
+        replaced = client.put(f"{SITES}/steady", json=body | {"spec": body["spec"] | {"replicas": 2}})
+        assert replaced.status_code == 200, replaced.text
+        again = client.put(f"{SITES}/steady", json=body | {"spec": body["spec"] | {"replicas": 3}})
+        assert again.status_code == 409 and "modified" in again.json()["message"]

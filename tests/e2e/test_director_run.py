@@ -50,6 +50,11 @@ def test_director_run_applies_the_examples_prints_urls_and_leaves_sites_serving_
                 assert f"http://{name}.{settings.sites_domain}:{settings.http_port}/" in printed
                 assert f"site/{name} condition met: Ready" in printed
             assert f"http://robotics.example.org:{settings.http_port}/" in printed
+            # The web UI's address, with the demo admin's password kept in the state directory.
+            password = (settings.state_dir / "demo-admin-password").read_text().strip()
+            api_url = f"http://127.0.0.1:{environment['DIRECTOR_API_PORT']}"
+            assert f"web UI:     {api_url}/   (sign in as user admin, password {password};" in printed
+            assert _signs_in(api_url, "admin", password)
 
             # The dirctl configuration it wrote works at once, as the README promises.
             listed = subprocess.run(
@@ -73,3 +78,15 @@ def test_director_run_applies_the_examples_prints_urls_and_leaves_sites_serving_
     time.sleep(1)
     assert serves(settings, host_of(settings, "hello"), 200, "<h1>hello</h1>")
     assert serves(settings, host_of(settings, "clock"), 200)
+
+
+def _signs_in(url: str, username: str, password: str) -> bool:
+    import re
+
+    import httpx
+
+    with httpx.Client(base_url=url, timeout=30) as client:
+        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', client.get("/login").text)
+        assert token is not None
+        form = {"csrfmiddlewaretoken": token[1], "username": username, "password": password}
+        return client.post("/login", data=form).status_code == 302
