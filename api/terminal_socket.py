@@ -370,6 +370,11 @@ async def _run(
             site_name, record.username, record.via, str(refused), record.client_address
         )
         return
+    except Exception as error:  # the backend's own failure: said to the person, logged in full here
+        log.exception("starting a terminal session in %s for %s failed", site_name, record.username)
+        await socket.send_json({"error": f"the session could not be started: {error}"})
+        await socket.close()
+        return
     reason = "the client disconnected"
     status: int | None = None
     try:

@@ -303,7 +303,6 @@ class DockerTerminals:
         arguments: dict[str, Any] = {
             "image": self._image_for(request),
             "command": command,
-            "name": f"{self._settings.instance}-term-{site.name}-{request.session_id}",
             "user": f"{uid}:{uid}",
             "working_dir": SITE_MOUNT,
             "environment": environment,
@@ -311,14 +310,18 @@ class DockerTerminals:
             "host_config": host_config,
             "tty": request.pty is not None,
             "stdin_open": True,
-            "stdin_once": True,
             "detach": True,
         }
+        config = self.api.create_container_config(**arguments)
+        # When the relay's attach stream ends its input, the container's stdin closes (docker run -i).
+        config["StdinOnce"] = True
+        name = f"{self._settings.instance}-term-{site.name}-{request.session_id}"
         try:
-            created = self.api.create_container(**arguments)
-        except docker.errors.ImageNotFound:
-            self.api.pull(arguments["image"])
-            created = self.api.create_container(**arguments)
+            try:
+                created = self.api.create_container_from_config(config, name)
+            except docker.errors.ImageNotFound:
+                self.api.pull(arguments["image"])
+                created = self.api.create_container_from_config(config, name)
         except docker.errors.APIError as error:
             raise Refused(f"the session's container could not be made: {error.explanation or error}") from None
         container_id = str(created["Id"])
