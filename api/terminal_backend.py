@@ -65,8 +65,8 @@ class TerminalBackend(Protocol):
     async def open(self, request: TerminalRequest) -> TerminalSession:
         """Start the session's container; Refused with a plain message if it cannot be started."""
 
-    async def sessions_of(self, username: str) -> int:
-        """How many sessions of this person are running now, in every API process."""
+    async def sessions_of(self, username: str) -> set[str]:
+        """The ids of this person's sessions that have a container now, made by any API process."""
 
 
 _registered: list[TerminalBackend] = []

@@ -311,9 +311,10 @@ async def _browser_session(socket: Socket, site: str) -> None:
 
 # ---- one session -----------------------------------------------------------------------------------------
 
-# One person's session count is checked and their container started under this lock, so that two sessions
-# opened at once cannot both pass a limit only one of them fits under (in this process; see sessions_of).
-_opening: dict[str, asyncio.Lock] = {}
+# The sessions being opened in this process, per person: counted with those that have a container already
+# (in any process), so that sessions opened at once cannot all pass a limit only some of them fit under.
+_opening: dict[str, set[str]] = {}
+_opening_lock = asyncio.Lock()
 
 
 def _admit(record: SessionRecord, site_name: str) -> Site:
@@ -332,25 +333,29 @@ async def _start(
     if backend is None:
         raise Refused("terminal sessions are not available on this server (no container backend)")
     site = await in_worker_thread(_admit)(record, site_name)
-    lock = _opening.setdefault(record.username, asyncio.Lock())
-    async with lock:
-        running = await backend.sessions_of(record.username)
+    async with _opening_lock:
+        opening = _opening.setdefault(record.username, set())
+        running = await backend.sessions_of(record.username) | opening
         limit = session_limit()
-        if running >= limit:
+        if len(running) >= limit:
             raise Refused(
-                f"you have {running} sessions open, the most one person may have at once ({limit}); "
+                f"you have {len(running)} sessions open, the most one person may have at once ({limit}); "
                 "close one and try again"
             )
-        request = TerminalRequest(
-            session_id=record.session_id,
-            site=site,
-            username=record.username,
-            kind=record.kind,
-            command=command,
-            term=term,
-            pty=pty,
-        )
+        opening.add(record.session_id)
+    request = TerminalRequest(
+        session_id=record.session_id,
+        site=site,
+        username=record.username,
+        kind=record.kind,
+        command=command,
+        term=term,
+        pty=pty,
+    )
+    try:
         return await backend.open(request)
+    finally:
+        opening.discard(record.session_id)
 
 
 async def _run(

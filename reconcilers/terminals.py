@@ -232,11 +232,11 @@ class DockerTerminals:
 
     # ---- sessions ------------------------------------------------------------------------------------
 
-    async def sessions_of(self, username: str) -> int:
+    async def sessions_of(self, username: str) -> set[str]:
         found = await asyncio.to_thread(
             self.api.containers, all=True, filters=self._terminal_filter(f"{LABEL_TERMINAL_USER}={username}")
         )
-        return len(found)
+        return {str((container.get("Labels") or {}).get(LABEL_TERMINAL_SESSION, container["Id"])) for container in found}
 
     def _default_image(self) -> str:
         if self._site_image is None:
