@@ -329,10 +329,10 @@ def _admit(record: SessionRecord, site_name: str) -> Site:
 async def _start(
     record: SessionRecord, site_name: str, command: str | None, term: str | None, pty: PtySize | None
 ) -> TerminalSession:
+    site = await in_worker_thread(_admit)(record, site_name)
     backend = registered_terminal_backend()
     if backend is None:
         raise Refused("terminal sessions are not available on this server (no container backend)")
-    site = await in_worker_thread(_admit)(record, site_name)
     async with _opening_lock:
         opening = _opening.setdefault(record.username, set())
         running = await backend.sessions_of(record.username) | opening
