@@ -267,7 +267,8 @@ def _same_origin(socket: Socket) -> bool:
     return (parts.scheme in ("http", "https") and parts.netloc == host) or origin in trusted
 
 
-def _session_user(cookie_header: str) -> User | None:
+def session_user(cookie_header: str) -> User | None:
+    """The person logged in to the UI with the session cookie in `cookie_header`, if any."""
     from http.cookies import SimpleCookie
     from importlib import import_module
 
@@ -288,7 +289,7 @@ async def _browser_session(socket: Socket, site: str) -> None:
     if not _same_origin(socket):
         await socket.refuse(CLOSE_FORBIDDEN)
         return
-    user = await in_worker_thread(_session_user)(socket.header("cookie"))
+    user = await in_worker_thread(session_user)(socket.header("cookie"))
     if user is None:
         await socket.refuse(CLOSE_UNAUTHORIZED)
         return

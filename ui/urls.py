@@ -5,9 +5,12 @@ from __future__ import annotations
 from django.urls import include, path
 
 from api import errors
+from ui import terminal
 
 urlpatterns = [
     path("", include("api.urls")),
+    path("ui/sites/<str:name>/terminal", terminal.terminal_page),
+    path("ui/assets/terminal/<str:name>", terminal.terminal_asset),
 ]
 
 handler400 = errors.bad_request_view

@@ -2,7 +2,7 @@
 backend, as `director run` composes it) and `director shell-server`, each its own process, over one test
 instance; users alice, bob and admin with passwords and SSH keys; and Debian's OpenSSH client.
 
-One set of processes serves every test of a module; the API and the shell server can be killed and started
+One set of processes serves every test of this directory; the API and the shell server can be killed and started
 again (the crash tests).
 """
 
@@ -78,7 +78,7 @@ class ShellDirector:
     controller: ControllerProcess
     client: docker.DockerClient
     home: Path
-    extra: dict[str, object] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)
 
     @property
     def store(self) -> SiteStore:
@@ -219,6 +219,20 @@ def make_users(env: dict[str, str]) -> dict[str, str]:
     return tokens
 
 
+def login_session(env: dict[str, str], username: str) -> str:
+    """A logged-in web UI session of `username`: the value of its session cookie."""
+    made = subprocess.run(
+        [sys.executable, "-m", "tests.shell.make_users", "session", username],
+        env=env | {"PYTHONPATH": str(ROOT)},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    return made.stdout.strip()
+
+
 def make_key(directory: Path, name: str) -> Path:
     path = directory / f"id_{name}"
     subprocess.run(
@@ -236,7 +250,7 @@ def site_document(name: str, owners: Sequence[str], **spec: object) -> dict[str,
     }
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def director(
     test_run, base_image: str, swarm: docker.DockerClient, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ShellDirector]:
@@ -280,7 +294,7 @@ def director(
         wait_for_port(ssh_port, shell)
         keys = {name: make_key(home, name) for name in USERS}
         shell_director = ShellDirector(
-            settings, api_url, ssh_port, tokens, keys, api, shell, controller, swarm, home
+            settings, api_url, ssh_port, tokens, keys, api, shell, controller, swarm, home, env
         )
         for name in USERS:
             with shell_director.http(name) as http:
@@ -299,7 +313,7 @@ def director(
         remove_labelled(swarm, f"{INSTANCE_LABEL}={instance}")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def sites(director: ShellDirector) -> ShellDirector:
     """alice's hello (static) and dyn (dynamic), bob's bobsite, alice's shut (disabled by the admin)."""
     with director.http("admin") as admin:
