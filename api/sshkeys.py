@@ -66,7 +66,9 @@ def parse_public_key(text: str) -> ParsedKey:
         key = asyncssh.import_public_key(lines[0])
     except (asyncssh.KeyImportError, ValueError) as error:
         raise ApiError(
-            422, f"publicKey is not an OpenSSH public key ({error}): {cause}", causes=[Cause("publicKey", cause)]
+            422,
+            f"publicKey is not an OpenSSH public key ({error}): {cause}",
+            causes=[Cause("publicKey", cause)],
         ) from None
     algorithm = key.get_algorithm()
     if algorithm not in _ACCEPTED_ALGORITHMS:
@@ -77,7 +79,7 @@ def parse_public_key(text: str) -> ParsedKey:
             causes=[Cause("publicKey", f"one of {accepted}")],
         )
     if algorithm == "ssh-rsa":
-        bits = key.pyca_key.key_size
+        bits = int(getattr(key.pyca_key, "key_size", 0))
         if bits < MIN_RSA_BITS:
             raise ApiError(
                 422,
@@ -132,7 +134,9 @@ def _add_key(request: HttpRequest, principal: Principal) -> SshKey:
         )
     text = body.get("publicKey")
     if not isinstance(text, str):
-        raise ApiError(422, "publicKey is required: the text of a .pub file", causes=[Cause("publicKey", "required")])
+        raise ApiError(
+            422, "publicKey is required: the text of a .pub file", causes=[Cause("publicKey", "required")]
+        )
     parsed = parse_public_key(text)
     owned = SshKey.objects.filter(user_id=principal.user_id)
     taken = set(owned.values_list("name", flat=True))
@@ -140,7 +144,9 @@ def _add_key(request: HttpRequest, principal: Principal) -> SshKey:
     if name is None:
         name = _default_name(parsed, taken)
     if not isinstance(name, str) or not KEY_NAME.match(name):
-        raise ApiError(422, f"name must be {KEY_NAME_RULE}, got {name!r}", causes=[Cause("name", KEY_NAME_RULE)])
+        raise ApiError(
+            422, f"name must be {KEY_NAME_RULE}, got {name!r}", causes=[Cause("name", KEY_NAME_RULE)]
+        )
     if len(taken) >= MAX_KEYS_PER_USER:
         raise ApiError(422, f"you have {len(taken)} SSH keys, the most one may have; delete one first")
     holder = SshKey.objects.select_related("user").filter(fingerprint=parsed.fingerprint).first()
@@ -163,7 +169,9 @@ def _add_key(request: HttpRequest, principal: Principal) -> SshKey:
                 user_id=principal.user_id, name=name, public_key=parsed.line, fingerprint=parsed.fingerprint
             )
     except IntegrityError:
-        raise ApiError(409, f'the key or the name "{name}" was added at the same moment; list your keys') from None
+        raise ApiError(
+            409, f'the key or the name "{name}" was added at the same moment; list your keys'
+        ) from None
 
 
 @endpoint("GET", "POST")
@@ -171,7 +179,9 @@ def ssh_keys(request: HttpRequest, principal: Principal) -> HttpResponse:
     _refuse_components(principal)
     if request.method == "POST":
         key = _add_key(request, principal)
-        return content.render(request, key_document(key) | {"kind": "SshKey", "apiVersion": AUTH_GROUP_VERSION}, 201)
+        return content.render(
+            request, key_document(key) | {"kind": "SshKey", "apiVersion": AUTH_GROUP_VERSION}, 201
+        )
     listed = SshKey.objects.select_related("user").filter(user_id=principal.user_id)
     return content.render(
         request,

@@ -449,7 +449,7 @@ async def _relay(socket: Socket, session: TerminalSession) -> tuple[int | None, 
             # The output may end a moment before the input pump sees the client's last bytes: no matter.
             return await session.exit_status(), "the program ended"
         if which == "watchdog":
-            reason = finished.result()
+            reason = str(finished.result())
             await socket.send_bytes(bytes([STDERR]) + f"\r\nDirector: session ended: {reason}\r\n".encode())
             return None, reason
         error = finished.exception()

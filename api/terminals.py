@@ -45,7 +45,11 @@ class SessionRecord:
             shown = self.command if len(self.command) <= 200 else self.command[:200] + "..."
             what = f"the command {shlex.quote(shown)}"
         source = f" from {self.client_address}" if self.client_address else ""
-        how = f" with the SSH key {self.key_name}" if self.key_name else (" with a password" if self.via == "ssh" else "")
+        how = (
+            f" with the SSH key {self.key_name}"
+            if self.key_name
+            else (" with a password" if self.via == "ssh" else "")
+        )
         channel = "over SSH" if self.via == "ssh" else "in the web terminal"
         return f"{self.username} opened {what} {channel}{source}{how} (session {self.session_id})"
 
@@ -104,6 +108,7 @@ def record_end(record: SessionRecord, exit_status: int | None, reason: str) -> N
     assert record.site is not None
     lasted = time.monotonic() - record.started
     status = f", exit status {exit_status}" if exit_status is not None else ""
+    source = f" from {record.client_address}" if record.client_address else ""
     event_log().record(
         site=record.site.name,
         generation=record.site.metadata.generation,
@@ -113,7 +118,7 @@ def record_end(record: SessionRecord, exit_status: int | None, reason: str) -> N
         result="deleted",
         duration_seconds=lasted,
         message=(
-            f"{record.username}'s session {record.session_id}{' from ' + record.client_address if record.client_address else ''} "
+            f"{record.username}'s session {record.session_id}{source} "
             f"ended after {_duration_text(lasted)}: {reason}{status}"
         ),
         uid=record.site.metadata.uid,

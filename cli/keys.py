@@ -69,7 +69,12 @@ def run_list(args: argparse.Namespace) -> int:
         sys.stdout.write("".join(f"sshkey/{item['name']}\n" for item in items))
     elif items:
         rows = [
-            [item["name"], item["fingerprint"], age(item.get("created")), age(item["lastUsed"]) if item.get("lastUsed") else "never"]
+            [
+                item["name"],
+                item["fingerprint"],
+                age(item.get("created")),
+                age(item["lastUsed"]) if item.get("lastUsed") else "never",
+            ]
             for item in items
         ]
         table(["NAME", "FINGERPRINT", "AGE", "LAST-USED"], rows)

@@ -25,7 +25,22 @@ from cli import (
 )
 from cli.common import add_connection_options
 
-VERBS = (apply, create, get, describe, diff, delete, events, logs, wait, rollout, reconcile, login, keys, schema)
+VERBS = (
+    apply,
+    create,
+    get,
+    describe,
+    diff,
+    delete,
+    events,
+    logs,
+    wait,
+    rollout,
+    reconcile,
+    login,
+    keys,
+    schema,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -136,7 +136,8 @@ def _parser() -> argparse.ArgumentParser:
         help="the SSH shell: ssh -p 2222 alice/hello@HOST lands in a shell of site hello",
         description=(
             "Serve SSH on DIRECTOR_SSH_BIND:DIRECTOR_SSH_PORT (0.0.0.0:2222), asking the API "
-            "(DIRECTOR_API_URL) who logs in and for their sessions. Its credential, confined to /shell-server/ "
+            "(DIRECTOR_API_URL) who logs in and for their sessions. Its credential, confined to "
+            "/shell-server/ "
             "URLs, is DIRECTOR_SHELL_TOKEN if set, else one issued now into STATE_DIR/shell-server/token "
             "(mode 0600). Host keys are made on first start in STATE_DIR/ssh/."
         ),

@@ -32,10 +32,10 @@ import docker
 import docker.errors
 
 from api.terminal_backend import STDERR, STDOUT, PtySize, Refused, TerminalRequest
+from reconcilers import sftp_server
 from reconcilers.docker_calls import LABEL_INSTANCE, LABEL_MANAGED, LABEL_ROLE
 from reconcilers.files import FIRST_SITE_UID
 from reconcilers.local_images import BASE_ALIASES, ImageBuildError, resolve_site_image
-from reconcilers import sftp_server
 from specs.config import Settings
 
 log = logging.getLogger("director.terminals")
@@ -197,9 +197,13 @@ class DockerTerminals:
                 orphan = not _owner_alive(owner)
             if orphan or time.time() - started > longest:
                 self.remove(container["Id"])
-                removed.append(container["Names"][0].lstrip("/") if container.get("Names") else container["Id"])
+                removed.append(
+                    container["Names"][0].lstrip("/") if container.get("Names") else container["Id"]
+                )
         if removed:
-            log.info("removed %d terminal container(s) no session holds: %s", len(removed), ", ".join(removed))
+            log.info(
+                "removed %d terminal container(s) no session holds: %s", len(removed), ", ".join(removed)
+            )
         return removed
 
     def start_sweeping(self) -> None:
@@ -236,7 +240,10 @@ class DockerTerminals:
         found = await asyncio.to_thread(
             self.api.containers, all=True, filters=self._terminal_filter(f"{LABEL_TERMINAL_USER}={username}")
         )
-        return {str((container.get("Labels") or {}).get(LABEL_TERMINAL_SESSION, container["Id"])) for container in found}
+        return {
+            str((container.get("Labels") or {}).get(LABEL_TERMINAL_SESSION, container["Id"]))
+            for container in found
+        }
 
     def _default_image(self) -> str:
         if self._site_image is None:
@@ -323,7 +330,9 @@ class DockerTerminals:
                 self.api.pull(arguments["image"])
                 created = self.api.create_container_from_config(config, name)
         except docker.errors.APIError as error:
-            raise Refused(f"the session's container could not be made: {error.explanation or error}") from None
+            raise Refused(
+                f"the session's container could not be made: {error.explanation or error}"
+            ) from None
         container_id = str(created["Id"])
         with self._lock:
             self._live.add(container_id)
@@ -333,7 +342,8 @@ class DockerTerminals:
         reader, writer = await asyncio.open_unix_connection(self._socket_path, limit=4 * READ_CHUNK)
         version = self.api._version
         writer.write(
-            f"POST /v{version}/containers/{container_id}/attach?stream=1&stdin=1&stdout=1&stderr=1 HTTP/1.1\r\n"
+            f"POST /v{version}/containers/{container_id}/attach?stream=1&stdin=1&stdout=1&stderr=1 "
+            "HTTP/1.1\r\n"
             "Host: docker\r\nConnection: Upgrade\r\nUpgrade: tcp\r\nContent-Length: 0\r\n\r\n".encode()
         )
         await writer.drain()
@@ -353,7 +363,9 @@ class DockerTerminals:
                 await asyncio.to_thread(self.api.start, container_id)
             except docker.errors.APIError as error:
                 writer.close()
-                raise Refused(f"the session's container did not start: {error.explanation or error}") from None
+                raise Refused(
+                    f"the session's container did not start: {error.explanation or error}"
+                ) from None
         except BaseException:
             await asyncio.shield(asyncio.to_thread(self.remove, container_id))
             raise
@@ -361,4 +373,3 @@ class DockerTerminals:
         if request.pty is not None:
             await terminal.resize(request.pty)
         return terminal
-

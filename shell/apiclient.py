@@ -95,7 +95,9 @@ class ShellApi:
         raise ApiUnavailable(f"the API answered {response.status_code}: {self._message(response)}")
 
     async def key_login(self, username: str, public_key: str) -> ShellUser:
-        response = await self._post("/shell-server/v1/publickey", {"username": username, "publicKey": public_key})
+        response = await self._post(
+            "/shell-server/v1/publickey", {"username": username, "publicKey": public_key}
+        )
         if response.status_code == 200:
             return _user(response.json())
         if response.status_code == 404:

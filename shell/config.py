@@ -20,7 +20,10 @@ import asyncssh
 
 DEFAULT_SSH_PORT = 2222
 DEFAULT_API_PORT = 8000
-HOST_KEY_ALGORITHMS = (("ed25519", "ssh-ed25519", {}), ("rsa", "ssh-rsa", {"key_size": 3072}))
+HOST_KEY_ALGORITHMS: tuple[tuple[str, str, dict[str, int]], ...] = (
+    ("ed25519", "ssh-ed25519", {}),
+    ("rsa", "ssh-rsa", {"key_size": 3072}),
+)
 
 
 class ConfigError(Exception):
@@ -67,7 +70,8 @@ class ShellSettings:
                 token = path.read_text().strip()
             except OSError as error:
                 raise ConfigError(
-                    f"the shell server's credential is neither in DIRECTOR_SHELL_TOKEN nor readable in {path} "
+                    "the shell server's credential is neither in DIRECTOR_SHELL_TOKEN nor readable in "
+                    f"{path} "
                     f"({error.strerror}); `director shell-server` issues one when it starts"
                 ) from None
         return cls(
@@ -98,7 +102,21 @@ def ensure_host_keys(directory: Path) -> list[asyncssh.SSHKey]:
     return keys
 
 
+def host_key_fingerprints(state_dir: Path) -> list[str]:
+    """The fingerprints of the host keys the shell server made in `state_dir` (none before it started)."""
+    directory = state_dir / "ssh"
+    keys = [
+        asyncssh.read_public_key(str(directory / f"ssh_host_{short}_key.pub"))
+        for short, _, _ in HOST_KEY_ALGORITHMS
+        if (directory / f"ssh_host_{short}_key.pub").exists()
+    ]
+    return fingerprints(keys)
+
+
 def fingerprints(keys: list[asyncssh.SSHKey]) -> list[str]:
     """As `ssh-keygen -lf` and the ssh client print them: `SHA256:... (ED25519)`."""
     names = {"ssh-ed25519": "ED25519", "ssh-rsa": "RSA"}
-    return [f"{key.get_fingerprint('sha256')} ({names.get(key.get_algorithm(), key.get_algorithm())})" for key in keys]
+    return [
+        f"{key.get_fingerprint('sha256')} ({names.get(key.get_algorithm(), key.get_algorithm())})"
+        for key in keys
+    ]

@@ -316,18 +316,14 @@ class DirectorSession(asyncssh.SSHServerSession):  # type: ignore[type-arg]
 
     def _enterable(self) -> list[ShellSite]:
         user = self._login.user
-        return [
-            site for site in user.sites if user.admin or site.availability != "disabled"
-        ]
+        return [site for site in user.sites if user.admin or site.availability != "disabled"]
 
     async def _choose_site(self) -> str | None:
         user = self._login.user.username
         sites = self._enterable()
         if self._size is None or self._kind != "shell":
             names = ", ".join(site.name for site in sites) or "none"
-            self._write(
-                f"Director: say which site: ssh {user}/SITE@HOST (your sites: {names})\n", error=True
-            )
+            self._write(f"Director: say which site: ssh {user}/SITE@HOST (your sites: {names})\n", error=True)
             return None
         if not sites:
             self._write(f"Director: {user} has no site to enter.\n")

@@ -30,7 +30,9 @@ def terminal_page(request: HttpRequest, name: str) -> HttpResponse:
     """The terminal of site `name` for the person logged in (the websocket decides whether they may enter)."""
     if session_user(request.headers.get("Cookie", "")) is None:
         return HttpResponse("log in to Director first\n", status=401, content_type="text/plain")
-    page = _templates.get_template("ui/terminal_page.html").render(Context({"site": name, "assets": ASSETS_URL}))
+    page = _templates.get_template("ui/terminal_page.html").render(
+        Context({"site": name, "assets": ASSETS_URL})
+    )
     return HttpResponse(page)
 
 

@@ -18,7 +18,9 @@ SESSIONS = "/shell-server/v1/sessions"
 
 def new_key(directory: Path, name: str, *options: str) -> Path:
     path = directory / name
-    subprocess.run(["ssh-keygen", "-q", "-N", "", "-C", f"{name}@laptop", "-f", str(path), *options], check=True)
+    subprocess.run(
+        ["ssh-keygen", "-q", "-N", "", "-C", f"{name}@laptop", "-f", str(path), *options], check=True
+    )
     return path
 
 
@@ -64,7 +66,10 @@ def test_a_key_belongs_to_one_user_and_a_name_to_one_key(api, key, tmp_path):
     [
         ("not a key", "not an OpenSSH public key"),
         ("", "exactly one key line"),
-        ("-----BEGIN OPENSSH PRIVATE KEY-----\nabc\n-----END OPENSSH PRIVATE KEY-----\n", "exactly one key line"),
+        (
+            "-----BEGIN OPENSSH PRIVATE KEY-----\nabc\n-----END OPENSSH PRIVATE KEY-----\n",
+            "exactly one key line",
+        ),
     ],
 )
 def test_what_is_not_one_public_key_is_refused_with_what_to_send(api, text, said):

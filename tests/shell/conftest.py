@@ -2,8 +2,8 @@
 backend, as `director run` composes it) and `director shell-server`, each its own process, over one test
 instance; users alice, bob and admin with passwords and SSH keys; and Debian's OpenSSH client.
 
-One set of processes serves every test of this directory; the API and the shell server can be killed and started
-again (the crash tests).
+One set of processes serves every test of this directory; the API and the shell server can be killed and
+started again (the crash tests).
 """
 
 from __future__ import annotations
@@ -282,7 +282,9 @@ def director(
     controller = ControllerProcess(settings, state_dir.parent / f"{instance}-controller.log")
     controller.start()
     api = Service(
-        [sys.executable, "-m", "orchestrator.api_server", "serve"], env, state_dir.parent / f"{instance}-api.log"
+        [sys.executable, "-m", "orchestrator.api_server", "serve"],
+        env,
+        state_dir.parent / f"{instance}-api.log",
     )
     shell = Service([str(DIRECTOR), "shell-server"], env, state_dir.parent / f"{instance}-shell.log")
     shell_director: ShellDirector | None = None
@@ -299,7 +301,8 @@ def director(
         for name in USERS:
             with shell_director.http(name) as http:
                 added = http.post(
-                    "/apis/auth.director.io/v1/sshkeys", json={"publicKey": keys[name].with_suffix(".pub").read_text()}
+                    "/apis/auth.director.io/v1/sshkeys",
+                    json={"publicKey": keys[name].with_suffix(".pub").read_text()},
                 )
                 assert added.status_code == 201, added.text
         eventually(

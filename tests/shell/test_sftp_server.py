@@ -39,7 +39,8 @@ def test_put_get_rename_and_remove_inside_the_root(site, tmp_path):
     local.write_text("from the laptop\n")
     answer = sftp(
         site,
-        f"put {local} public/a.txt\nrename public/a.txt public/b.txt\nget public/b.txt {tmp_path / 'back.txt'}\n"
+        f"put {local} public/a.txt\nrename public/a.txt public/b.txt\n"
+        f"get public/b.txt {tmp_path / 'back.txt'}\n"
         "mkdir public/dir\nrmdir public/dir\nrm public/index.html\nls public\n",
     )
     assert answer.returncode == 0, answer.stdout + answer.stderr

@@ -150,7 +150,9 @@ def test_sftp_puts_a_file_the_edge_serves_owned_by_the_site_s_uid_and_stays_conf
         ]
     )
     argv, env = sites.ssh_argv("alice/hello", "-b", "-", program="sftp")
-    answer = subprocess.run(argv, input=batch, capture_output=True, text=True, env=env, timeout=120, check=False)
+    answer = subprocess.run(
+        argv, input=batch, capture_output=True, text=True, env=env, timeout=120, check=False
+    )
     assert answer.returncode == 0, answer.stdout + answer.stderr
     # cd /etc fails (the site has no etc/), .. stays at the site's root, and nothing outside is reached.
     assert answer.stdout.count("Remote working directory: /\n") == 2
@@ -159,7 +161,10 @@ def test_sftp_puts_a_file_the_edge_serves_owned_by_the_site_s_uid_and_stays_conf
     written = site_dir / "public" / "page.html"
     assert written.stat().st_uid == site_dir.stat().st_uid
     eventually(
-        lambda: get(sites.settings, host_of(sites.settings, "hello"), "/page.html") == (200, "<h1>put by sftp</h1>\n"),
+        lambda: (
+            get(sites.settings, host_of(sites.settings, "hello"), "/page.html")
+            == (200, "<h1>put by sftp</h1>\n")
+        ),
         30,
         "the edge serving the uploaded page",
     )
@@ -211,13 +216,19 @@ def test_every_session_is_an_event_of_the_site_who_from_where_which_key_how_long
     log = EventLog(sites.settings.events_db)
 
     def session_events():
-        events = [e for e in log.query("hello", limit=50) if e.step == "terminal" and e.time.timestamp() >= started - 1]
+        events = [
+            e
+            for e in log.query("hello", limit=50)
+            if e.step == "terminal" and e.time.timestamp() >= started - 1
+        ]
         return sorted(events, key=lambda event: event.id)
 
     eventually(lambda: len(session_events()) >= 2, 30, "the session's two events")
     opened, ended = session_events()[-2:]
     assert opened.result == "created"
-    assert "alice opened the command true over SSH from 127.0.0.1 with the SSH key alice@tests" in opened.message
+    assert (
+        "alice opened the command true over SSH from 127.0.0.1 with the SSH key alice@tests" in opened.message
+    )
     assert ended.result == "deleted" and "ended after" in ended.message and "exit status 0" in ended.message
     assert opened.uid == ended.uid == sites.store.get("hello").metadata.uid
     assert ended.duration_seconds > 0
@@ -235,7 +246,9 @@ def test_twenty_sessions_at_once_each_within_the_site_s_limits_and_the_twenty_fi
         for _ in range(20):
             argv, env = sites.ssh_argv("alice/hello", f"{limits}; echo ready; read line; echo done")
             sessions.append(
-                subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+                subprocess.Popen(
+                    argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
+                )
             )
         eventually(lambda: len(sites.terminal_containers()) == 20, 240, "20 terminal containers")
         refused = sites.ssh("alice/hello", "true")

@@ -52,7 +52,9 @@ def test_echo_hi_in_the_browser_terminal_and_a_resize(sites, browser):
     context.add_cookies([{"name": "sessionid", "value": cookie, "url": sites.api_url}])
     page = context.new_page()
     outside: list[str] = []
-    page.on("request", lambda request: outside.append(request.url) if "127.0.0.1" not in request.url else None)
+    page.on(
+        "request", lambda request: outside.append(request.url) if "127.0.0.1" not in request.url else None
+    )
     try:
         page.goto(f"{sites.api_url}/ui/sites/hello/terminal")
         page.wait_for_function("document.querySelector('.director-terminal').dataset.state === 'connected'")
@@ -67,7 +69,9 @@ def test_echo_hi_in_the_browser_terminal_and_a_resize(sites, browser):
         eventually(lambda: _size(page) != (rows, cols), 30, "the terminal to fit the smaller window")
         rows, cols = _size(page)
         page.keyboard.type("stty size\n")
-        eventually(lambda: f"\n{rows} {cols}" in _screen(page), 60, f"stty size {rows} {cols} after the resize")
+        eventually(
+            lambda: f"\n{rows} {cols}" in _screen(page), 60, f"stty size {rows} {cols} after the resize"
+        )
         page.keyboard.type("exit\n")
         page.wait_for_function("document.querySelector('.director-terminal').dataset.state === 'ended'")
     finally:
