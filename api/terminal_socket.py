@@ -390,10 +390,12 @@ async def _run(
     except Disconnected:
         pass
     finally:
-        # However the session ended (even cancelled with the server), its container goes.
+        # The person hears the end first; then, however the session ended (even cancelled with the
+        # server), its container goes.
+        with contextlib.suppress(Exception):
+            await socket.send_json({"end": {"status": status, "reason": reason}})
+            await socket.close()
         await asyncio.shield(session.close())
-        await socket.send_json({"end": {"status": status, "reason": reason}})
-        await socket.close()
         with contextlib.suppress(Exception):
             await asyncio.shield(in_worker_thread(record_end)(record, status, reason))
 

@@ -9,9 +9,13 @@ readonly DOCKERD_LOG="$CACHE_DIR/dockerd.log"
 readonly DOCKERD_START_SECONDS=60
 readonly VENV_STAMP=.venv/.director-install-stamp
 # nginx-light: only its binary is used on the host (`nginx -t`); the edge runs Nginx in a container.
+# openssh-client tests the SSH shell; openssh-server is only the shell benchmark's yardstick (never started
+# as a service); chromium runs the web terminal's test.
 readonly PACKAGES=(
-  ca-certificates curl debootstrap docker.io git iproute2 make nginx-light openssh-client python3 python3-venv
+  ca-certificates chromium curl debootstrap docker.io git iproute2 make nginx-light openssh-client
+  openssh-server python3 python3-venv
 )
+readonly UI_STAMP=node_modules/.director-install-stamp
 
 step() { printf '\n==> %s\n' "$*"; }
 fail() { printf 'setup: %s\n' "$*" >&2; exit 1; }
@@ -37,10 +41,11 @@ install_packages() {
   fi
   step "installing ${missing[*]}"
   # Debian starts a host nginx on port 80 when nginx is installed (and fails the install if the port is
-  # taken). Forbid service starts during the install unless a policy is already in place.
+  # taken), and sshd on port 22 with openssh-server. Forbid those starts during the install unless a
+  # policy is already in place.
   local policy=/usr/sbin/policy-rc.d created_policy=""
   if [[ ! -e $policy ]]; then
-    printf '#!/bin/sh\n[ "$1" = nginx ] && exit 101\nexit 0\n' >"$policy"
+    printf '#!/bin/sh\ncase "$1" in nginx|ssh) exit 101 ;; esac\nexit 0\n' >"$policy"
     chmod 755 "$policy"
     created_policy=$policy
   fi
@@ -111,6 +116,24 @@ install_venv() {
   printf '%s\n' "$wanted" >"$VENV_STAMP"
 }
 
+install_ui_assets() {
+  # xterm.js for the web terminal, from the npm registry at the versions package-lock.json pins.
+  if ! command -v npm >/dev/null 2>&1; then
+    step "installing nodejs and npm"
+    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends nodejs npm \
+      || fail "apt-get install nodejs npm failed"
+  fi
+  local wanted
+  wanted=$(sha256sum <package-lock.json | cut -d' ' -f1)
+  if [[ -f $UI_STAMP && $(cat "$UI_STAMP") == "$wanted" ]]; then
+    echo "web assets match package-lock.json"
+    return
+  fi
+  step "installing the web assets (npm ci)"
+  npm ci --no-audit --no-fund --loglevel=error || fail "npm ci failed"
+  printf '%s\n' "$wanted" >"$UI_STAMP"
+}
+
 build_images() {
   step "local images (the first build takes about a minute)"
   .venv/bin/python -m reconcilers.local_images
@@ -121,4 +144,5 @@ stop_host_nginx
 start_docker
 init_swarm
 install_venv
+install_ui_assets
 build_images

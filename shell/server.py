@@ -269,12 +269,13 @@ class DirectorSession(asyncssh.SSHServerSession):  # type: ignore[type-arg]
         sender = asyncio.get_running_loop().create_task(self._send_input(self._socket))
         try:
             status = await self._receive_output(self._socket)
+            # The client hears the status before the socket's closing handshake.
+            self._exit(status)
         finally:
             sender.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await sender
             await self._socket.close()
-        self._exit(status)
 
     async def _send_input(self, socket: ClientConnection) -> None:
         while True:
