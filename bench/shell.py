@@ -196,7 +196,8 @@ class OpenSsh:
         shutil.copy(self.key.with_suffix(".pub"), self.home / "authorized_keys")
         config = self.home / "sshd_config"
         config.write_text(
-            f"Port {self.port}\nListenAddress 127.0.0.1\nHostKey {host_key}\nPidFile {self.home / 'sshd.pid'}\n"
+            f"Port {self.port}\nListenAddress 127.0.0.1\nHostKey {host_key}\n"
+            f"PidFile {self.home / 'sshd.pid'}\n"
             f"AuthorizedKeysFile {self.home / 'authorized_keys'}\nPermitRootLogin prohibit-password\n"
             "PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n"
             "Subsystem sftp /usr/lib/openssh/sftp-server\n"
@@ -278,7 +279,8 @@ def main() -> None:
     print(median_line(f"docker run --rm {image.split(':')[0]} true", timings["plain"]))
     print(median_line("docker run --rm, the session container's options", timings["alike"]))
     print(
-        f"  ratio: {ssh / alike_run:.2f}x the same container, {ssh / plain_run:.2f}x a plain one (target <= 1.3x)"
+        f"  ratio: {ssh / alike_run:.2f}x the same container, {ssh / plain_run:.2f}x a plain one "
+        "(target <= 1.3x)"
     )
     director_put, openssh_put = (statistics.median(uploads[name]) for name in ("director", "openssh"))
     mib = args.upload_mib
