@@ -304,3 +304,59 @@ def test_a_site_being_deleted_cannot_be_entered(sites):
         assert answer.returncode == 1
         assert 'site "going" is being deleted' in answer.stderr
     store.remove_finalizer("going", "tests.director.io/hold")
+
+
+def _session_over_socket(url: str, token: str, command: str) -> tuple[bytes, dict]:
+    """Run `command` in alice's hello through the shell server's socket of the API at `url`: its output and
+    the end message."""
+    import json
+
+    from websockets.sync.client import connect
+
+    ws_url = "ws" + url.removeprefix("http") + "/shell-server/v1/sessions"
+    output = b""
+    with connect(ws_url, additional_headers={"Authorization": f"Bearer {token}"}, max_size=None) as socket:
+        socket.send(json.dumps({"user": "alice", "site": "hello", "kind": "exec", "command": command}))
+        assert "started" in json.loads(socket.recv(timeout=120))
+        while True:
+            message = socket.recv(timeout=120)
+            if isinstance(message, bytes):
+                output += message[1:]
+                continue
+            end = json.loads(message).get("end")
+            if end is not None:
+                return output, end
+
+
+@pytest.mark.parametrize(
+    ("setting", "command", "reason"),
+    [
+        ("DIRECTOR_SHELL_IDLE_SECONDS", "sleep 600", "no input or output for 2 s"),
+        (
+            "DIRECTOR_SHELL_MAX_SESSION_SECONDS",
+            "while true; do echo tick; sleep 0.5; done",
+            "longest life (2 s)",
+        ),
+    ],
+)
+def test_a_session_ends_when_idle_and_at_its_longest_life_and_its_container_goes(
+    sites, setting, command, reason
+):
+    from conftest import Service, free_tcp_port, wait_for_api
+
+    port = free_tcp_port()
+    url = f"http://127.0.0.1:{port}"
+    env = sites.env | {"DIRECTOR_API_PORT": str(port), setting: "2"}
+    api = Service(list(sites.api.argv), env, sites.settings.state_dir.parent / f"api-{setting}.log")
+    api.start()
+    try:
+        wait_for_api(url, api)
+        token = (sites.settings.state_dir / "shell-server" / "token").read_text().strip()
+        started = time.monotonic()
+        output, end = _session_over_socket(url, token, command)
+        assert time.monotonic() - started < 60
+        assert end["status"] is None and reason in end["reason"]
+        assert f"Director: session ended: {end['reason']}".encode() in output
+    finally:
+        api.stop()
+    no_terminal_left(sites)
