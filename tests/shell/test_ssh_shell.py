@@ -212,22 +212,27 @@ def test_the_site_s_network_reaches_a_dynamic_site(sites):
 
 def test_every_session_is_an_event_of_the_site_who_from_where_which_key_how_long(sites):
     started = time.time()
-    assert sites.ssh("alice/hello", "true").returncode == 0
+    assert sites.ssh("alice/hello", "echo events-test").returncode == 0
     log = EventLog(sites.settings.events_db)
 
-    def session_events():
-        events = [
+    def this_session():
+        recent = [
             e
-            for e in log.query("hello", limit=50)
+            for e in log.query("hello", limit=200)
             if e.step == "terminal" and e.time.timestamp() >= started - 1
         ]
-        return sorted(events, key=lambda event: event.id)
+        opened = [e for e in recent if e.result == "created" and "echo events-test" in e.message]
+        if not opened:
+            return []
+        # An event's reconcile id is its session's id: the opening and the end share it.
+        return sorted((e for e in recent if e.reconcile_id == opened[0].reconcile_id), key=lambda e: e.id)
 
-    eventually(lambda: len(session_events()) >= 2, 30, "the session's two events")
-    opened, ended = session_events()[-2:]
+    eventually(lambda: len(this_session()) == 2, 30, "the session's two events")
+    opened, ended = this_session()
     assert opened.result == "created"
     assert (
-        "alice opened the command true over SSH from 127.0.0.1 with the SSH key alice@tests" in opened.message
+        "alice opened the command 'echo events-test' over SSH from 127.0.0.1 with the SSH key alice@tests"
+        in (opened.message)
     )
     assert ended.result == "deleted" and "ended after" in ended.message and "exit status 0" in ended.message
     assert opened.uid == ended.uid == sites.store.get("hello").metadata.uid
@@ -342,7 +347,8 @@ def _session_over_socket(url: str, token: str, command: str) -> tuple[bytes, dic
 def test_a_session_ends_when_idle_and_at_its_longest_life_and_its_container_goes(
     sites, setting, command, reason
 ):
-    from conftest import Service, free_tcp_port, wait_for_api
+    from shell_helpers import Service, wait_for_api
+    from swarm_helpers import free_tcp_port
 
     port = free_tcp_port()
     url = f"http://127.0.0.1:{port}"

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import login_session
+from shell_helpers import login_session
 from swarm_helpers import eventually
 
 pytestmark = [pytest.mark.swarm, pytest.mark.slow]
