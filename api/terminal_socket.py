@@ -319,7 +319,7 @@ _opening_lock = asyncio.Lock()
 
 
 def _admit(record: SessionRecord, site_name: str) -> Site:
-    record.site = site_for(record.username, site_name, record.kind)
+    record.site = site_for(record.username, site_name)
     if record.key_name:
         SshKey.objects.filter(user__username=record.username, name=record.key_name).update(
             last_used=timezone.now()

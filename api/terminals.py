@@ -58,7 +58,7 @@ def new_session_id() -> str:
     return secrets.token_hex(6)
 
 
-def site_for(username: str, site_name: str, kind: SessionKind) -> Site:
+def site_for(username: str, site_name: str) -> Site:
     """The site this person may enter now, or Refused saying plainly why not.
 
     A site that does not exist and one the person does not own are refused in the same words, as the API
@@ -81,7 +81,6 @@ def site_for(username: str, site_name: str, kind: SessionKind) -> Site:
         raise Refused(f'site "{site_name}" is being deleted; nothing can be started in it')
     if site.spec.availability == "disabled" and not principal.is_admin:
         raise Refused(f'site "{site_name}" is disabled by an administrator; ask them to enable it')
-    del kind  # every kind is refused alike today; kept so a rule for one kind has its place
     return site
 
 
