@@ -211,18 +211,22 @@ def _touch(principal: Principal) -> None:
 
 def authenticate_request(request: HttpRequest) -> Principal:
     """The caller, or 401; a component token outside its URL prefix is 403."""
-    header = request.headers.get("Authorization", "")
+    return authenticate_header(request.headers.get("Authorization", ""), request.path)
+
+
+def authenticate_header(header: str, path: str) -> Principal:
+    """The caller of `path` by its Authorization header (HTTP requests and websockets alike)."""
     scheme, _, credential = header.partition(" ")
     if scheme.lower() != "bearer" or not credential.strip():
         raise ApiError(
             401, "this endpoint needs an API token: send `Authorization: Bearer TOKEN` (dirctl login)"
         )
     principal = _principal_from_token(credential.strip())
-    if principal.scope and not request.path.startswith(principal.scope):
+    if principal.scope and not path.startswith(principal.scope):
         raise ApiError(
             403,
             f'the credential of "{principal.username}" may only call URLs under {principal.scope}, '
-            f"not {request.path}",
+            f"not {path}",
         )
     _touch(principal)
     return principal

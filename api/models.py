@@ -114,3 +114,29 @@ class BlockedDomain(models.Model):
 
     def __str__(self) -> str:
         return self.domain
+
+
+class SshKey(models.Model):
+    """A public key its user logs in to the SSH shell with. Public keys are no secret; the fingerprint
+    (SHA-256, as `ssh-keygen -l` prints it) finds the key at a login and tells keys apart in listings."""
+
+    user_id: int
+    user: models.ForeignKey[User, User] = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="ssh_keys"
+    )
+    name: models.CharField[str, str] = models.CharField(max_length=64)
+    # The key as one OpenSSH line, "ssh-ed25519 AAAA...", without the comment.
+    public_key: models.TextField[str, str] = models.TextField()
+    # A key belongs to one user: two people sharing a key could not be told apart in a session's event.
+    fingerprint: models.CharField[str, str] = models.CharField(max_length=80, unique=True)
+    created: models.DateTimeField[datetime, datetime] = models.DateTimeField(auto_now_add=True)
+    last_used: models.DateTimeField[datetime | None, datetime | None] = models.DateTimeField(
+        null=True, blank=True
+    )
+
+    class Meta:
+        ordering = ["user_id", "name"]
+        constraints = [models.UniqueConstraint(fields=["user", "name"], name="ssh_key_name_per_user")]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.fingerprint})"

@@ -10,6 +10,7 @@ from api import content, throttle
 from api.auth import SHELL_SERVER_SCOPE, Principal, authenticate_request, principal_for, user_from_password
 from api.errors import ApiError, Cause, method_not_allowed
 from api.runtime import site_service
+from api.sshkeys import key_of
 
 
 def _require_shell_server(request: HttpRequest) -> Principal:
@@ -23,7 +24,13 @@ def _sites_of(user: User) -> list[dict[str, object]]:
     principal = principal_for(user)
     sites = site_service(principal).list()
     return [
-        {"name": site.name, "type": site.spec.type, "availability": site.spec.availability} for site in sites
+        {
+            "name": site.name,
+            "type": site.spec.type,
+            "availability": site.spec.availability,
+            "deleting": site.metadata.deletion_timestamp is not None,
+        }
+        for site in sites
     ]
 
 
@@ -89,3 +96,41 @@ def user_sites(request: HttpRequest, username: str) -> HttpResponse:
     if user is None:
         raise ApiError(404, f'user "{username}" not found or disabled')
     return content.render(request, {"kind": "ShellUser", "username": username, "sites": _sites_of(user)})
+
+
+@csrf_exempt
+def public_key_user(request: HttpRequest) -> HttpResponse:
+    """Whether `username` added this public key (`publicKey`, one OpenSSH line): the user, the key's name
+    and their sites, or 404. The shell server has checked the client holds the private key.
+
+    Not throttled: a key cannot be guessed, and an SSH client offers each key it has in turn.
+    """
+    _require_shell_server(request)
+    if request.method != "POST":
+        return method_not_allowed(request, ["POST"])
+    body = content.parse_body(request)
+    if (
+        not isinstance(body, dict)
+        or not isinstance(body.get("username"), str)
+        or not isinstance(body.get("publicKey"), str)
+    ):
+        raise ApiError(
+            422,
+            "send username and publicKey",
+            causes=[Cause("username", "required"), Cause("publicKey", "required")],
+        )
+    username = body["username"]
+    key = key_of(username, body["publicKey"])
+    if key is None:
+        raise ApiError(404, f'the user "{username}" has added no such key')
+    principal = principal_for(key.user)
+    return content.render(
+        request,
+        {
+            "kind": "ShellUser",
+            "username": principal.username,
+            "admin": principal.is_admin,
+            "key": key.name,
+            "sites": _sites_of(key.user),
+        },
+    )

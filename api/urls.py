@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from api import files, shell_server, streams, views
+from api import files, shell_server, sshkeys, streams, views
 
 SITES = "apis/director.io/v1/sites"
 
@@ -27,4 +27,7 @@ urlpatterns = [
     path("apis/auth.director.io/v1/tokens/<int:token_id>", views.token_item),
     path("shell-server/v1/authenticate", shell_server.authenticate_user),
     path("shell-server/v1/users/<str:username>/sites", shell_server.user_sites),
+    path("shell-server/v1/publickey", shell_server.public_key_user),
+    path("apis/auth.director.io/v1/sshkeys", sshkeys.ssh_keys),
+    path("apis/auth.director.io/v1/sshkeys/<str:name>", sshkeys.ssh_key_item),
 ]

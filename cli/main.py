@@ -15,6 +15,7 @@ from cli import (
     events,
     exit_codes,
     get,
+    keys,
     login,
     logs,
     reconcile,
@@ -24,7 +25,22 @@ from cli import (
 )
 from cli.common import add_connection_options
 
-VERBS = (apply, create, get, describe, diff, delete, events, logs, wait, rollout, reconcile, login, schema)
+VERBS = (
+    apply,
+    create,
+    get,
+    describe,
+    diff,
+    delete,
+    events,
+    logs,
+    wait,
+    rollout,
+    reconcile,
+    login,
+    keys,
+    schema,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -2,6 +2,7 @@
 
     python -m orchestrator.api_server              # migrate, then serve on 127.0.0.1:$DIRECTOR_API_PORT
     python -m orchestrator.api_server demo-admin   # create the demo admin and write its dirctl config
+    python -m orchestrator.api_server shell-credential  # (re)issue the shell server's credential
 
 Configuration: DIRECTOR_STATE_DIR, DIRECTOR_API_PORT (8000), DIRECTOR_API_HOST (127.0.0.1),
 DIRECTOR_DATABASE_URL (SQLite under the state directory by default).
@@ -22,6 +23,7 @@ DEFAULT_API_PORT = 8000
 DEMO_ADMIN = "admin"
 DEMO_TOKEN_NAME = "make-run"
 SHUTDOWN_GRACE_SECONDS = 3
+SHELL_SERVER_USER = "shell-server"
 
 
 def api_port() -> int:
@@ -146,12 +148,47 @@ def register_docker_log_source() -> None:
     register_log_source(DockerServiceLogs(Settings.from_env()))
 
 
+def register_docker_terminals() -> None:
+    """Terminal sessions in containers; the sweep removes what a killed API process left behind."""
+    from api.terminal_backend import register_terminal_backend
+    from reconcilers.terminals import DockerTerminals
+
+    backend = DockerTerminals(Settings.from_env())
+    backend.start_sweeping()
+    register_terminal_backend(backend)
+
+
+def issue_shell_credential(path: Path) -> Path:
+    """A new credential of the shell server, confined to /shell-server/, written to `path` (mode 0600);
+    the earlier ones are revoked. Issued at every start of the shell server: tokens expire."""
+    from django.contrib.auth.models import User
+
+    from api.auth import SHELL_SERVER_SCOPE, issue_token, revoke_token
+    from api.models import ApiToken
+
+    user, created = User.objects.get_or_create(username=SHELL_SERVER_USER)
+    if created:
+        user.set_unusable_password()
+        user.save()
+    for old in ApiToken.objects.filter(user=user, scope=SHELL_SERVER_SCOPE, revoked__isnull=True):
+        revoke_token(old)
+    _token, secret = issue_token(user, SHELL_SERVER_USER, scope=SHELL_SERVER_SCOPE)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    partial = path.with_name(path.name + ".partial")
+    descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(secret + "\n")
+    os.replace(partial, path)
+    return path
+
+
 def serve(host: str | None = None, port: int | None = None) -> None:
     import uvicorn
 
     setup_django()
     migrate()
     register_docker_log_source()
+    register_docker_terminals()
     from api.runtime import warm_caches
     from ui.asgi import application
 
@@ -170,8 +207,11 @@ def serve(host: str | None = None, port: int | None = None) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m orchestrator.api_server")
-    parser.add_argument("command", nargs="?", default="serve", choices=["serve", "demo-admin"])
+    parser.add_argument(
+        "command", nargs="?", default="serve", choices=["serve", "demo-admin", "shell-credential"]
+    )
     parser.add_argument("--config", type=Path, help="dirctl config file to write (demo-admin)")
+    parser.add_argument("--output", type=Path, help="file to write the credential to (shell-credential)")
     parser.add_argument("--users", nargs="*", default=[], help="demo users to create too (demo-admin)")
     arguments = parser.parse_args(argv)
     if arguments.command == "serve":
@@ -180,6 +220,12 @@ def main(argv: list[str] | None = None) -> None:
         return
     setup_django()
     migrate()
+    if arguments.command == "shell-credential":
+        from shell.config import token_file
+
+        written = issue_shell_credential(arguments.output or token_file(Settings.from_env().state_dir))
+        print(f"the shell server's credential is in {written}")
+        return
     demo = ensure_demo_admin(api_url(), arguments.config)
     if demo.password:
         print(f"demo admin: user {demo.username}, password {demo.password}")

@@ -131,13 +131,49 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--examples", type=Path, default=Path("examples"), help="directory of Site files to apply (examples/)"
     )
+    commands.add_parser(
+        "shell-server",
+        help="the SSH shell: ssh -p 2222 alice/hello@HOST lands in a shell of site hello",
+        description=(
+            "Serve SSH on DIRECTOR_SSH_BIND:DIRECTOR_SSH_PORT (0.0.0.0:2222), asking the API "
+            "(DIRECTOR_API_URL) who logs in and for their sessions. Its credential, confined to "
+            "/shell-server/ "
+            "URLs, is DIRECTOR_SHELL_TOKEN if set, else one issued now into STATE_DIR/shell-server/token "
+            "(mode 0600). Host keys are made on first start in STATE_DIR/ssh/."
+        ),
+    )
     return parser
+
+
+def shell_server() -> int:
+    """Issue the shell server's credential (in a child process: this one never opens the database), then
+    serve SSH with it."""
+    import os
+    import subprocess
+
+    from shell import server
+    from shell.config import token_file
+
+    if not os.environ.get("DIRECTOR_SHELL_TOKEN"):
+        path = Path(os.environ.get("DIRECTOR_SHELL_TOKEN_FILE") or token_file(Settings.from_env().state_dir))
+        issued = subprocess.run(
+            [sys.executable, "-m", "orchestrator.api_server", "shell-credential", "--output", str(path)],
+            check=False,
+            stdout=subprocess.DEVNULL,
+        )
+        if issued.returncode != 0:
+            log.error("issuing the shell server's credential failed (exit %d)", issued.returncode)
+            return 1
+        os.environ["DIRECTOR_SHELL_TOKEN_FILE"] = str(path)
+    return server.main()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "run":
         return demo.run(args.examples)
+    if args.command == "shell-server":
+        return shell_server()
     configure_logging(args.log_level)
     try:
         settings = Settings.from_env()

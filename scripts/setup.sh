@@ -12,12 +12,14 @@ readonly VENV_STAMP=.venv/.director-install-stamp
 readonly ASSETS_STAMP=node_modules/.director-install-stamp
 readonly EDITOR_BUNDLE=ui/static/ui/build/editor.js
 # nginx-light: only its binary is used on the host (`nginx -t`); the edge runs Nginx in a container.
-# chromium: the browser the UI's tests drive through Playwright (no browser is ever downloaded).
+# chromium: the browser the UI's and the web terminal's tests drive through Playwright (no browser is ever
+# downloaded). openssh-client tests the SSH shell; openssh-server is only the shell benchmark's yardstick
+# (never started as a service).
 PACKAGES=(
-  ca-certificates chromium curl debootstrap docker.io git iproute2 make nginx-light openssh-client python3
-  python3-venv
+  ca-certificates chromium curl debootstrap docker.io git iproute2 make nginx-light openssh-client
+  openssh-server python3 python3-venv
 )
-# Node and npm bundle the UI's code editor; Debian's are used unless the machine already has an npm.
+# Node and npm install the web assets; Debian's are used unless the machine already has an npm.
 command -v npm >/dev/null 2>&1 || PACKAGES+=(nodejs npm)
 readonly PACKAGES
 
@@ -45,10 +47,11 @@ install_packages() {
   fi
   step "installing ${missing[*]}"
   # Debian starts a host nginx on port 80 when nginx is installed (and fails the install if the port is
-  # taken). Forbid service starts during the install unless a policy is already in place.
+  # taken), and sshd on port 22 with openssh-server. Forbid those starts during the install unless a
+  # policy is already in place.
   local policy=/usr/sbin/policy-rc.d created_policy=""
   if [[ ! -e $policy ]]; then
-    printf '#!/bin/sh\n[ "$1" = nginx ] && exit 101\nexit 0\n' >"$policy"
+    printf '#!/bin/sh\ncase "$1" in nginx|ssh) exit 101 ;; esac\nexit 0\n' >"$policy"
     chmod 755 "$policy"
     created_policy=$policy
   fi
@@ -120,8 +123,8 @@ install_venv() {
 }
 
 build_assets() {
-  # The code editor (CodeMirror 6) from npm at the versions package-lock.json pins, bundled by esbuild into
-  # ui/static/ui/build/; the bundle is built here, never committed.
+  # The code editor (CodeMirror 6) and the web terminal (xterm.js) from npm at the versions
+  # package-lock.json pins; the editor is bundled by esbuild into ui/static/ui/build/, never committed.
   local wanted
   wanted=$(cat package.json package-lock.json | sha256sum | cut -d' ' -f1)
   if [[ ! -f $ASSETS_STAMP || $(cat "$ASSETS_STAMP") != "$wanted" ]]; then

@@ -62,6 +62,11 @@ class Settings:
     login_free_failures_per_address: int = 20
     login_delay_seconds: float = 1.0
     login_max_delay_seconds: float = 900.0
+    # Terminal sessions (SSH shell, web terminal): how many one person may have at once, and when one ends
+    # without input or output, or at the latest.
+    shell_sessions_per_user: int = 20
+    shell_idle_seconds: float = 1800.0
+    shell_max_session_seconds: float = 10800.0
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -82,6 +87,9 @@ class Settings:
             ),
             login_delay_seconds=_env_seconds("DIRECTOR_LOGIN_DELAY_SECONDS", 1.0),
             login_max_delay_seconds=_env_seconds("DIRECTOR_LOGIN_MAX_DELAY_SECONDS", 900.0),
+            shell_sessions_per_user=_env_int("DIRECTOR_SHELL_SESSIONS_PER_USER", 20, minimum=1),
+            shell_idle_seconds=_env_seconds("DIRECTOR_SHELL_IDLE_SECONDS", 1800.0),
+            shell_max_session_seconds=_env_seconds("DIRECTOR_SHELL_MAX_SESSION_SECONDS", 10800.0),
         )
 
     @property

@@ -6,7 +6,7 @@ from django.http import HttpRequest, HttpResponse
 from django.urls import include, path
 
 from api import errors
-from ui import accounts, adminpages, filepages, live, sitepages, web
+from ui import accounts, adminpages, filepages, live, sitepages, terminal, web
 
 SITE = "sites/<str:name>"
 
@@ -45,6 +45,8 @@ ui_patterns = [
     path("admin/tokens", adminpages.tokens),
     path("admin/availability", adminpages.availability),
     path("admin/platform", adminpages.platform),
+    path(f"{SITE}/terminal", terminal.terminal_page),
+    path("assets/terminal/<str:name>", terminal.terminal_asset),
     path("static/<path:path>", web.static_file),
 ]
 

@@ -30,8 +30,12 @@ ENDPOINTS = [
     ("POST", "/apis/auth.director.io/v1/tokens"),
     ("DELETE", "/apis/auth.director.io/v1/tokens/1"),
     ("POST", "/apis/auth.director.io/v1/login"),
+    ("GET", "/apis/auth.director.io/v1/sshkeys"),
+    ("POST", "/apis/auth.director.io/v1/sshkeys"),
+    ("DELETE", "/apis/auth.director.io/v1/sshkeys/laptop"),
     ("POST", "/shell-server/v1/authenticate"),
     ("GET", "/shell-server/v1/users/alice/sites"),
+    ("POST", "/shell-server/v1/publickey"),
 ]
 SHELL_ENDPOINTS = {path for _, path in ENDPOINTS if path.startswith("/shell-server/")}
 # Takes a password, never a token: what any bearer token hears there is tested in test_api_credentials.py.

@@ -32,6 +32,7 @@ def test_director_run_applies_the_examples_prints_urls_and_leaves_sites_serving_
         "DIRECTOR_INSTANCE": settings.instance,
         "DIRECTOR_HTTP_PORT": str(settings.http_port),
         "DIRECTOR_API_PORT": str(free_tcp_port()),
+        "DIRECTOR_SSH_PORT": str(ssh_port := free_tcp_port()),
         "DIRECTOR_CONFIG": str(tmp_path / "dirctl.yaml"),
     }
     output = tmp_path / "director-run.out"
@@ -69,6 +70,9 @@ def test_director_run_applies_the_examples_prints_urls_and_leaves_sites_serving_
             assert listed.stdout.split() == ["site/clock", "site/club", "site/hello"]
             assert serves(settings, host_of(settings, "hello"), 200, "<h1>hello</h1>")
             assert serves(settings, "robotics.example.org", 200)
+            assert f"ssh -p {ssh_port} USER/SITE@127.0.0.1" in printed
+            assert "host key SHA256:" in printed and "(ED25519)" in printed
+            _ssh_and_sftp_as_the_readme_shows(environment, ssh_port, tmp_path)
         finally:
             run.send_signal(signal.SIGINT)
             status = run.wait(60)
@@ -90,3 +94,33 @@ def _signs_in(url: str, username: str, password: str) -> bool:
         assert token is not None
         form = {"csrfmiddlewaretoken": token[1], "username": username, "password": password}
         return client.post("/login", data=form).status_code == 302
+
+
+def _ssh_and_sftp_as_the_readme_shows(environment: dict[str, str], port: int, tmp_path: Path) -> None:
+    key = tmp_path / "id_ed25519"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    added = subprocess.run(
+        [str(DIRCTL), "keys", "add", f"{key}.pub"],
+        env=environment,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert added.returncode == 0, added.stderr
+    options = [
+        "-o", "StrictHostKeyChecking=no", "-o", f"UserKnownHostsFile={tmp_path / 'known_hosts'}",
+        "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-o", "LogLevel=ERROR",
+        "-F", "/dev/null", "-i", str(key),
+    ]  # fmt: skip
+    shell = subprocess.run(
+        ["ssh", "-p", str(port), *options, "admin/hello@127.0.0.1", "cat /site/public/index.html; exit 3"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert shell.returncode == 3, shell.stderr
+    assert "<h1>hello</h1>" in shell.stdout
+    listed = subprocess.run(
+        ["sftp", "-P", str(port), *options, "-b", "-", "admin/hello@127.0.0.1"],
+        input="ls public\n", capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert listed.returncode == 0, listed.stderr
+    assert "public/index.html" in listed.stdout
