@@ -2,9 +2,10 @@ from __future__ import annotations
 
 from django.urls import path
 
-from api import shell_server, streams, views
+from api import gitops_views, hooks, secrets, shell_server, streams, views
 
 SITES = "apis/director.io/v1/sites"
+GITSOURCES = "apis/director.io/v1/gitsources"
 
 urlpatterns = [
     path("apis", views.discovery_root),
@@ -25,4 +26,11 @@ urlpatterns = [
     path("apis/auth.director.io/v1/tokens/<int:token_id>", views.token_item),
     path("shell-server/v1/authenticate", shell_server.authenticate_user),
     path("shell-server/v1/users/<str:username>/sites", shell_server.user_sites),
+    path(GITSOURCES, gitops_views.gitsource_collection),
+    path(f"{GITSOURCES}/<str:name>", gitops_views.gitsource_item),
+    path(f"{GITSOURCES}/<str:name>/events", gitops_views.gitsource_events),
+    path("apis/director.io/v1/secrets", gitops_views.secret_collection),
+    path("apis/director.io/v1/secrets/<str:name>", gitops_views.secret_item),
+    path("controller/v1/gitsources/<str:name>/credentials", secrets.source_credentials),
+    path("hooks/gitsources/<str:name>", hooks.gitsource_hook),
 ]

@@ -196,7 +196,7 @@ class GitSourceSpec(Model):
 
 class GitSourceMeta(ObjectMeta):
     # A source's name is no host name, so no site name is reserved for it; it is part of its field manager.
-    name: SourceName  # type: ignore[assignment]
+    name: SourceName
 
 
 class RefusedDocument(Model):

@@ -284,11 +284,12 @@ def validate_resource(
         header_errors.append(
             error(_header_problem("apiVersion", API_VERSION, data.get("apiVersion")), ("apiVersion",))
         )
-    kind = data.get("kind")
-    model = kinds.get(kind) if isinstance(kind, str) else None
+    given_kind = data.get("kind")
+    model = kinds.get(given_kind) if isinstance(given_kind, str) else None
     if model is None:
         expected = " or ".join(kinds)
-        header_errors.append(error(_header_problem("kind", expected, kind, only=len(kinds) == 1), ("kind",)))
+        problem = _header_problem("kind", expected, given_kind, only=len(kinds) == 1)
+        header_errors.append(error(problem, ("kind",)))
     if header_errors or model is None:
         return None, header_errors
     try:
