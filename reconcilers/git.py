@@ -111,14 +111,17 @@ class Checkout:
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
-def _summary(stderr: bytes) -> str:
-    """git's complaint in one plain line."""
+def _summary(stderr: bytes, *, authenticated: bool = False) -> str:
+    """git's complaint in one plain line; `authenticated`: the call sent credentials."""
     lines = [line.strip() for line in stderr.decode(errors="replace").splitlines() if line.strip()]
     text = " ".join(lines)
     lowered = text.lower()
     if "authentication failed" in lowered or "http basic: access denied" in lowered or "401" in lowered:
         return "authentication failed"
     if "could not read username" in lowered or "terminal prompts disabled" in lowered:
+        if authenticated:
+            # git asks for a user name once the credentials it sent were refused.
+            return "authentication failed"
         return "the repository asks for credentials and the source has none (spec.secretRef)"
     if "permission denied (publickey" in lowered:
         return "the SSH server refused the source's identity"
@@ -209,6 +212,7 @@ class Git:
         deadline: float,
         stdin: bytes | None = None,
         watch_size_of: Path | None = None,
+        authenticated: bool = False,
     ) -> bytes:
         """git's stdout; GitError (with its stderr) if it fails, outlasts the deadline or outgrows
         the limit."""
@@ -247,7 +251,7 @@ class Git:
         if process.returncode != 0:
             if process.returncode in (-signal.SIGXFSZ, 128 + signal.SIGXFSZ) or b"File size limit" in stderr:
                 raise GitError(f"the repository is larger than {limit // (1024 * 1024)} MiB; not fetched")
-            raise GitError(_summary(stderr))
+            raise GitError(_summary(stderr, authenticated=authenticated))
         return stdout
 
     async def _watch_size(self, process: asyncio.subprocess.Process, directory: Path | None) -> bool:
@@ -275,7 +279,12 @@ class Git:
             wanted = [f"refs/tags/{ref.tag}", f"refs/tags/{ref.tag}^{{}}"]
         with self._environment(url, credentials) as env:
             try:
-                output = await self._run(["ls-remote", "--", url, *wanted], env, deadline=deadline)
+                output = await self._run(
+                    ["ls-remote", "--", url, *wanted],
+                    env,
+                    deadline=deadline,
+                    authenticated=_sends(credentials),
+                )
             except GitError as error:
                 raise GitError(f"could not read from {url}: {error}") from None
         found: dict[str, str] = {}
@@ -316,6 +325,7 @@ class Git:
                     env,
                     deadline=deadline,
                     watch_size_of=directory,
+                    authenticated=_sends(credentials),
                 )
         except GitError as error:
             checkout.close()
@@ -382,6 +392,10 @@ class Git:
 
     def symlink_target(self, data: bytes) -> str:
         return data.decode(errors="replace")[:200]
+
+
+def _sends(credentials: Credentials | None) -> bool:
+    return credentials is not None and bool(credentials.password or credentials.token or credentials.identity)
 
 
 def _kill(process: asyncio.subprocess.Process) -> None:
