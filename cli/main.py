@@ -20,11 +20,27 @@ from cli import (
     reconcile,
     rollout,
     schema,
+    suspend,
     wait,
 )
 from cli.common import add_connection_options
 
-VERBS = (apply, create, get, describe, diff, delete, events, logs, wait, rollout, reconcile, login, schema)
+VERBS = (
+    apply,
+    create,
+    get,
+    describe,
+    diff,
+    delete,
+    events,
+    logs,
+    wait,
+    rollout,
+    reconcile,
+    suspend,
+    login,
+    schema,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -299,3 +299,90 @@ def test_a_storm_of_webhook_calls_is_rate_limited(api):
     assert set(codes) <= {202, 429}
     assert codes.count(202) <= 15
     assert 429 in codes
+
+
+@pytest.fixture
+def dirctl(api, tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+
+    def run(*args: str, who: str = "alice") -> subprocess.CompletedProcess[str]:
+        environment = {k: v for k, v in os.environ.items() if not k.startswith("DIRECTOR_")}
+        environment |= {
+            "DIRECTOR_SERVER": api.url,
+            "DIRECTOR_CONFIG": str(tmp_path / "dirctl.yaml"),
+            "DIRECTOR_TOKEN": api.tokens[who],
+        }
+        return subprocess.run(
+            [sys.executable, "-m", "cli.main", *args],
+            cwd=repo,
+            env=environment,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    return run
+
+
+def test_dirctl_applies_gets_describes_suspends_and_deletes_a_gitsource_and_its_secrets(
+    api, dirctl, tmp_path
+):
+    documents = tmp_path / "club.yaml"
+    documents.write_text(
+        "apiVersion: director.io/v1\nkind: GitSource\nmetadata: {name: club}\n"
+        "spec:\n  url: https://git.example.org/club/sites.git\n  path: sites/\n  prune: true\n"
+        "  secretRef: {name: club-git}\n"
+        "---\n"
+        + "apiVersion: director.io/v1\nkind: Site\nmetadata: {name: clubsite}\nspec: {owners: [alice]}\n"
+    )
+    offline = dirctl("apply", "--dry-run=client", "-f", str(documents))
+    assert offline.returncode == 0, offline.stderr
+    assert "gitsource/club configured (dry run)" in offline.stdout
+    applied = dirctl("apply", "-f", str(documents))
+    assert applied.returncode == 0, applied.stderr
+    assert "site/clubsite created" in applied.stdout and "gitsource/club created" in applied.stdout
+    secret = tmp_path / "password"
+    secret.write_text("s3cret-value")
+    created = dirctl(
+        "create",
+        "secret",
+        "club-git",
+        "--from-literal",
+        "username=alice",
+        "--from-file",
+        f"password={secret}",
+    )
+    assert created.returncode == 0, created.stderr
+    assert "s3cret-value" not in created.stdout
+    listed = dirctl("get", "secrets")
+    assert "club-git" in listed.stdout and "password, username" in listed.stdout
+    assert "s3cret-value" not in listed.stdout
+    table = dirctl("get", "gitsources")
+    assert table.returncode == 0, table.stderr
+    assert table.stdout.split("\n")[1].split()[:2] == ["club", "Unknown"]
+    assert dirctl("suspend", "gitsource", "club").stdout.strip() == "gitsource/club suspended"
+    assert "Suspended: True" in dirctl("describe", "gitsource", "club").stdout
+    assert dirctl("resume", "gitsource/club").returncode == 0
+    requested = dirctl("reconcile", "gitsource", "club")
+    assert requested.returncode == 0 and "fetch requested" in requested.stdout
+    described = dirctl("describe", "gitsource", "club")
+    assert "URL:           https://git.example.org/club/sites.git" in described.stdout
+    assert "Suspended: False" in described.stdout
+    invalid = tmp_path / "bad.yaml"
+    invalid.write_text(
+        "apiVersion: director.io/v1\nkind: GitSource\nmetadata: {name: bad}\nspec:\n  url: ftp://x/y\n"
+    )
+    refused = dirctl("apply", "-f", str(invalid))
+    assert refused.returncode == 1
+    assert "bad.yaml: document 1: spec.url (line 5, column 8)" in refused.stderr
+    schema = dirctl("schema", "gitsource")
+    assert json.loads(schema.stdout)["properties"]["kind"]["const"] == "GitSource"
+    assert dirctl("delete", "secret", "club-git").returncode == 0
+    assert dirctl("delete", "gitsource", "club").stdout.startswith("gitsource/club")
+    assert dirctl("get", "gitsource", "club").returncode == 4
