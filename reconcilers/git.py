@@ -162,7 +162,8 @@ class Git:
         self._prepare()
         transport = url_transport(url)
         config = list(_BASE_CONFIG)
-        private = Path(tempfile.mkdtemp(prefix="creds-", dir=self.workdir))
+        # Files for ssh only (known hosts, an identity): most calls need no directory at all.
+        private = Path(tempfile.mkdtemp(prefix="creds-", dir=self.workdir)) if transport == "ssh" else None
         try:
             env = {
                 "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
@@ -185,7 +186,7 @@ class Git:
                         ("http.extraHeader", f"Authorization: Basic {base64.b64encode(pair).decode()}")
                     )
             ssh = ["ssh", "-F", "/dev/null", "-o", "BatchMode=yes", "-o", "ConnectTimeout=15"]
-            if transport == "ssh":
+            if private is not None:
                 known = private / "known_hosts"
                 known.write_text((credentials.known_hosts if credentials else None) or "")
                 ssh += ["-o", "StrictHostKeyChecking=yes", "-o", f"UserKnownHostsFile={known}"]
@@ -202,7 +203,8 @@ class Git:
                 env[f"GIT_CONFIG_VALUE_{index}"] = value
             yield env
         finally:
-            shutil.rmtree(private, ignore_errors=True)
+            if private is not None:
+                shutil.rmtree(private, ignore_errors=True)
 
     async def _run(
         self,
@@ -213,6 +215,7 @@ class Git:
         stdin: bytes | None = None,
         watch_size_of: Path | None = None,
         authenticated: bool = False,
+        writes: bool = False,
     ) -> bytes:
         """git's stdout; GitError (with its stderr) if it fails, outlasts the deadline or outgrows
         the limit."""
@@ -221,7 +224,7 @@ class Git:
             raise GitError("no time left for git within this reconcile's deadline")
         limit = self.limits.repository_bytes
         argv = [GIT, *args]
-        if PRLIMIT is not None:
+        if writes and PRLIMIT is not None:
             argv = [PRLIMIT, f"--fsize={limit}", "--", *argv]
         process = await asyncio.create_subprocess_exec(
             *argv,
@@ -307,7 +310,9 @@ class Git:
         checkout = Checkout(directory, revision)
         try:
             with self._environment(url, credentials) as env:
-                await self._run(["init", "--quiet", "--bare", str(directory)], env, deadline=deadline)
+                await self._run(
+                    ["init", "--quiet", "--bare", str(directory)], env, deadline=deadline, writes=True
+                )
                 await self._run(
                     [
                         "--git-dir",
@@ -326,6 +331,7 @@ class Git:
                     deadline=deadline,
                     watch_size_of=directory,
                     authenticated=_sends(credentials),
+                    writes=True,
                 )
         except GitError as error:
             checkout.close()

@@ -420,7 +420,8 @@ class GitSync:
         previous = (
             source.status.sync if source.status is not None and source.status.sync is not None else None
         )
-        sync = (previous or SyncStatus()).model_copy(deep=True)
+        # A shallow copy: every list in it is replaced, never changed in place.
+        sync = (previous or SyncStatus()).model_copy()
         sync.url, sync.ref = spec.url, spec.ref.describe()
         steps: list[Step] = []
 
@@ -451,7 +452,9 @@ class GitSync:
             return not_ready("RevisionNotFound", f"{error}: nothing applied, nothing pruned")
         except GitError as error:
             return not_ready("FetchFailed", str(error))
-        sync.fetched_revision, sync.fetched_at = revision, _now()
+        if sync.fetched_revision != revision or sync.fetched_at is None:
+            # When the remote was first found at this revision: an unchanged poll changes no status.
+            sync.fetched_revision, sync.fetched_at = revision, _now()
         attempt = not (fresh and memory is not None and memory.snapshot.revision == revision)
         if attempt or memory is None:
             try:
@@ -477,13 +480,13 @@ class GitSync:
                 steps.append(Step("apply", "failed", message))
             sync.documents = 0
             sync.refused, sync.refused_count = [], 0
-            sync.inventory = self._inventory(name)
+            sync.inventory = await asyncio.to_thread(self._inventory, name)
             memory.verdict = (False, reason, message)
             return Outcome(
                 steps=steps, ready=False, reason=reason, message=message, status=sync, recheck_after=recheck
             )
 
-        applied = await self._apply(source, snapshot, memory)
+        applied, live = await self._apply(source, snapshot, memory)
         pruned: list[str] = []
         refused = [*snapshot.refused, *applied.refused]
         prune_note = ""
@@ -500,11 +503,25 @@ class GitSync:
                 pruned, prune_refused, unavailable = await self._prune(source, keep)
                 refused += prune_refused
                 applied.unavailable = applied.unavailable or unavailable
+        reported = memory.reported
         steps += self._events(source, snapshot, applied, pruned, refused, memory, attempt)
+        wrote = bool(applied.created or applied.configured or pruned)
+        if not (attempt or wrote or applied.waiting or applied.unavailable) and memory.reported == reported:
+            # An unchanged revision, every document in step: nothing to write, nothing new to say.
+            ready, reason, message = memory.verdict
+            return Outcome(steps=steps, ready=ready, reason=reason, message=message, recheck_after=recheck)
 
         total = snapshot.count
         sync.documents = total
-        sync.inventory = self._inventory(name)
+        if wrote:
+            sync.inventory = await asyncio.to_thread(self._inventory, name)
+        else:
+            sync.inventory = sorted(
+                site
+                for site, record in live.items()
+                if record.metadata.labels.get(GITSOURCE_LABEL) == name
+                and record.metadata.deletion_timestamp is None
+            )
         sync.refused = refused[:MAX_LISTED_REFUSALS]
         sync.refused_count = len(refused)
         if applied.unavailable is not None:
@@ -602,7 +619,10 @@ class GitSync:
             name for name, site in self._ours(source).items() if site.metadata.deletion_timestamp is None
         )
 
-    async def _apply(self, source: GitSource, snapshot: Snapshot, memory: Memory) -> _Applied:
+    async def _apply(
+        self, source: GitSource, snapshot: Snapshot, memory: Memory
+    ) -> tuple[_Applied, dict[str, Site]]:
+        """Apply every document not in step; what was done, and the sites as they were listed before."""
         name = source.name
         manager = field_manager_of(name)
         act_as = source.spec.apply_as or ""
@@ -676,7 +696,7 @@ class GitSync:
         await asyncio.gather(*(one(document, drift) for document, drift in todo))
         # What was just written is in step at its new version; it is compared once more at the next look.
         memory.in_step = in_step
-        return applied
+        return applied, live
 
     async def _prune(
         self, source: GitSource, keep: set[str]
