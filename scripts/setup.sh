@@ -8,9 +8,11 @@ readonly CACHE_DIR=.ci-cache
 readonly DOCKERD_LOG="$CACHE_DIR/dockerd.log"
 readonly DOCKERD_START_SECONDS=60
 readonly VENV_STAMP=.venv/.director-install-stamp
-# nginx-light: only its binary is used on the host (`nginx -t`); the edge runs Nginx in a container.
+# nginx-light: only its binary is used on the host (`nginx -t`, and the GitOps tests' http git server, with
+# fcgiwrap in front of git-http-backend); the edge runs Nginx in a container.
 readonly PACKAGES=(
-  ca-certificates curl debootstrap docker.io git iproute2 make nginx-light openssh-client python3 python3-venv
+  ca-certificates curl debootstrap docker.io fcgiwrap git iproute2 make nginx-light openssh-client python3
+  python3-venv
 )
 
 step() { printf '\n==> %s\n' "$*"; }
@@ -37,10 +39,11 @@ install_packages() {
   fi
   step "installing ${missing[*]}"
   # Debian starts a host nginx on port 80 when nginx is installed (and fails the install if the port is
-  # taken). Forbid service starts during the install unless a policy is already in place.
+  # taken), and a host fcgiwrap; the tests start their own. Forbid those starts during the install unless a
+  # policy is already in place.
   local policy=/usr/sbin/policy-rc.d created_policy=""
   if [[ ! -e $policy ]]; then
-    printf '#!/bin/sh\n[ "$1" = nginx ] && exit 101\nexit 0\n' >"$policy"
+    printf '#!/bin/sh\ncase "$1" in nginx|fcgiwrap) exit 101 ;; esac\nexit 0\n' >"$policy"
     chmod 755 "$policy"
     created_policy=$policy
   fi
