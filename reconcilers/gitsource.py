@@ -164,6 +164,8 @@ class Snapshot:
     problem: tuple[str, str] | None = None
     # Documents found (and files refused unread, each counted as one).
     count: int = 0
+    # Each file read, by path and blob id, with what it held: the next revision reads only what changed.
+    parsed: dict[tuple[str, str], tuple[bytes, yamlio.LoadResult]] = field(default_factory=dict)
 
 
 @dataclass
@@ -199,10 +201,12 @@ def read_snapshot(
     entries: Sequence[TreeEntry],
     blobs: dict[str, bytes],
     *,
+    parsed: dict[tuple[str, str], tuple[bytes, yamlio.LoadResult]] | None = None,
     max_documents: int = MAX_DOCUMENTS,
     max_total_bytes: int = MAX_TOTAL_BYTES,
 ) -> Snapshot:
-    """The Site documents of a revision's files under `directory`, and every refusal, located."""
+    """The Site documents of a revision's files under `directory`, and every refusal, located; `parsed`:
+    the files of an earlier revision, by path and blob id, which need not be read again."""
     snapshot = Snapshot(revision)
     shown_path = f"{directory}/" if directory else "the repository's root"
     if not entries:
@@ -253,13 +257,20 @@ def read_snapshot(
             snapshot.unnamed += 1
             unread += 1
             continue
-        data = blobs.get(entry.oid)
-        if data is None:
-            snapshot.refused.append(RefusedDocument(file=entry.path, message="could not be read from git"))
-            snapshot.unnamed += 1
-            unread += 1
-            continue
-        result = yamlio.load_text(data, entry.path)
+        known = (parsed or {}).get((entry.path, entry.oid))
+        if known is not None:
+            data, result = known
+        else:
+            found = blobs.get(entry.oid)
+            if found is None:
+                snapshot.refused.append(
+                    RefusedDocument(file=entry.path, message="could not be read from git")
+                )
+                snapshot.unnamed += 1
+                unread += 1
+                continue
+            data, result = found, yamlio.load_text(found, entry.path)
+        snapshot.parsed[(entry.path, entry.oid)] = (data, result)
         documents += len(result.loaded) + len(result.refused_names) + result.unnamed_refusals
         if documents > max_documents:
             snapshot.problem = (
@@ -371,6 +382,7 @@ class GitSync:
         self._sources = sources
         self._workdir = workdir
         self._memory: dict[str, Memory] = {}
+        self._parsed: dict[str, dict[tuple[str, str], tuple[bytes, yamlio.LoadResult]]] = {}
         git.remove_leftovers()
 
     async def observe(self) -> None:
@@ -590,12 +602,14 @@ class GitSync:
         checkout: Checkout = await self._git.fetch(spec.url, revision, credentials, deadline=ctx.deadline)
         try:
             entries = await self._git.tree(checkout, spec.directory, deadline=ctx.deadline)
+            parsed = self._parsed.get(source.name, {})
             wanted = [
                 entry.oid
                 for entry in entries
                 if entry.path.endswith(yamlio.YAML_SUFFIXES)
                 and entry.kind == "blob"
                 and (entry.is_symlink or (entry.size or 0) <= yamlio.MAX_FILE_BYTES)
+                and (entry.path, entry.oid) not in parsed
             ]
             # Not past the total a snapshot reads: the files beyond it are refused unread.
             total, bounded = 0, []
@@ -608,7 +622,11 @@ class GitSync:
             blobs = await self._git.read(checkout, bounded, deadline=ctx.deadline)
         finally:
             await asyncio.to_thread(checkout.close)
-        return await asyncio.to_thread(read_snapshot, source.name, revision, spec.directory, entries, blobs)
+        snapshot = await asyncio.to_thread(
+            read_snapshot, source.name, revision, spec.directory, entries, blobs, parsed=parsed
+        )
+        self._parsed[source.name] = snapshot.parsed
+        return snapshot
 
     def _ours(self, source: str) -> dict[str, Site]:
         sites, _errors = self._sites.list()
@@ -770,6 +788,7 @@ class GitSync:
 
     async def finalize(self, name: str, ctx: ReconcileContext) -> Outcome:
         self._memory.pop(name, None)
+        self._parsed.pop(name, None)
         try:
             source = await asyncio.to_thread(self._sources.get, name)
         except (NotFound, InvalidRecord):

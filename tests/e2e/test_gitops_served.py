@@ -159,6 +159,12 @@ def test_what_the_repository_says_is_served_a_webhook_push_at_once_and_prune_rem
             controller,
         )
     assert store.get("gitalpha").metadata.labels[GITSOURCE_LABEL] == "club"
+    with director.client() as client:
+        source = client.get(f"{SOURCES}/club").json()
+    ready = next(c for c in source["status"]["conditions"] if c["type"] == "Ready")
+    assert (ready["status"], ready["reason"]) == ("True", "Applied"), ready
+    assert source["status"]["observedGeneration"] == source["metadata"]["generation"]
+    assert source["status"]["sync"]["inventory"] == ["gitalpha", "gitbeta"]
 
     # A push, and the webhook: the edit is served within moments, not at the hour's poll.
     repo.write("sites/alpha.yaml", site_yaml("gitalpha", domains="[alpha.club.example.org]"))
