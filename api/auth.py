@@ -1,7 +1,10 @@
 """Who is calling: bearer API tokens (stored hashed), HTTP Basic only where a password is exchanged for one.
 
 A token may be confined to a URL prefix. The shell server's credential is confined to `/shell-server/`,
-and Director enforces that here, not a load balancer in front of it (the seed's caution).
+and Director enforces that here, not a load balancer in front of it (the seed's caution). The controller's
+credential is confined to `/controller/`, and it alone may act as a user on the sites URLs by naming them in
+an `Impersonate-User` header, as Kubernetes' impersonation does: a GitSource applies its documents with the
+permissions of its `applyAs`, and every such write is that user's, through the source's field manager.
 
 Every token expires (`token_ttl_days`, 30 by default, or sooner if asked); one made with another token
 (POST .../tokens) never outlives it and is revoked with it. Whoever issues a component's credential
@@ -38,6 +41,11 @@ from api.models import ApiToken
 TOKEN_PREFIX = "dir_"
 ADMIN_GROUP = "admins"
 SHELL_SERVER_SCOPE = "/shell-server/"
+CONTROLLER_SCOPE = "/controller/"
+CONTROLLER_USER = "director-controller"
+IMPERSONATE_HEADER = "Impersonate-User"
+# The only URLs the controller's credential may call as another user.
+IMPERSONABLE_PREFIX = "/apis/director.io/v1/sites"
 EXPIRES_IN_FIELD = "expiresInSeconds"
 # last_used is a hint for people listing their tokens, so it is written at most this often per token.
 _LAST_USED_RESOLUTION_SECONDS = 60.0
@@ -50,6 +58,8 @@ class Principal:
     is_admin: bool
     scope: str = ""
     token_id: int | None = None
+    # The component acting as this user (the controller, for a GitSource's applyAs), if any.
+    impersonated_by: str | None = None
 
     @property
     def is_component(self) -> bool:
@@ -211,17 +221,23 @@ def _touch(principal: Principal) -> None:
 
 def authenticate_request(request: HttpRequest) -> Principal:
     """The caller, or 401; a component token outside its URL prefix is 403."""
-    return authenticate_header(request.headers.get("Authorization", ""), request.path)
+    return authenticate_header(
+        request.headers.get("Authorization", ""), request.path, request.headers.get(IMPERSONATE_HEADER)
+    )
 
 
-def authenticate_header(header: str, path: str) -> Principal:
-    """The caller of `path` by its Authorization header (HTTP requests and websockets alike)."""
+def authenticate_header(header: str, path: str, impersonated: str | None = None) -> Principal:
+    """The caller of `path` by its Authorization header (HTTP requests and websockets alike); `impersonated`:
+    the user an Impersonate-User header names."""
     scheme, _, credential = header.partition(" ")
     if scheme.lower() != "bearer" or not credential.strip():
         raise ApiError(
             401, "this endpoint needs an API token: send `Authorization: Bearer TOKEN` (dirctl login)"
         )
     principal = _principal_from_token(credential.strip())
+    if impersonated is not None:
+        _touch(principal)
+        return _impersonating(principal, impersonated, path)
     if principal.scope and not path.startswith(principal.scope):
         raise ApiError(
             403,
@@ -230,6 +246,25 @@ def authenticate_header(header: str, path: str) -> Principal:
         )
     _touch(principal)
     return principal
+
+
+def _impersonating(principal: Principal, username: str, path: str) -> Principal:
+    """The user the controller's credential acts as; 403 for any other credential or URL."""
+    if principal.scope != CONTROLLER_SCOPE:
+        raise ApiError(
+            403,
+            f'the credential of "{principal.username}" may not act as another user ({IMPERSONATE_HEADER})',
+        )
+    if not (path == IMPERSONABLE_PREFIX or path.startswith(f"{IMPERSONABLE_PREFIX}/")):
+        raise ApiError(403, f"the controller acts as a user only on {IMPERSONABLE_PREFIX} URLs, not {path}")
+    user = User.objects.filter(username=username, is_active=True).first()
+    if user is None:
+        raise ApiError(
+            403,
+            f'cannot act as "{username}": no active user has that name (was the applyAs user removed or '
+            "disabled?)",
+        )
+    return Principal(user.get_username(), user.pk, is_admin(user), impersonated_by=principal.username)
 
 
 def user_from_password(username: str, password: str, address: str | None) -> User:

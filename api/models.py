@@ -140,3 +140,26 @@ class SshKey(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.fingerprint})"
+
+
+class Secret(models.Model):
+    """Credentials a GitSource names (`secretRef`): a repository's user name and password or token, an SSH
+    identity, a webhook's HMAC key. Kept here, never in a record or a repository; the API never returns a
+    value, and only the controller's credential reads them, for a source whose applyAs owns them."""
+
+    owner_id: int
+    owner: models.ForeignKey[User, User] = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="secrets"
+    )
+    # Each user names their own secrets; a source's secretRef is looked up among its applyAs user's.
+    name: models.CharField[str, str] = models.CharField(max_length=63)
+    # A JSON object of key -> value (text).
+    data: models.TextField[str, str] = models.TextField()
+    created: models.DateTimeField[datetime, datetime] = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["owner_id", "name"]
+        constraints = [models.UniqueConstraint(fields=["owner", "name"], name="secret_owner_name")]
+
+    def __str__(self) -> str:
+        return f"{self.name} of user {self.owner_id}"

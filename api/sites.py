@@ -25,6 +25,7 @@ from api import fields
 from api.auth import Principal
 from api.domains import admit_domains, host_taken
 from api.errors import ApiError, Cause, invalid
+from api.gitops_policy import guard_site_write
 from api.listcache import ListingCache
 from api.models import WriteRecord
 from api.policy import authorize_write, can_read
@@ -242,6 +243,7 @@ class SiteService:
             document = compute(old)
             new = _validated(document, name)
             authorize_write(self.principal, old, new)
+            guard_site_write(self.principal, options.field_manager, old, new)
             _unknown_owners(old, new)
             admit_domains(self.principal, old, new)
             if old is not None and _unchanged(old, new):
@@ -400,6 +402,7 @@ class SiteService:
             if precondition is not None and old.metadata.resource_version != precondition:
                 raise self._stale(name, precondition, old)
             authorize_write(self.principal, old, None)
+            guard_site_write(self.principal, options.field_manager, old, None)
             if options.dry_run:
                 return old if old.metadata.finalizers else None
             try:

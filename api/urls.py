@@ -2,9 +2,10 @@ from __future__ import annotations
 
 from django.urls import path
 
-from api import files, shell_server, sshkeys, streams, views
+from api import files, gitops_views, hooks, secrets, shell_server, sshkeys, streams, views
 
 SITES = "apis/director.io/v1/sites"
+GITSOURCES = "apis/director.io/v1/gitsources"
 
 urlpatterns = [
     path("apis", views.discovery_root),
@@ -30,4 +31,11 @@ urlpatterns = [
     path("shell-server/v1/publickey", shell_server.public_key_user),
     path("apis/auth.director.io/v1/sshkeys", sshkeys.ssh_keys),
     path("apis/auth.director.io/v1/sshkeys/<str:name>", sshkeys.ssh_key_item),
+    path(GITSOURCES, gitops_views.gitsource_collection),
+    path(f"{GITSOURCES}/<str:name>", gitops_views.gitsource_item),
+    path(f"{GITSOURCES}/<str:name>/events", gitops_views.gitsource_events),
+    path("apis/director.io/v1/secrets", gitops_views.secret_collection),
+    path("apis/director.io/v1/secrets/<str:name>", gitops_views.secret_item),
+    path("controller/v1/gitsources/<str:name>/credentials", secrets.source_credentials),
+    path("hooks/gitsources/<str:name>", hooks.gitsource_hook),
 ]

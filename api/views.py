@@ -185,6 +185,20 @@ def discovery_group(request: HttpRequest, principal: Principal) -> HttpResponse:
                     "kind": "EventList",
                     "verbs": ["list", "watch"],
                 },
+                {
+                    "name": "gitsources",
+                    "singularName": "gitsource",
+                    "namespaced": False,
+                    "kind": "GitSource",
+                    "verbs": ["create", "delete", "get", "list", "patch"],
+                },
+                {
+                    "name": "secrets",
+                    "singularName": "secret",
+                    "namespaced": False,
+                    "kind": "Secret",
+                    "verbs": ["create", "delete", "get", "list"],
+                },
             ],
         },
     )

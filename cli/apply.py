@@ -1,4 +1,5 @@
-"""`dirctl apply -f FILE|DIR|-`: validate Site documents, then apply them through the API (server-side)."""
+"""`dirctl apply -f FILE|DIR|-`: validate Site and GitSource documents, then apply them through the API
+(server-side)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,8 @@ import argparse
 import sys
 from typing import TYPE_CHECKING
 
-from cli import exit_codes
-from cli.client import ApiCallError
+from cli import exit_codes, gitsources
+from cli.client import Api, ApiCallError
 from cli.common import api_from, reports_errors
 from cli.documents import intent
 from cli.output import to_yaml
@@ -15,7 +16,7 @@ from cli.waiting import parse_timeout, wait_for_condition
 
 if TYPE_CHECKING:
     from specs.errors import SpecError
-    from specs.yamlio import LoadedSite, LoadResult
+    from specs.yamlio import Kinds, LoadedResource, LoadedSite, LoadResult
 
 DRY_RUN_MODES = ("none", "client", "server")
 OUTPUT_FORMATS = ("yaml", "name")
@@ -24,10 +25,10 @@ OUTPUT_FORMATS = ("yaml", "name")
 def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subcommands.add_parser(
         "apply",
-        help="create or update Sites from YAML files",
+        help="create or update Sites (and GitSources) from YAML files",
         description=(
-            "Create or update the Sites described in YAML files. With --dry-run=client every document is "
-            "validated offline and nothing is sent anywhere."
+            "Create or update the Sites and GitSources described in YAML files. With --dry-run=client every "
+            "document is validated offline and nothing is sent anywhere."
         ),
     )
     parser.add_argument(
@@ -72,12 +73,13 @@ def run(args: argparse.Namespace) -> int:
         return _apply_through_api(args)
     from specs.yamlio import load_paths  # pydantic's models load in ~60 ms: only for verbs that read files
 
-    result = load_paths(args.filename)
+    result = load_paths(args.filename, kinds=_kinds())
     errors = [*result.errors, *_duplicate_names(result)]
     _print_objects(result.loaded, args.output)
+    _print_resources(result.resources, args.output)
     for error in errors:
         print(f"error: {error}", file=sys.stderr)
-    if not result.loaded and not errors:
+    if not result.loaded and not result.resources and not errors:
         print("error: no objects passed to apply", file=sys.stderr)
         return exit_codes.FAILED
     return exit_codes.FAILED if errors else exit_codes.OK
@@ -88,11 +90,11 @@ def _apply_through_api(args: argparse.Namespace) -> int:
     api = api_from(args)  # before reading any file: without an API there is nothing to apply to
     from specs.yamlio import load_paths  # pydantic's models load in ~60 ms: only for verbs that read files
 
-    result = load_paths(args.filename)
+    result = load_paths(args.filename, kinds=_kinds())
     errors = [*result.errors, *_duplicate_names(result)]
     for problem in errors:
         print(f"error: {problem}", file=sys.stderr)
-    if not result.loaded and not errors:
+    if not result.loaded and not result.resources and not errors:
         print("error: no objects passed to apply", file=sys.stderr)
         return exit_codes.FAILED
     dry_run = args.dry_run == "server"
@@ -123,12 +125,56 @@ def _apply_through_api(args: argparse.Namespace) -> int:
                 print(f"site/{name}")
             else:
                 print(f"site/{name} {outcome}{suffix}")
+        for other in result.resources:
+            refused = not _apply_resource(api, other, args, dry_run, suffix) or refused
         sys.stdout.flush()
         if args.wait and applied and not dry_run:
             waited = wait_for_condition(api, applied, "Ready", args.timeout)
             if waited != exit_codes.OK:
                 return waited
     return exit_codes.FAILED if refused else exit_codes.OK
+
+
+def _kinds() -> Kinds:
+    from specs.gitsource import KIND_GITSOURCE, GitSource
+    from specs.models import KIND_SITE, Site
+
+    return {KIND_SITE: Site, KIND_GITSOURCE: GitSource}
+
+
+def _apply_resource(
+    api: Api, entry: LoadedResource, args: argparse.Namespace, dry_run: bool, suffix: str
+) -> bool:
+    """Apply a GitSource document; False if the server refused it."""
+    name = entry.resource.name
+    document = entry.resource.model_dump(mode="json", by_alias=True, exclude_unset=True)
+    document.update({"apiVersion": entry.resource.api_version, "kind": entry.resource.kind})
+    document.pop("status", None)
+    try:
+        stored, outcome = gitsources.apply(
+            api, name, document, manager=args.field_manager, force=args.force_conflicts, dry_run=dry_run
+        )
+    except ApiCallError as failure:
+        if failure.exit_code == exit_codes.UNAVAILABLE:
+            raise
+        print(f"error: gitsource/{name} ({entry.source}): {failure}", file=sys.stderr)
+        return False
+    if args.output == "yaml":
+        sys.stdout.write("---\n" + to_yaml(stored))
+    elif args.output == "name":
+        print(f"gitsource/{name}")
+    else:
+        print(f"gitsource/{name} {outcome}{suffix}")
+    return True
+
+
+def _print_resources(loaded: list[LoadedResource], output: str | None) -> None:
+    for entry in loaded:
+        if output == "yaml":
+            sys.stdout.write("---\n" + to_yaml(entry.resource.to_document(include_status=False)))
+            continue
+        line = f"{entry.resource.kind.lower()}/{entry.resource.name}"
+        print(line if output == "name" else f"{line} configured (dry run)")
 
 
 def _print_objects(loaded: list[LoadedSite], output: str | None) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from cli import blocked, exit_codes
+from cli import blocked, exit_codes, secrets
 from cli.common import api_from, reports_errors
 
 
@@ -23,6 +23,27 @@ def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     domain.add_argument("domain", help="such as example.org")
     domain.add_argument("--reason", default="", help="shown to whoever is refused the domain")
     domain.set_defaults(run=run_blocked_domain)
+    secret = kinds.add_parser(
+        "secret",
+        help="credentials a gitsource names (never shown again)",
+        description=(
+            "Store credentials for a GitSource: username + password (or token) for https, identity "
+            "(+ known_hosts) for ssh, hmac for a webhook. The API never returns a value."
+        ),
+    )
+    secret.add_argument("name", help="such as robotics-git")
+    secret.add_argument("--from-literal", action="append", default=[], metavar="KEY=VALUE", help="repeatable")
+    secret.add_argument("--from-file", action="append", default=[], metavar="KEY=PATH", help="repeatable")
+    secret.add_argument("--owner", help="whose secret it is (admins; default: yours)")
+    secret.set_defaults(run=run_secret)
+
+
+@reports_errors
+def run_secret(args: argparse.Namespace) -> int:
+    data = secrets.string_data(args.from_literal, args.from_file)
+    with api_from(args) as api:
+        secrets.create(api, args.name, data, args.owner)
+    return exit_codes.OK
 
 
 @reports_errors

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from cli import blocked, exit_codes
+from cli import blocked, exit_codes, gitsources, secrets
 from cli.common import api_from, error, parse_target, reports_errors
 from cli.waiting import parse_timeout, wait_for_deletion
 
@@ -21,11 +21,23 @@ def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     parser.add_argument("--timeout", default="5m", type=parse_timeout, help="how long --wait waits (5m)")
     parser.add_argument("--dry-run", choices=["server"], help="ask the server whether it would delete")
     parser.add_argument("--ignore-not-found", action="store_true", help="a missing site is not an error")
+    parser.add_argument("--owner", help="whose secret (admins): `delete secret NAME --owner USER`")
     parser.set_defaults(run=run)
 
 
 @reports_errors
 def run(args: argparse.Namespace) -> int:
+    if args.target and args.target[0].partition("/")[0] in gitsources.KINDS + secrets.KINDS:
+        words = args.target[0].split("/", 1) if len(args.target) == 1 else args.target
+        if len(words) != 2:
+            error(f"name it: `delete {words[0]} NAME`")
+            return exit_codes.USAGE
+        with api_from(args) as api:
+            if words[0] in gitsources.KINDS:
+                gitsources.delete(api, words[1])
+            else:
+                secrets.delete(api, words[1], args.owner)
+        return exit_codes.OK
     if args.target and args.target[0].partition("/")[0] in blocked.KINDS:
         words = args.target[0].split("/", 1) if len(args.target) == 1 else args.target
         if len(words) != 2:

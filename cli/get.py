@@ -11,7 +11,7 @@ import json
 import sys
 from typing import Any
 
-from cli import blocked, exit_codes, platform
+from cli import blocked, exit_codes, gitsources, platform, secrets
 from cli.client import SITES, TABLE_ACCEPT, Api
 from cli.common import api_from, config_from, error, reports_errors
 from cli.output import OUTPUT_FORMATS, print_sites, table_text, to_yaml
@@ -24,7 +24,9 @@ def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         "get", help="list sites or show one", description="List sites (those you own; an admin sees all)."
     )
     parser.add_argument(
-        "kind", choices=["sites", "site", *platform.KINDS, *blocked.KINDS], help="the resource kind"
+        "kind",
+        choices=["sites", "site", *platform.KINDS, *blocked.KINDS, *gitsources.KINDS, *secrets.KINDS],
+        help="the resource kind",
     )
     parser.add_argument("name", nargs="?", help="one object's name")
     parser.add_argument(
@@ -53,6 +55,13 @@ def run(args: argparse.Namespace) -> int:
                 error("the platform takes neither -w nor -l")
                 return exit_codes.USAGE
             platform.show(api, args.name, output)
+            return exit_codes.OK
+        if args.kind in gitsources.KINDS + secrets.KINDS:
+            if args.watch or args.selector:
+                error(f"{args.kind} takes neither -w nor -l")
+                return exit_codes.USAGE
+            show = gitsources.show if args.kind in gitsources.KINDS else secrets.show
+            show(api, args.name, output)
             return exit_codes.OK
         if args.kind in blocked.KINDS:
             if args.watch or args.selector:

@@ -37,8 +37,8 @@ VERBS = (
     wait,
     rollout,
     reconcile,
-    login,
     keys,
+    login,
     schema,
 )
 

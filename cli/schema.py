@@ -9,7 +9,7 @@ import sys
 from cli import exit_codes
 
 # Kinds by name; their models are imported only when a schema is asked for (pydantic loads in ~60 ms).
-SCHEMAS = ("site",)
+SCHEMAS = ("site", "gitsource")
 
 
 def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -23,9 +23,10 @@ def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -
 
 
 def run(args: argparse.Namespace) -> int:
-    from specs.models import Site
+    from specs.gitsource import GitSource
+    from specs.models import Resource, Site
 
-    model = {"site": Site}[args.kind]
+    model: type[Resource] = {"site": Site, "gitsource": GitSource}[args.kind]
     schema = model.model_json_schema(by_alias=True, mode="validation")
     json.dump(schema, sys.stdout, indent=2, sort_keys=False)
     sys.stdout.write("\n")

@@ -365,7 +365,9 @@ class Controller:
         result, verdict = _conclude(kind, done)
 
         async def finish(delay: float | None) -> None:
-            final = replace(verdict, retry_in=delay)
+            # A routine recheck is no retry and no poll for convergence: the conditions do not mention it.
+            routine = verdict.result == "succeeded" and verdict.retry_in is None
+            final = verdict if routine else replace(verdict, retry_in=delay)
             seconds = time.monotonic() - started
             uid = record.metadata.uid
             summary = _quiet_summary(final)
@@ -567,12 +569,26 @@ def _conclude(kind: AnyKind, done: Pass) -> tuple[Result, Verdict]:
         result = Result(error=failure.message, reason=failure.reconciler)
         return result, Verdict("failed", ready=False, message=failure.message, parts=parts)
     ready = all(o.ready for o in done.outcomes)
-    message = "; ".join(o.message for o in done.outcomes if o.message and not o.ready)
+    # What is said is what is not ready; when all is, what the reconcilers that gave a reason say of it.
+    telling = [o for o in done.outcomes if o.reason] if ready else [o for o in done.outcomes if not o.ready]
+    message = "; ".join(o.message for o in telling if o.message)
+    reasons = [o.reason for o in telling if o.reason]
     waits = [o.requeue_after for o in done.outcomes if o.requeue_after is not None]
     poll = min(waits) if waits else None
+    rechecks = [o.recheck_after for o in done.outcomes if o.recheck_after is not None]
+    recheck = min(rechecks) if rechecks else None
+    come_back = min((t for t in (poll, recheck) if t is not None), default=None)
+    reason = (message or "converging") if poll is not None and poll == come_back else "routine recheck"
     return (
-        Result(requeue_after=poll, reason=message or "converging"),
-        Verdict("succeeded", ready=ready, message=message, retry_in=poll, parts=parts),
+        Result(requeue_after=come_back, reason=reason),
+        Verdict(
+            "succeeded",
+            ready=ready,
+            message=message,
+            retry_in=poll,
+            parts=parts,
+            reason=reasons[0] if reasons else None,
+        ),
     )
 
 

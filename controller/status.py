@@ -36,6 +36,8 @@ class Verdict:
     retry_in: float | None = None
     # Each reconciler's part of the status, by status field; a part not reported keeps its last value.
     parts: Mapping[str, Model] = field(default_factory=dict)
+    # The Ready condition's reason, when a reconciler gave one.
+    reason: str | None = None
 
 
 def conditions_of(status: Model | None) -> list[Condition]:
@@ -106,7 +108,7 @@ def conditions_for(
         ready = ("False", "ReconcileFailed", verdict.message + retry)
         reconciling = ("False", "RetryScheduled", verdict.message + retry)
     elif verdict.ready:
-        ready = ("True", "Ready", verdict.message or "served as the spec asks")
+        ready = ("True", verdict.reason or "Ready", verdict.message or "served as the spec asks")
         if verdict.retry_in is not None:
             reconciling = ("True", "Progressing", "polling until it converges")
         else:
@@ -115,7 +117,7 @@ def conditions_for(
         ready = ("False", "Progressing", verdict.message or "not ready yet")
         reconciling = ("True", "Progressing", verdict.message or "waiting for it to converge")
     else:
-        ready = ("False", "NotReady", verdict.message or "not ready yet")
+        ready = ("False", verdict.reason or "NotReady", verdict.message or "not ready yet")
         reconciling = ("False", "Reconciled", "applied; waiting for the world to change")
     wanted: tuple[tuple[ConditionType, _Setting], ...] = (
         ("Ready", ready),

@@ -44,6 +44,12 @@ class Outcome:
     message: str = ""
     # Ask to be called again (tasks still starting, an update rolling) without it counting as a failure.
     requeue_after: float | None = None
+    # Come back after this long as a matter of routine (a source's poll interval): unlike requeue_after,
+    # nothing is converging, so the record is not shown as Reconciling meanwhile.
+    recheck_after: float | None = None
+    # One CamelCase word for the Ready condition's reason (FetchFailed, DocumentsRefused...), when the
+    # runtime's own words (Ready, NotReady) would say less.
+    reason: str | None = None
     # This reconciler's part of the record's status, kept under its own name (status.<reconciler name>);
     # None leaves the part written last in place.
     status: Model | None = None

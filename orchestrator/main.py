@@ -19,15 +19,19 @@ from controller.kinds import Kind
 from controller.process import THREADS, configure_logging, run
 from controller.runtime import Controller, ControllerOptions
 from orchestrator import demo
+from orchestrator.gitops import api_base_url, controller_credential
+from reconcilers.director_api import DirectorApi
 from reconcilers.docker_events import DockerEvents
 from reconcilers.files import SiteFiles
+from reconcilers.git import Git
+from reconcilers.gitsource import GitSync
 from reconcilers.images import ImageResolver
 from reconcilers.platform import EdgePlatform, platform_record
 from reconcilers.routes import SiteRoutes
 from reconcilers.service import SiteServices
 from specs.config import Settings
 from store.events import EventLog
-from store.records import NotFound, PlatformStore, SiteStore
+from store.records import GitSourceStore, NotFound, PlatformStore, SiteStore
 
 log = logging.getLogger("director")
 
@@ -50,8 +54,18 @@ def build_controller(
         reconcilers=[files, services, routes],
         describe=lambda record: {"urls": settings.site_urls(record.name, list(record.spec.domains))},
     )
+    # Sources apply their documents through the API, as the users they act for.
+    workdir = settings.state_dir / "gitsources"
+    sync = GitSync(
+        api=DirectorApi(api_base_url(), controller_credential()),
+        git=Git(workdir),
+        sites=sites,
+        sources=(sources := GitSourceStore(settings.state_dir)),
+        workdir=workdir,
+    )
+    gitsource = Kind(records=sources, reconcilers=[sync])
     return Controller(
-        kinds=[platform, site],
+        kinds=[platform, site, gitsource],
         events=EventLog(settings.events_db),
         state_dir=settings.state_dir,
         # A Docker event for a service makes its cached picture stale before it wakes the site.

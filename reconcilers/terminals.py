@@ -31,12 +31,12 @@ from typing import Any
 import docker
 import docker.errors
 
-from api.terminal_backend import STDERR, STDOUT, PtySize, Refused, TerminalRequest
 from reconcilers import sftp_server
 from reconcilers.docker_calls import LABEL_INSTANCE, LABEL_MANAGED, LABEL_ROLE
 from reconcilers.files import FIRST_SITE_UID
 from reconcilers.local_images import BASE_ALIASES, ImageBuildError, resolve_site_image
 from specs.config import Settings
+from specs.terminal import STDERR, STDOUT, PtySize, Refused, TerminalRequest
 
 log = logging.getLogger("director.terminals")
 

@@ -85,7 +85,7 @@ def remove_labelled(client: docker.DockerClient, label_filters: str | Sequence[s
         for service in client.services.list(filters=filters):
             _ignore_gone(service.remove)
             removed.append(f"service {service.name}")
-    for container in client.containers.list(all=True, filters=filters):
+    for container in client.containers.list(all=True, filters=filters, ignore_removed=True):
         _ignore_gone(functools.partial(container.remove, force=True))
         removed.append(f"container {container.name}")
     networks = client.networks.list(filters=filters)
@@ -128,7 +128,10 @@ def _label_sets(client: docker.DockerClient, key: str) -> list[dict[str, str]]:
     """The label sets of every object carrying label `key`, over all the kinds remove_labelled removes."""
     filters = {"label": key}
     label_sets: list[dict[str, str]] = []
-    label_sets += [container.labels for container in client.containers.list(all=True, filters=filters)]
+    label_sets += [
+        container.labels
+        for container in client.containers.list(all=True, filters=filters, ignore_removed=True)
+    ]
     label_sets += [network.attrs.get("Labels") or {} for network in client.networks.list(filters=filters)]
     label_sets += [volume.attrs.get("Labels") or {} for volume in client.volumes.list(filters=filters)]
     if client.info()["Swarm"]["LocalNodeState"] == "active":

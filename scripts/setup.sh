@@ -11,12 +11,13 @@ readonly DOCKERD_START_SECONDS=60
 readonly VENV_STAMP=.venv/.director-install-stamp
 readonly ASSETS_STAMP=node_modules/.director-install-stamp
 readonly EDITOR_BUNDLE=ui/static/ui/build/editor.js
-# nginx-light: only its binary is used on the host (`nginx -t`); the edge runs Nginx in a container.
+# nginx-light: only its binary is used on the host (`nginx -t`, and the GitOps tests' http git server, with
+# fcgiwrap in front of git-http-backend); the edge runs Nginx in a container.
 # chromium: the browser the UI's and the web terminal's tests drive through Playwright (no browser is ever
 # downloaded). openssh-client tests the SSH shell; openssh-server is only the shell benchmark's yardstick
 # (never started as a service).
 PACKAGES=(
-  ca-certificates chromium curl debootstrap docker.io git iproute2 make nginx-light openssh-client
+  ca-certificates chromium curl debootstrap docker.io fcgiwrap git iproute2 make nginx-light openssh-client
   openssh-server python3 python3-venv
 )
 # Node and npm install the web assets; Debian's are used unless the machine already has an npm.
@@ -47,11 +48,11 @@ install_packages() {
   fi
   step "installing ${missing[*]}"
   # Debian starts a host nginx on port 80 when nginx is installed (and fails the install if the port is
-  # taken), and sshd on port 22 with openssh-server. Forbid those starts during the install unless a
-  # policy is already in place.
+  # taken), sshd on port 22 with openssh-server, and a host fcgiwrap (the tests start their own). Forbid
+  # those starts during the install unless a policy is already in place.
   local policy=/usr/sbin/policy-rc.d created_policy=""
   if [[ ! -e $policy ]]; then
-    printf '#!/bin/sh\ncase "$1" in nginx|ssh) exit 101 ;; esac\nexit 0\n' >"$policy"
+    printf '#!/bin/sh\ncase "$1" in nginx|ssh|fcgiwrap) exit 101 ;; esac\nexit 0\n' >"$policy"
     chmod 755 "$policy"
     created_policy=$policy
   fi

@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
-from specs import models
+from specs import gitsource, models
 
 # Fields in spec that a container platform commonly offers and Director refuses on purpose (multi-tenancy).
 _HOST_ACCESS_NOTE = "host binds, privileged mode, ports and capabilities cannot be requested"
@@ -56,6 +56,18 @@ _PATTERN_DESCRIPTIONS: dict[str, str] = {
         "no spaces, quotes, '$', ';', '%' or query strings"
     ),
     models.DURATION_PATTERN: "must be a duration such as 500ms, 30s, 2m or 1h",
+    gitsource.SECRET_NAME_PATTERN: (
+        "must be a secret name: lower-case letters, digits, '.' and '-', starting and ending with a letter "
+        "or digit, such as robotics-git"
+    ),
+    gitsource.REF_NAME_PATTERN: (
+        "must be a branch or tag name such as main or release/v1: letters, digits, '.', '_', '-' and '/'; "
+        "no '..', no leading '-' or '/', no trailing '/', '.' or '.lock'"
+    ),
+    gitsource.COMMIT_PATTERN: "must be a full commit id: 40 (or 64) lower-case hexadecimal digits",
+    gitsource.REPO_PATH_PATTERN: (
+        "must be a directory of the repository such as sites/: letters, digits, '.', '_', '-' and '/'"
+    ),
     models.MEMORY_PATTERN: (
         "must be a size such as 256Mi, 1G or 100M: a number with an optional unit k, K, M, G, Ki, Mi or Gi"
     ),

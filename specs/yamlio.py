@@ -10,7 +10,7 @@ and column.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, cast
@@ -27,7 +27,7 @@ from specs.errors import (
     problems_from_validation,
     show_value,
 )
-from specs.models import API_VERSION, KIND_SITE, Site
+from specs.models import API_VERSION, KIND_SITE, Resource, Site
 
 try:
     from yaml import CSafeDumper as _Dumper
@@ -53,6 +53,9 @@ ALLOWED_TAGS = frozenset(
 STDIN = "-"
 STDIN_SOURCE = "<stdin>"
 YAML_SUFFIXES = (".yaml", ".yml")
+# The kinds a document may be, by its `kind`; most readers take Sites only.
+Kinds = Mapping[str, type[Resource]]
+SITES_ONLY: Kinds = {KIND_SITE: Site}
 
 
 @dataclass(frozen=True)
@@ -62,10 +65,24 @@ class LoadedSite:
     document: int  # 1-based within its source
 
 
+@dataclass(frozen=True)
+class LoadedResource:
+    """A document of another kind than Site, when the reader asked for other kinds too."""
+
+    resource: Resource
+    source: str
+    document: int
+
+
 @dataclass
 class LoadResult:
     loaded: list[LoadedSite] = field(default_factory=list)
     errors: list[SpecError] = field(default_factory=list)
+    resources: list[LoadedResource] = field(default_factory=list)
+    # The names of documents that were refused although their metadata.name could be read, and how many
+    # were refused before any name could be: what a reader that prunes must know to keep those sites.
+    refused_names: list[str] = field(default_factory=list)
+    unnamed_refusals: int = 0
 
     @property
     def sites(self) -> list[Site]:
@@ -78,6 +95,9 @@ class LoadResult:
     def extend(self, other: LoadResult) -> None:
         self.loaded.extend(other.loaded)
         self.errors.extend(other.errors)
+        self.resources.extend(other.resources)
+        self.refused_names.extend(other.refused_names)
+        self.unnamed_refusals += other.unnamed_refusals
 
 
 class _Refused(Exception):
@@ -110,17 +130,20 @@ class _OpenCollection:
     pending_key: Node | None = None
 
 
-def load_text(data: str | bytes, source: str = "<string>") -> LoadResult:
-    """Every Site in a (multi-document) YAML text, and every problem found in it. Never raises."""
+def load_text(data: str | bytes, source: str = "<string>", *, kinds: Kinds = SITES_ONLY) -> LoadResult:
+    """Every Site (and resource of the other `kinds`) in a (multi-document) YAML text, and every problem
+    found in it. Never raises."""
     result = LoadResult()
     if len(data) > MAX_FILE_BYTES:
         result.errors.append(SpecError(source, f"is larger than {_mib(MAX_FILE_BYTES)}; refused unread"))
+        result.unnamed_refusals += 1
         return result
     if isinstance(data, str):
         try:
             data = data.encode("utf-8")
         except UnicodeEncodeError as error:
             result.errors.append(SpecError(source, f"is not valid Unicode text: {error.reason}"))
+            result.unnamed_refusals += 1
             return result
     loader = _Loader(data)
     document = 0
@@ -134,22 +157,25 @@ def load_text(data: str | bytes, source: str = "<string>") -> LoadResult:
                 result.errors.append(
                     SpecError(source, f"has more than {MAX_DOCUMENTS_PER_FILE} documents", document)
                 )
+                result.unnamed_refusals += 1
                 break
-            _load_document(loader, start, source, document, result)
+            _load_document(loader, start, source, document, result, kinds)
     except _ParseFailed as failed:
         result.errors.append(_yaml_error(failed.error, source, failed.document))
+        result.unnamed_refusals += 1
     except yaml.YAMLError as error:
         result.errors.append(_yaml_error(error, source, document or None))
+        result.unnamed_refusals += 1
     finally:
         loader.dispose()
     return result
 
 
-def load_path(path: str | Path, *, stdin: BinaryIO | None = None) -> LoadResult:
+def load_path(path: str | Path, *, stdin: BinaryIO | None = None, kinds: Kinds = SITES_ONLY) -> LoadResult:
     """Sites from a file, every *.yaml/*.yml file of a directory (sorted, not recursive), or stdin ("-")."""
     if str(path) == STDIN:
         stream = stdin if stdin is not None else sys.stdin.buffer
-        return _load_bytes(lambda: stream.read(MAX_FILE_BYTES + 1), STDIN_SOURCE)
+        return _load_bytes(lambda: stream.read(MAX_FILE_BYTES + 1), STDIN_SOURCE, kinds)
     location = Path(path)
     if location.is_dir():
         result = LoadResult()
@@ -163,20 +189,22 @@ def load_path(path: str | Path, *, stdin: BinaryIO | None = None) -> LoadResult:
         if not files:
             result.errors.append(SpecError(str(location), "directory has no *.yaml or *.yml files"))
         for file in files:
-            result.extend(load_path(file))
+            result.extend(load_path(file, kinds=kinds))
         return result
 
     def read() -> bytes:
         with location.open("rb") as stream:
             return stream.read(MAX_FILE_BYTES + 1)
 
-    return _load_bytes(read, str(location))
+    return _load_bytes(read, str(location), kinds)
 
 
-def load_paths(paths: Iterable[str | Path], *, stdin: BinaryIO | None = None) -> LoadResult:
+def load_paths(
+    paths: Iterable[str | Path], *, stdin: BinaryIO | None = None, kinds: Kinds = SITES_ONLY
+) -> LoadResult:
     result = LoadResult()
     for path in paths:
-        result.extend(load_path(path, stdin=stdin))
+        result.extend(load_path(path, stdin=stdin, kinds=kinds))
     return result
 
 
@@ -230,6 +258,19 @@ def validate_document(
     data: object, *, source: str, document: int | None = None, root: Node | None = None
 ) -> tuple[Site | None, list[SpecError]]:
     """A Site from an already parsed document (YAML or a JSON body), or the problems with it."""
+    resource, errors = validate_resource(data, source=source, document=document, root=root)
+    return (resource if isinstance(resource, Site) else None), errors
+
+
+def validate_resource(
+    data: object,
+    *,
+    source: str,
+    document: int | None = None,
+    root: Node | None = None,
+    kinds: Kinds = SITES_ONLY,
+) -> tuple[Resource | None, list[SpecError]]:
+    """A resource of one of `kinds` from an already parsed document, or the problems with it."""
 
     def error(message: str, loc: tuple[int | str, ...] = (), at_key: bool = False) -> SpecError:
         line, column = _position(root, loc, at_key)
@@ -238,23 +279,29 @@ def validate_document(
     if not isinstance(data, dict):
         kind = "a list" if isinstance(data, list) else show_value(data)
         return None, [error(f"must be a mapping with apiVersion, kind, metadata and spec, got {kind}")]
-    header_errors = [
-        error(_header_problem(name, expected, data.get(name)), (name,))
-        for name, expected in (("apiVersion", API_VERSION), ("kind", KIND_SITE))
-        if data.get(name) != expected
-    ]
-    if header_errors:
+    header_errors = []
+    if data.get("apiVersion") != API_VERSION:
+        header_errors.append(
+            error(_header_problem("apiVersion", API_VERSION, data.get("apiVersion")), ("apiVersion",))
+        )
+    given_kind = data.get("kind")
+    model = kinds.get(given_kind) if isinstance(given_kind, str) else None
+    if model is None:
+        expected = " or ".join(kinds)
+        problem = _header_problem("kind", expected, given_kind, only=len(kinds) == 1)
+        header_errors.append(error(problem, ("kind",)))
+    if header_errors or model is None:
         return None, header_errors
     try:
-        return Site.model_validate(data), []
+        return model.model_validate(data), []
     except ValidationError as invalid:
         return None, [error(p.message, p.loc, p.at_key) for p in problems_from_validation(invalid)]
 
 
-def _header_problem(name: str, expected: str, value: object) -> str:
+def _header_problem(name: str, expected: str, value: object, *, only: bool = True) -> str:
     got = "it is missing" if value is None else f"got {show_value(value)}"
-    only = ", the only kind Director knows" if name == "kind" else ""
-    return f"{name} must be {expected}{only}; {got}"
+    known = (", the only kind Director knows" if only else "") if name == "kind" else ""
+    return f"{name} must be {expected}{known}; {got}"
 
 
 def dump_site(site: Site, *, include_status: bool = True) -> str:
@@ -305,16 +352,18 @@ def _at_stream_end(loader: Any, next_document: int) -> bool:
         raise _ParseFailed(error, next_document) from error
 
 
-def _load_bytes(read: Callable[[], bytes], source: str) -> LoadResult:
+def _load_bytes(read: Callable[[], bytes], source: str, kinds: Kinds = SITES_ONLY) -> LoadResult:
     try:
         data = read()
     except OSError as error:
-        return LoadResult(errors=[SpecError(source, f"cannot be read: {error.strerror or error}")])
-    return load_text(data, source)
+        return LoadResult(
+            errors=[SpecError(source, f"cannot be read: {error.strerror or error}")], unnamed_refusals=1
+        )
+    return load_text(data, source, kinds=kinds)
 
 
 def _load_document(
-    loader: Any, start: yaml.Event | None, source: str, document: int, result: LoadResult
+    loader: Any, start: yaml.Event | None, source: str, document: int, result: LoadResult, kinds: Kinds
 ) -> None:
     try:
         root = _compose_document(loader, start)
@@ -324,17 +373,33 @@ def _load_document(
         _skip_to_document_end(loader)
         line, column = _mark_position(refused.mark)
         result.errors.append(SpecError(source, refused.message, document, None, line, column))
+        result.unnamed_refusals += 1
         return
     data = _constructed(loader, root, source, document)
     if isinstance(data, SpecError):
         result.errors.append(data)
+        result.unnamed_refusals += 1
         return
     if data is None:  # an empty document, such as after a trailing `---`
         return
-    site, errors = validate_document(data, source=source, document=document, root=root)
-    if site is not None:
-        result.loaded.append(LoadedSite(site, source, document))
+    resource, errors = validate_resource(data, source=source, document=document, root=root, kinds=kinds)
+    if isinstance(resource, Site):
+        result.loaded.append(LoadedSite(resource, source, document))
+    elif resource is not None:
+        result.resources.append(LoadedResource(resource, source, document))
+    if errors:
+        name = _given_name(data)
+        if name is None:
+            result.unnamed_refusals += 1
+        else:
+            result.refused_names.append(name)
     result.errors.extend(errors)
+
+
+def _given_name(data: object) -> str | None:
+    metadata = data.get("metadata") if isinstance(data, dict) else None
+    name = metadata.get("name") if isinstance(metadata, dict) else None
+    return name if isinstance(name, str) and name else None
 
 
 def _constructed(loader: Any, root: Node, source: str, document: int | None) -> object:
@@ -565,3 +630,63 @@ def load_record(text: bytes) -> Any:
         return None if node is None else _build(node, loader, 0)
     finally:
         loader.dispose()
+
+
+def locate(data: bytes, document: int, field: str) -> tuple[int | None, int | None]:
+    """Line and column (1-based) of `field` (a wire-form path such as spec.owners[0], as an API error's
+    cause names it) in the `document`-th document of a YAML text: where a refusal that came from elsewhere
+    points in the file. The deepest part of the path present is given; (None, None) if the document is
+    not there."""
+    loader = _Loader(data)
+    try:
+        loader.get_event()  # StreamStart
+        for _ in range(document - 1):
+            if _at_stream_end(loader, 0):
+                return None, None
+            loader.get_event()
+            _skip_to_document_end(loader)
+        if _at_stream_end(loader, 0):
+            return None, None
+        root = _compose_document(loader, loader.get_event())
+    except (yaml.YAMLError, _Refused, _ParseFailed):
+        return None, None
+    finally:
+        loader.dispose()
+    return _position_of_path(root, field)
+
+
+def _position_of_path(root: Node | None, field: str) -> tuple[int | None, int | None]:
+    """Walk a wire-form path on the node tree. A key may itself hold dots (a label such as a.b/c), so at
+    each mapping the longest key the path goes on with is taken."""
+    if root is None:
+        return None, None
+    node: Node = root
+    rest = field
+    while rest:
+        child: Node | None = None
+        if rest.startswith("["):
+            closing = rest.find("]")
+            if closing < 0:
+                break
+            token, rest = rest[1:closing], rest[closing + 1 :].removeprefix(".")
+            if isinstance(node, SequenceNode) and token.isdigit() and int(token) < len(node.value):
+                child = node.value[int(token)]
+            elif isinstance(node, MappingNode):
+                key = token[1:-1] if token.startswith('"') and token.endswith('"') else token
+                child = next((v for k, v in node.value if isinstance(k, ScalarNode) and k.value == key), None)
+        elif isinstance(node, MappingNode):
+            best: tuple[int, Node] | None = None
+            for key, value in node.value:
+                if not isinstance(key, ScalarNode):
+                    continue
+                name = str(key.value)
+                continues = rest == name or rest.startswith((f"{name}.", f"{name}["))
+                if continues and (best is None or len(name) > best[0]):
+                    best = (len(name), value)
+            if best is not None:
+                child = best[1]
+                rest = rest[best[0] :].removeprefix(".")
+        if child is None:
+            break
+        node = child
+    return _mark_position(node.start_mark)

@@ -43,6 +43,7 @@ from pydantic import ValidationError
 from watchfiles import Change, awatch
 
 from specs import yamlio
+from specs.gitsource import GitSource, GitSourceStatus
 from specs.models import SITE_NAME_PATTERN, Model, Resource, Site, SiteStatus, Uid
 from specs.platform import Platform, PlatformStatus
 from store.durable import Counter, exclusive_lock, remove_durably, remove_stale_temp_files, write_atomic
@@ -124,6 +125,7 @@ SITES: RecordKind[Site] = RecordKind(
     Site, SiteStatus, "sites", hosts=lambda site: builtins.list(site.spec.domains)
 )
 PLATFORMS: RecordKind[Platform] = RecordKind(Platform, PlatformStatus, "platforms")
+GITSOURCES: RecordKind[GitSource] = RecordKind(GitSource, GitSourceStatus, "gitsources")
 
 
 @dataclass(frozen=True)
@@ -983,3 +985,8 @@ class SiteStore(RecordStore[Site]):
 class PlatformStore(RecordStore[Platform]):
     def __init__(self, state_dir: Path, *, history_limit: int = 20) -> None:
         super().__init__(state_dir, PLATFORMS, history_limit=history_limit)
+
+
+class GitSourceStore(RecordStore[GitSource]):
+    def __init__(self, state_dir: Path, *, history_limit: int = 20) -> None:
+        super().__init__(state_dir, GITSOURCES, history_limit=history_limit)

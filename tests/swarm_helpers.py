@@ -13,7 +13,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import docker
@@ -40,23 +40,30 @@ class ControllerProcess:
         *,
         resync_seconds: int = 10,
         arguments: Sequence[str] = TEST_CONTROLLER_ARGUMENTS,
+        env: Mapping[str, str] | None = None,
     ) -> None:
         self.settings = settings
+        # More environment, such as DIRECTOR_API_URL for a controller that applies GitSources.
+        self.env = dict(env or {})
         self.log = log
         self.resync_seconds = resync_seconds
         self.arguments = list(arguments)
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        env = os.environ | {
-            "DIRECTOR_STATE_DIR": str(self.settings.state_dir),
-            "DIRECTOR_INSTANCE": self.settings.instance,
-            "DIRECTOR_HTTP_PORT": str(self.settings.http_port),
-            "DIRECTOR_SITES_DOMAIN": self.settings.sites_domain,
-            "DIRECTOR_EDGE_IMAGE": self.settings.edge_image,
-            "DIRECTOR_SITE_IMAGE": self.settings.site_image,
-            "DIRECTOR_RESYNC_SECONDS": str(self.resync_seconds),
-        }
+        env = (
+            os.environ
+            | {
+                "DIRECTOR_STATE_DIR": str(self.settings.state_dir),
+                "DIRECTOR_INSTANCE": self.settings.instance,
+                "DIRECTOR_HTTP_PORT": str(self.settings.http_port),
+                "DIRECTOR_SITES_DOMAIN": self.settings.sites_domain,
+                "DIRECTOR_EDGE_IMAGE": self.settings.edge_image,
+                "DIRECTOR_SITE_IMAGE": self.settings.site_image,
+                "DIRECTOR_RESYNC_SECONDS": str(self.resync_seconds),
+            }
+            | self.env
+        )
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
                 [str(DIRECTOR), "controller", *self.arguments],

@@ -1,0 +1,34 @@
+"""HTTP for GitSources and secrets, authenticated like every other resource (api/views.py's endpoint)."""
+
+from __future__ import annotations
+
+from django.http import HttpRequest, HttpResponse
+
+from api import gitsources, secrets
+from api.auth import Principal
+from api.views import endpoint, write_options
+
+
+@endpoint("GET", "POST")
+def gitsource_collection(request: HttpRequest, principal: Principal) -> HttpResponse:
+    return gitsources.collection(request, principal, write_options(request))
+
+
+@endpoint("GET", "PATCH", "DELETE")
+def gitsource_item(request: HttpRequest, principal: Principal, name: str) -> HttpResponse:
+    return gitsources.item(request, principal, name, write_options(request))
+
+
+@endpoint("GET")
+def gitsource_events(request: HttpRequest, principal: Principal, name: str) -> HttpResponse:
+    return gitsources.events(request, principal, name)
+
+
+@endpoint("GET", "POST")
+def secret_collection(request: HttpRequest, principal: Principal) -> HttpResponse:
+    return secrets.collection(request, principal)
+
+
+@endpoint("GET", "DELETE")
+def secret_item(request: HttpRequest, principal: Principal, name: str) -> HttpResponse:
+    return secrets.item(request, principal, name)
