@@ -21,6 +21,7 @@ from cli import (
     reconcile,
     rollout,
     schema,
+    suspend,
     wait,
 )
 from cli.common import add_connection_options
@@ -37,6 +38,7 @@ VERBS = (
     wait,
     rollout,
     reconcile,
+    suspend,
     keys,
     login,
     schema,

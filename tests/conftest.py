@@ -195,3 +195,12 @@ def make_settings(test_run: SessionRun, tmp_path_factory: pytest.TempPathFactory
 @pytest.fixture
 def settings(make_settings: Callable[..., Settings]) -> Settings:
     return make_settings()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Browser tests last: Playwright's sync API keeps an event loop running in the test thread while its
+    browser is open, and a test after it that runs its own loop (asyncio.run) would be refused."""
+    in_browser = [item for item in items if {"browser", "page"} & set(getattr(item, "fixturenames", ()))]
+    if in_browser:
+        chosen = set(map(id, in_browser))
+        items[:] = [item for item in items if id(item) not in chosen] + in_browser

@@ -49,7 +49,7 @@ def _size(page) -> tuple[int, int]:
 def test_echo_hi_in_the_browser_terminal_and_a_resize(sites, browser):
     cookie = login_session(sites.env, "alice")
     context = browser.new_context(viewport={"width": 1000, "height": 700})
-    context.add_cookies([{"name": "sessionid", "value": cookie, "url": sites.api_url}])
+    context.add_cookies([{"name": "director_session", "value": cookie, "url": sites.api_url}])
     page = context.new_page()
     outside: list[str] = []
     page.on(
@@ -57,7 +57,7 @@ def test_echo_hi_in_the_browser_terminal_and_a_resize(sites, browser):
     )
     try:
         page.goto(f"{sites.api_url}/sites/hello/terminal")
-        page.wait_for_function("document.querySelector('.director-terminal').dataset.state === 'connected'")
+        page.locator(".director-terminal[data-state=connected]").wait_for()
         page.locator(".director-terminal").click()
         # Quoted so that the echoed command line itself never shows "hi" alone on a line.
         page.keyboard.type("echo h''i\n")
@@ -73,7 +73,7 @@ def test_echo_hi_in_the_browser_terminal_and_a_resize(sites, browser):
             lambda: f"\n{rows} {cols}" in _screen(page), 60, f"stty size {rows} {cols} after the resize"
         )
         page.keyboard.type("exit\n")
-        page.wait_for_function("document.querySelector('.director-terminal').dataset.state === 'ended'")
+        page.locator(".director-terminal[data-state=ended]").wait_for()
     finally:
         context.close()
     assert outside == [], "the page asked for something outside Director"
