@@ -18,12 +18,14 @@ from controller.backoff import Backoff
 from controller.process import THREADS, configure_logging, run
 from controller.runtime import Controller, ControllerOptions
 from orchestrator import demo
+from reconcilers.docker_calls import make_client
 from reconcilers.docker_events import DockerEvents
 from reconcilers.files import SiteFiles
 from reconcilers.images import ImageResolver
 from reconcilers.platform import EdgePlatform
 from reconcilers.routes import SiteRoutes
 from reconcilers.service import SiteServices
+from reconcilers.swarm_cache import SwarmCache
 from specs.config import Settings
 from store.events import EventLog
 from store.records import SiteStore
@@ -34,10 +36,12 @@ log = logging.getLogger("director")
 def build_controller(
     settings: Settings, options: ControllerOptions, client: docker.DockerClient
 ) -> Controller:
+    # One picture of the Swarm for every reconciler, kept current by the events trigger and the resync.
+    cache = SwarmCache(settings, client)
     images = ImageResolver(client, settings)
     store = SiteStore(settings.state_dir)
     files = SiteFiles(settings)
-    services = SiteServices(settings, client, images, files.uid_of)
+    services = SiteServices(settings, cache, images, files.uid_of)
     # Which site holds each custom domain is the store's to say: the first to claim it.
     routes = SiteRoutes(settings, client, host_holders=store.host_holders)
     return Controller(
@@ -46,10 +50,10 @@ def build_controller(
         settings=settings,
         # Files first (the service mounts them), then the service, then the routes that point to it.
         reconcilers=[files, services, routes],
-        platform=EdgePlatform(settings, client, images),
-        # A Docker event for a service makes its cached picture stale before it wakes the site.
+        platform=EdgePlatform(settings, client, cache, images),
+        # A Docker event marks what it changed stale in the cache before it wakes the site or the platform.
         # The routes wake the sites waiting for a domain the moment its holder lets go of it.
-        triggers=[DockerEvents(settings, client, listeners=[services.forget]), routes],
+        triggers=[DockerEvents(settings, client, cache), routes],
         options=options,
     )
 
@@ -132,7 +136,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         backoff=Backoff(cap=args.max_backoff),
     )
     try:
-        client = docker.from_env()
+        client = make_client()
         client.ping()
     except docker.errors.DockerException as error:
         log.error("cannot reach the Docker engine (%s); is dockerd running?", error)

@@ -19,6 +19,7 @@ from controller.types import Outcome, ReconcileContext
 from reconcilers.files import SiteFiles
 from reconcilers.routes import SiteRoutes
 from reconcilers.service import SiteServices
+from reconcilers.swarm_cache import SwarmCache
 from specs.config import Settings
 from specs.models import ObjectMeta, Site, SiteSpec
 
@@ -111,6 +112,8 @@ class Stack:
     files: SiteFiles
     services: SiteServices
     routes: SiteRoutes
+    # The services' picture of the Swarm; no events trigger runs here: a test marks what it changed stale.
+    cache: SwarmCache
 
     async def converge(self, site: Site, seconds: float = 60.0) -> dict[str, Outcome]:
         """One reconcile of each concern, in the controller's order: files, service, routes."""
