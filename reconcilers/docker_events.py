@@ -32,6 +32,8 @@ STREAM_SECONDS = 60.0
 # The daemon ends a stream at `until`; one still open well after that is a dead connection.
 SILENCE_GRACE_SECONDS = 15.0
 RETRY_SECONDS = 2.0
+# A stream ending more than this before `until` (sent rounded up to whole seconds) was cut off.
+EARLY_END_SECONDS = 1.0
 # How long the listing made on reconnecting may take.
 RELIST_SECONDS = 60.0
 # What a container does that can change whether its site is served; exec_*, attach, resize... cannot.
@@ -41,6 +43,10 @@ NETWORK_ACTIONS = frozenset({"create", "destroy", "remove", "update"})
 EVENT_TYPES = ["service", "container", "network", "node"]
 MISSED = "resync: a change no Docker event told of"
 _SITE_NAME = re.compile(SITE_NAME_PATTERN)
+
+
+class StreamBroken(ConnectionError):
+    """Docker's event stream ended before the time it was asked to end at."""
 
 
 def _parts(event: dict[str, Any]) -> tuple[str, str, dict[str, Any]]:
@@ -154,6 +160,8 @@ class DockerEvents:
                 follow = asyncio.ensure_future(
                     asyncio.to_thread(self._follow, since, until, holder, loop, deliver, broken)
                 )
+                # A stream given up on (silent, or the trigger cancelled) ends in an error nobody awaits.
+                follow.add_done_callback(_retrieve)
                 try:
                     since = await asyncio.wait_for(
                         asyncio.shield(follow), self._stream_seconds + SILENCE_GRACE_SECONDS
@@ -162,23 +170,21 @@ class DockerEvents:
                 except TimeoutError:
                     log.warning("Docker's event stream went silent; reopening it")
                     _close(holder)
-                    broken = self._broke()
+                    # Events may be lost from here: nothing the cache holds is trusted until it lists again.
+                    self._cache.distrust_all()
+                    broken = True
                 except asyncio.CancelledError:
                     _close(holder)
                     raise
                 except Exception:
                     log.exception("Docker's event stream failed; reopening it in %.0f s", RETRY_SECONDS)
-                    broken = self._broke()
+                    self._cache.distrust_all()
+                    broken = True
                     await asyncio.sleep(RETRY_SECONDS)
         finally:
             stop_watching()
             if self._relisting is not None:
                 self._relisting.cancel()
-
-    def _broke(self) -> bool:
-        """Events may be lost from here on: the cache trusts nothing it holds until it has listed again."""
-        self._cache.distrust_all()
-        return True
 
     def _reconnected(self) -> None:
         """Events were lost while the stream was down (all of them if dockerd restarted): list everything
@@ -220,8 +226,16 @@ class DockerEvents:
             found = request_for(event, self._settings)
             if found is not None:
                 loop.call_soon_threadsafe(deliver, event, *found)
+        if time.time() < until - EARLY_END_SECONDS:
+            # The daemon ends a stream at `until`; one ending sooner lost its connection (dockerd restarted?).
+            raise StreamBroken(f"Docker's event stream ended {until - time.time():.0f} s before its end")
         # Whole seconds overlap by one: an event seen twice only marks stale and wakes twice.
         return max(last_seen, until - 1)
+
+
+def _retrieve(follow: asyncio.Future[float]) -> None:
+    if not follow.cancelled():
+        follow.exception()
 
 
 def _close(holder: list[Any]) -> None:
