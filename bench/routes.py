@@ -26,6 +26,7 @@ from reconcilers.images import ImageResolver
 from reconcilers.local_images import ensure_base_image
 from reconcilers.platform import EdgePlatform, wait_for_platform
 from reconcilers.routes import SiteRoutes
+from reconcilers.swarm_cache import SwarmCache
 from specs.config import Settings
 from specs.models import ObjectMeta, Site, SiteSpec
 
@@ -86,7 +87,9 @@ async def main(site_counts: list[int], changes: int) -> None:
     image = ensure_base_image(client)
     for sites in site_counts:
         with throwaway_instance(client, image) as settings:
-            platform = EdgePlatform(settings, client, ImageResolver(client, settings))
+            platform = EdgePlatform(
+                settings, client, SwarmCache(settings, client), ImageResolver(client, settings)
+            )
             await wait_for_platform(platform, _context())
             await _measure(settings, client, sites, changes)
 

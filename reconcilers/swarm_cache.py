@@ -198,14 +198,15 @@ class SwarmCache:
         return list(self._nodes)
 
     async def refresh(self, deadline: float) -> None:
-        """List services, tasks and the network (three calls); a refresh already under way is joined."""
-        listing = self._listing
-        if listing is None:
-            listing = asyncio.ensure_future(self._list_all(deadline))
-            self._listing = listing
-            listing.add_done_callback(self._listing_done)
-        # Shielded: one reader giving up at its deadline must not cancel the listing the others wait on.
-        await asyncio.shield(listing)
+        """List services, tasks and the network (three calls), unless a listing begun since this call was
+        made has completed meanwhile: callers asking at once share one."""
+        asked = next(self._clock)
+        while self._listed < asked:
+            if self._listing is None:
+                self._listing = asyncio.ensure_future(self._list_all(deadline))
+                self._listing.add_done_callback(self._listing_done)
+            # Shielded: one reader giving up at its deadline must not cancel the listing others wait on.
+            await asyncio.shield(self._listing)
 
     # -- writes (through the one client, stored from Docker's answer) ------------------------------
 

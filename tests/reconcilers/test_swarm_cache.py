@@ -19,7 +19,7 @@ import requests
 from reconciler_helpers import CountingClient, context, make_site
 
 from controller.types import Request
-from reconcilers.docker_events import MISSED, DockerEvents
+from reconcilers.docker_events import MISSED, DockerEvents, mark_stale
 from reconcilers.images import ImageResolver
 from reconcilers.service import SiteServices
 from reconcilers.swarm_cache import SwarmCache
@@ -237,3 +237,19 @@ async def test_an_event_during_a_listing_outlives_it_and_a_read_begun_after_it_w
     marked = await cache.service("marked", time.monotonic() + 30)
     assert marked is not None and marked.service["Version"]["Index"] == 3
     assert cache.is_trusted("service", "marked")
+
+
+@pytest.mark.swarm
+async def test_nodes_are_listed_when_first_asked_for_and_again_only_after_a_node_event(stack):
+    counting = CountingClient(stack.client)
+    cache = SwarmCache(stack.settings, counting)
+    await cache.refresh(time.monotonic() + 30)
+    assert counting.api.calls["nodes"] == 0, "the resync's listing leaves the nodes out"
+    nodes = await cache.nodes(time.monotonic() + 30)
+    assert any(node["Status"]["State"] == "ready" for node in nodes)
+    await cache.nodes(time.monotonic() + 30)
+    assert counting.api.calls["nodes"] == 1
+
+    mark_stale({"Type": "node", "Action": "update", "Actor": {"ID": nodes[0]["ID"], "Attributes": {}}}, cache)
+    assert [node["ID"] for node in await cache.nodes(time.monotonic() + 30)] == [node["ID"] for node in nodes]
+    assert counting.api.calls["nodes"] == 2
