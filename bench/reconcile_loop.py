@@ -344,13 +344,13 @@ def _remove_services(client: docker.DockerClient, settings: Settings) -> None:
         with contextlib.suppress(docker.errors.NotFound):
             service.remove()
     tasks = {"label": [ours, "com.docker.swarm.service.id"]}
-    wait_until(lambda: not client.containers.list(all=True, filters=tasks), 300, "their containers gone", 0.5)
+    wait_until(lambda: not client.api.containers(all=True, filters=tasks), 300, "their containers gone", 0.5)
 
 
 def _no_containers_left(client: docker.DockerClient, settings: Settings) -> None:
     """Wait until the instance's containers are gone: the next measurement must not share CPU with them."""
     labelled = {"label": f"{LABEL_INSTANCE}={settings.instance}"}
-    wait_until(lambda: not client.containers.list(all=True, filters=labelled), 300, "containers removed", 0.5)
+    wait_until(lambda: not client.api.containers(all=True, filters=labelled), 300, "containers removed", 0.5)
 
 
 def _serving_through_edge(settings: Settings, names: list[str], seconds: float) -> None:
