@@ -116,6 +116,7 @@ class SwarmCache:
         self._read: dict[Entry, int] = {}
         self._listing: asyncio.Future[None] | None = None
         self._watchers: list[Callable[[Entry], None]] = []
+        # Complete listings so far (tests and benchmarks count them).
         self.listings = 0
 
     # -- what the event stream says ----------------------------------------------------------------
