@@ -7,30 +7,40 @@
 2. 1,000 static sites from an empty state to all Ready (a sample fetched for a 200 through the edge), and
    the controller's RSS.
 3. One resync of the 1,000 converged sites, the controller in this process with its Docker client counting
-   every call: calls by method, CPU seconds, wall time and RSS. The cold start before it (a fresh controller
-   meeting 1,000 converged sites) is reported too.
+   every call: calls by method, writes, CPU seconds, wall time and RSS. The cold start before it (a fresh
+   controller meeting 1,000 converged sites) is reported too.
+4. 100 dynamic sites from an empty state to all serving (records written to every site's first 200 through
+   the edge), side by side with `docker stack deploy` of the same 100 services (image, command, env,
+   limits, restart policy, mounts, dnsrr, the same overlay network) timed to every service answering from
+   that network. Alternated when repeated; medians and the Director/stack ratio.
 
 Everything is created under throwaway instances and removed at the end.
 
-    .venv/bin/python -m bench.reconcile_loop [--rounds 10] [--sites 1000]
+    .venv/bin/python -m bench.reconcile_loop [--rounds 10] [--sites 1000] [--burst 100] [--burst-rounds 1]
+        [--parts latency,many,resync,burst]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import random
 import resource
 import statistics
+import subprocess
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import docker
+import docker.errors
 import docker.types
+import yaml
 
 from bench.e2e_helpers import (
     ControllerProcess,
@@ -46,6 +56,7 @@ from orchestrator.main import build_controller
 from reconcilers.docker_calls import LABEL_INSTANCE, make_client
 from reconcilers.local_images import ensure_base_image
 from reconcilers.nginx_config import SITE_PORT
+from reconcilers.service import RESTART_ATTEMPTS, RESTART_DELAY_SECONDS, RESTART_WINDOW_SECONDS, TMPFS_BYTES
 from specs.config import Settings
 from specs.models import ObjectMeta, Site, SiteSpec
 from store.records import SiteStore
@@ -322,20 +333,218 @@ async def resync_in_process(settings: Settings, count: int) -> None:
         client.close()
 
 
+# -- 4. 100 dynamic sites from empty, beside docker stack deploy ---------------------------------------
+
+
+def _remove_services(client: docker.DockerClient, settings: Settings) -> None:
+    """Remove the instance's services and wait until Swarm has removed their containers: removing those by
+    force meanwhile (as the instance's cleanup does) races Swarm's own removal ("already in progress")."""
+    ours = f"{LABEL_INSTANCE}={settings.instance}"
+    for service in client.services.list(filters={"label": ours}):
+        with contextlib.suppress(docker.errors.NotFound):
+            service.remove()
+    tasks = {"label": [ours, "com.docker.swarm.service.id"]}
+    wait_until(lambda: not client.api.containers(all=True, filters=tasks), 300, "their containers gone", 0.5)
+
+
+def _no_containers_left(client: docker.DockerClient, settings: Settings) -> None:
+    """Wait until the instance's containers are gone: the next measurement must not share CPU with them."""
+    labelled = {"label": f"{LABEL_INSTANCE}={settings.instance}"}
+    wait_until(lambda: not client.api.containers(all=True, filters=labelled), 300, "containers removed", 0.5)
+
+
+def _serving_through_edge(settings: Settings, names: list[str], seconds: float) -> None:
+    pending = list(names)
+    deadline = time.monotonic() + seconds
+    while pending:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{len(pending)} of {len(names)} sites not served after {seconds:.0f} s")
+        pending = [
+            name for name in pending if not _has_title(settings, f"{name}.{settings.sites_domain}", name)
+        ]
+        if pending:
+            time.sleep(0.05)
+
+
+def director_burst(client: docker.DockerClient, image: str, count: int) -> float:
+    """Seconds from the first of `count` dynamic Site records written to all of them served by the edge."""
+    with throwaway_instance(client, image, "benchburst") as settings:
+        controller = ControllerProcess(settings)
+        controller.start()
+        try:
+            wait_until(_edge_answers(settings), EDGE_START_SECONDS, "the edge", 0.1)
+            store = SiteStore(settings.state_dir)
+            names = [f"burst-{index:03d}" for index in range(count)]
+            started = time.monotonic()
+            for name in names:
+                store.create(_site(name, type="dynamic", image=LOCAL_IMAGE, command=SERVE_PUBLIC))
+            _serving_through_edge(settings, names, 600)
+            seconds = time.monotonic() - started
+        finally:
+            controller.stop()
+            _remove_services(client, settings)
+    _no_containers_left(client, settings)
+    return seconds
+
+
+def _stack_file(settings: Settings, names: list[str], image: str, root: Path) -> str:
+    """The compose file of `names`, each service as Director would run a default dynamic site of that name."""
+    defaults = SiteSpec().resources
+    labels = {LABEL_INSTANCE: settings.instance}
+    tmpfs = [
+        {"type": "tmpfs", "target": target, "tmpfs": {"size": TMPFS_BYTES}} for target in ("/tmp", "/run")
+    ]
+    services = {
+        name: {
+            "image": image,
+            # Compose would put its own environment's $PORT in: $$ leaves it to the container's shell.
+            "command": [part.replace("$", "$$") for part in SERVE_PUBLIC],
+            "environment": {"PORT": str(SITE_PORT), "HOST": "0.0.0.0"},
+            "working_dir": "/site",
+            "read_only": True,
+            "init": True,
+            "volumes": [
+                {"type": "bind", "source": str(root / name), "target": "/site", "read_only": True},
+                *tmpfs,
+            ],
+            "networks": ["sites"],
+            "labels": dict(labels),
+            "stop_grace_period": "10s",
+            "deploy": {
+                "endpoint_mode": "dnsrr",
+                "labels": dict(labels),
+                "resources": {
+                    "limits": {"cpus": f"{defaults.cpus:g}", "memory": f"{defaults.memory_bytes}b"}
+                },
+                "restart_policy": {
+                    "condition": "any",
+                    "delay": f"{RESTART_DELAY_SECONDS}s",
+                    "max_attempts": RESTART_ATTEMPTS,
+                    "window": f"{RESTART_WINDOW_SECONDS}s",
+                },
+            },
+        }
+        for name in names
+    }
+    networks = {"sites": {"external": True, "name": settings.network}}
+    return yaml.safe_dump({"version": "3.8", "services": services, "networks": networks}, sort_keys=False)
+
+
+def stack_burst(client: docker.DockerClient, image: str, count: int) -> float:
+    """Seconds from `docker stack deploy` of `count` services to each answering 200 from their network."""
+    with throwaway_instance(client, image, "benchstack") as settings:
+        labels = {LABEL_INSTANCE: settings.instance}
+        client.api.create_network(settings.network, driver="overlay", attachable=True, labels=labels)
+        stack = settings.instance
+        names = [f"s{index:03d}" for index in range(count)]
+        root = settings.state_dir / "stack"
+        for name in names:
+            public = root / name / "public"
+            public.mkdir(parents=True)
+            (public / "index.html").write_text(_index_of(name))
+        root.chmod(0o755)
+        compose = settings.state_dir / "stack.yaml"
+        compose.write_text(_stack_file(settings, names, image, root))
+        prober = client.containers.run(
+            image,
+            ["sleep", "infinity"],
+            detach=True,
+            network=settings.network,
+            labels=labels,
+            name=f"{stack}-prober",
+        )
+        poll = " ".join(
+            f"until curl -fsS -o /dev/null --max-time 2 http://{stack}_{name}:{SITE_PORT}/ 2>/dev/null; "
+            "do sleep 0.05; done;"
+            for name in names
+        )
+        served = threading.Event()
+
+        def probe() -> None:
+            prober.exec_run(["sh", "-c", poll])
+            served.set()
+
+        threading.Thread(target=probe, daemon=True).start()
+        # The probe's exec is under way before the clock starts, as the edge is for Director's sites.
+        time.sleep(0.2)
+        started = time.monotonic()
+        try:
+            subprocess.run(
+                [
+                    "docker",
+                    "stack",
+                    "deploy",
+                    "--detach=true",
+                    "--resolve-image=never",
+                    "-c",
+                    str(compose),
+                    stack,
+                ],
+                check=True,
+                capture_output=True,
+            )
+            if not served.wait(600):
+                raise TimeoutError(f"the stack's {count} services did not all answer within 600 s")
+            seconds = time.monotonic() - started
+        finally:
+            _remove_services(client, settings)
+    _no_containers_left(client, settings)
+    return seconds
+
+
+def measure_burst(client: docker.DockerClient, image: str, count: int, rounds: int) -> None:
+    director: list[float] = []
+    stack: list[float] = []
+    for index in range(rounds):
+
+        def director_round() -> None:
+            director.append(director_burst(client, image, count))
+
+        def stack_round() -> None:
+            stack.append(stack_burst(client, image, count))
+
+        for measure in [director_round, stack_round] if index % 2 == 0 else [stack_round, director_round]:
+            measure()
+    print(
+        _median_line(f"{count} dynamic sites via Director, records -> all served through the edge", director)
+    )
+    print(_median_line(f"docker stack deploy of the same {count} services -> all answering", stack))
+    ratio = statistics.median(director) / statistics.median(stack)
+    print(f"{count} dynamic sites from empty, Director / docker stack deploy: {ratio:.2f}x (target <= 0.7x)")
+
+
+PARTS = ("latency", "many", "resync", "burst")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=10, help="latency measurements of each kind (10)")
     parser.add_argument("--sites", type=int, default=1000, help="static sites to converge and resync (1000)")
+    parser.add_argument("--burst", type=int, default=100, help="dynamic sites started at once (100)")
+    parser.add_argument("--burst-rounds", type=int, default=1, help="bursts of each kind, alternated (1)")
+    parser.add_argument(
+        "--parts", default=",".join(PARTS), help=f"which parts to run, comma-separated ({','.join(PARTS)})"
+    )
     arguments = parser.parse_args()
+    parts = {part.strip() for part in arguments.parts.split(",") if part.strip()}
+    if unknown := parts - set(PARTS):
+        parser.error(f"--parts: unknown {', '.join(sorted(unknown))}; choose among {', '.join(PARTS)}")
+    if "resync" in parts and "many" not in parts:
+        parser.error("--parts: resync counts a resync of the sites the 'many' part converges; add many")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     started = time.monotonic()
     client = make_client()
     image = ensure_base_image(client)
     try:
-        measure_latency(client, image, arguments.rounds)
-        with throwaway_instance(client, image, "benchk") as settings:
-            converge_many(settings, arguments.sites)
-            asyncio.run(resync_in_process(settings, arguments.sites))
+        if "latency" in parts:
+            measure_latency(client, image, arguments.rounds)
+        if "many" in parts:
+            with throwaway_instance(client, image, "benchk") as settings:
+                converge_many(settings, arguments.sites)
+                if "resync" in parts:
+                    asyncio.run(resync_in_process(settings, arguments.sites))
+        if "burst" in parts:
+            measure_burst(client, image, arguments.burst, arguments.burst_rounds)
     finally:
         client.close()
     print(f"benchmark total {time.monotonic() - started:.0f} s; everything it created is removed")

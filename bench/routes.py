@@ -38,6 +38,7 @@ from reconcilers.images import ImageResolver
 from reconcilers.local_images import ensure_base_image
 from reconcilers.platform import EdgePlatform, wait_for_platform
 from reconcilers.routes import SiteRoutes
+from reconcilers.swarm_cache import SwarmCache
 from specs.config import Settings
 from specs.models import ObjectMeta, Site, SiteSpec
 
@@ -117,7 +118,9 @@ async def measure(site_counts: list[int], changes: int) -> dict[int, dict[str, f
     figures: dict[int, dict[str, float]] = {}
     for sites in site_counts:
         with throwaway_instance(client, image) as settings:
-            platform = EdgePlatform(settings, client, ImageResolver(client, settings))
+            platform = EdgePlatform(
+                settings, client, SwarmCache(settings, client), ImageResolver(client, settings)
+            )
             await wait_for_platform(platform, _context())
             figures[sites] = await _measure(settings, client, sites, changes)
     return figures

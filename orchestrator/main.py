@@ -21,6 +21,7 @@ from controller.runtime import Controller, ControllerOptions
 from orchestrator import demo
 from orchestrator.gitops import api_base_url, controller_credential
 from reconcilers.director_api import DirectorApi
+from reconcilers.docker_calls import make_client
 from reconcilers.docker_events import DockerEvents
 from reconcilers.files import SiteFiles
 from reconcilers.git import Git
@@ -29,6 +30,7 @@ from reconcilers.images import ImageResolver
 from reconcilers.platform import EdgePlatform, platform_record
 from reconcilers.routes import SiteRoutes
 from reconcilers.service import SiteServices
+from reconcilers.swarm_cache import SwarmCache
 from specs.config import Settings
 from store.events import EventLog
 from store.records import GitSourceStore, NotFound, PlatformStore, SiteStore
@@ -39,15 +41,19 @@ log = logging.getLogger("director")
 def build_controller(
     settings: Settings, options: ControllerOptions, client: docker.DockerClient
 ) -> Controller:
+    # One picture of the Swarm for every reconciler, kept current by the events trigger and the resync.
+    cache = SwarmCache(settings, client)
     images = ImageResolver(client, settings)
     sites = SiteStore(settings.state_dir)
     platforms = PlatformStore(settings.state_dir)
     ensure_platform_record(platforms, settings)
     files = SiteFiles(settings)
-    services = SiteServices(settings, client, images)
+    services = SiteServices(settings, cache, images)
     # Which site holds each custom domain is the store's to say: the first to claim it.
     routes = SiteRoutes(settings, client, host_holders=sites.host_holders)
-    platform = Kind(records=platforms, reconcilers=[EdgePlatform(settings, client, images)], first=True)
+    platform = Kind(
+        records=platforms, reconcilers=[EdgePlatform(settings, client, cache, images)], first=True
+    )
     site = Kind(
         records=sites,
         # Files first (the service mounts them), then the service, then the routes that point to it.
@@ -68,9 +74,9 @@ def build_controller(
         kinds=[platform, site, gitsource],
         events=EventLog(settings.events_db),
         state_dir=settings.state_dir,
-        # A Docker event for a service makes its cached picture stale before it wakes the site.
+        # A Docker event marks what it changed stale in the cache before it wakes the site or the platform.
         # The routes wake the sites waiting for a domain the moment its holder lets go of it.
-        triggers=[DockerEvents(settings, client, listeners=[services.forget]), routes],
+        triggers=[DockerEvents(settings, client, cache), routes],
         options=options,
     )
 
@@ -202,7 +208,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         backoff=Backoff(cap=args.max_backoff),
     )
     try:
-        client = docker.from_env()
+        client = make_client()
         client.ping()
     except docker.errors.DockerException as error:
         log.error("cannot reach the Docker engine (%s); is dockerd running?", error)

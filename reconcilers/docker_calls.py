@@ -1,4 +1,5 @@
-"""The Docker client the reconcilers share, and the bridge keeping its blocking calls off the event loop."""
+"""The one Docker client factory, the labels Director puts on what it creates, and the bridge keeping the
+client's blocking calls off the event loop."""
 
 from __future__ import annotations
 
@@ -24,9 +25,20 @@ class DeadlineExceeded(TimeoutError):
     """The reconcile's deadline passed while a Docker or Nginx call was still running."""
 
 
-def make_client() -> docker.DockerClient:
-    # Service create/update answer in milliseconds; a call still running after 60 s is a hung daemon.
-    return docker.from_env(timeout=60)
+# Service create/update answer in milliseconds; a call still waiting for its answer after this is a hung
+# daemon. Streams (events, logs) are exempt: docker-py lifts the timeout on them; their readers watch silence.
+CALL_TIMEOUT_SECONDS = 60.0
+# Connections kept open to the daemon: as many as calls run at once (workers, the events stream, the edge
+# probes), so that none is opened and thrown away per call (urllib3 warns "Connection pool is full").
+CONNECTIONS = 32
+
+
+def make_client(timeout: float = CALL_TIMEOUT_SECONDS, connections: int = CONNECTIONS) -> docker.DockerClient:
+    """The Docker client of one process: made once by the composition root and handed to whatever talks to
+    Docker (the Swarm cache, the reconcilers, the events trigger, the logs backend)."""
+    if timeout <= 0:
+        raise ValueError(f"timeout must be positive, got {timeout}; it bounds every Docker call, in seconds")
+    return docker.from_env(timeout=timeout, max_pool_size=connections)
 
 
 def seconds_left(deadline: float) -> float:

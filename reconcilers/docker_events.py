@@ -1,8 +1,11 @@
-"""A Trigger that wakes the controller on Docker's events for Director's services and containers.
+"""A Trigger that follows Docker's events for Director's services, containers, network and nodes: each one
+marks what it concerns stale in the Swarm cache, then wakes the site (or the platform) it is about.
 
 Docker's event stream is lossy (256 events kept, none across a daemon restart) and a connection can go
-silent without closing, so the stream is only a way to wake early: it is reopened every
-STREAM_SECONDS with `since` set to the last event seen, and after any error, and the periodic resync
+silent without closing, so the stream is only a way to wake early and to keep the cache current: it is
+reopened every STREAM_SECONDS with `since` set to the last event seen, and after any error. When it breaks,
+and again when it reconnects, the cache trusts nothing until it has listed everything again (done at once on
+reconnecting); what that listing finds changed without an event wakes what it concerns. The periodic resync
 remains the truth.
 """
 
@@ -12,7 +15,7 @@ import asyncio
 import logging
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import docker
@@ -20,6 +23,7 @@ import docker
 from controller.types import Enqueue, Request
 from reconcilers.docker_calls import LABEL_INSTANCE, LABEL_SITE, SWARM_SERVICE_NAME_LABEL
 from reconcilers.platform import PLATFORM
+from reconcilers.swarm_cache import Entry, SwarmCache
 from specs.config import Settings
 from specs.models import SITE_NAME_PATTERN
 
@@ -29,27 +33,48 @@ STREAM_SECONDS = 60.0
 # The daemon ends a stream at `until`; one still open well after that is a dead connection.
 SILENCE_GRACE_SECONDS = 15.0
 RETRY_SECONDS = 2.0
+# A stream ending more than this before `until` (sent rounded up to whole seconds) was cut off.
+EARLY_END_SECONDS = 1.0
+# How long the listing made on reconnecting may take.
+RELIST_SECONDS = 60.0
 # What a container does that can change whether its site is served; exec_*, attach, resize... cannot.
 CONTAINER_ACTIONS = frozenset({"create", "start", "die", "kill", "oom", "stop", "destroy", "health_status"})
+# What happens to a network that changes what the cache holds; (dis)connect happens with every container.
+NETWORK_ACTIONS = frozenset({"create", "destroy", "remove", "update"})
+EVENT_TYPES = ["service", "container", "network", "node"]
+MISSED = "resync: a change no Docker event told of"
 _SITE_NAME = re.compile(SITE_NAME_PATTERN)
+
+
+class StreamBroken(ConnectionError):
+    """Docker's event stream ended before the time it was asked to end at."""
+
+
+def _parts(event: dict[str, Any]) -> tuple[str, str, dict[str, Any]]:
+    kind = str(event.get("Type", ""))
+    action = str(event.get("Action", "")).split(":", 1)[0]
+    attributes = event.get("Actor", {}).get("Attributes", {}) or {}
+    return kind, action, attributes
+
+
+def request_for_service(name: str, settings: Settings) -> Request | None:
+    """Whose a service is, by its name alone (service events carry no labels)."""
+    if name == settings.edge_service:
+        return PLATFORM
+    prefix = settings.service_name("")
+    site = name.removeprefix(prefix)
+    if name.startswith(prefix) and _SITE_NAME.match(site):
+        return Request("Site", site)
+    return None
 
 
 def request_for(event: dict[str, Any], settings: Settings) -> tuple[Request, str] | None:
     """The request an event asks for and how to describe it, or None when it is not one of ours."""
-    kind = event.get("Type", "")
-    action = str(event.get("Action", "")).split(":", 1)[0]
-    attributes = event.get("Actor", {}).get("Attributes", {}) or {}
+    kind, action, attributes = _parts(event)
     description = f"docker:{kind}/{action}"
     if kind == "service":
-        # Service events carry the service's name only, no labels: Director's names say whose it is.
-        name = str(attributes.get("name", ""))
-        if name == settings.edge_service:
-            return PLATFORM, description
-        prefix = settings.service_name("")
-        site = name.removeprefix(prefix)
-        if name.startswith(prefix) and _SITE_NAME.match(site):
-            return Request("Site", site), description
-        return None
+        found = request_for_service(str(attributes.get("name", "")), settings)
+        return None if found is None else (found, description)
     if kind == "container" and action in CONTAINER_ACTIONS:
         if attributes.get(LABEL_INSTANCE) != settings.instance:
             return None
@@ -58,11 +83,43 @@ def request_for(event: dict[str, Any], settings: Settings) -> tuple[Request, str
         labelled = attributes.get(LABEL_SITE)
         if labelled:
             return Request("Site", str(labelled)), description
+    if kind == "network" and action in NETWORK_ACTIONS and attributes.get("name") == settings.network:
+        return PLATFORM, description
+    if kind == "node":
+        # The edge runs on every node: one joining, leaving or changing state is the platform's concern.
+        return PLATFORM, description
     return None
 
 
+def mark_stale(event: dict[str, Any], cache: SwarmCache) -> None:
+    """Mark what one of this instance's events (see request_for) changed stale in the cache."""
+    kind, action, attributes = _parts(event)
+    if kind == "service":
+        name = attributes.get("name")
+        if name:
+            cache.forget_service(str(name))
+        else:
+            cache.forget_service_id(str(event.get("Actor", {}).get("ID", "")))
+    elif kind == "container" and action in CONTAINER_ACTIONS:
+        service = attributes.get(SWARM_SERVICE_NAME_LABEL)
+        if service:
+            cache.forget_service(str(service))
+    elif kind == "network" and action in NETWORK_ACTIONS and attributes.get("name"):
+        cache.forget_network(str(attributes["name"]))
+    elif kind == "node":
+        cache.forget_nodes()
+
+
+def request_for_entry(entry: Entry, settings: Settings) -> Request | None:
+    kind, name = entry
+    if kind == "service":
+        return request_for_service(name, settings)
+    return PLATFORM
+
+
 class DockerEvents:
-    """Trigger: Docker events -> enqueue(Request("Site", name), "docker:<type>/<action>")."""
+    """Trigger: Docker events -> what they changed marked stale in the cache, then
+    enqueue(request, "docker:<type>/<action>")."""
 
     name = "docker-events"
 
@@ -70,45 +127,79 @@ class DockerEvents:
         self,
         settings: Settings,
         client: docker.DockerClient,
-        listeners: Sequence[Callable[[str], None]] = (),
+        cache: SwarmCache,
         stream_seconds: float = STREAM_SECONDS,
     ) -> None:
         self._settings = settings
         self._client = client
-        # Told the site name before it is enqueued, e.g. SiteServices.forget to drop a cached picture.
-        self._listeners = tuple(listeners)
+        self._cache = cache
         self._stream_seconds = stream_seconds
+        self._relisting: asyncio.Task[None] | None = None
         self.streams_opened = 0
 
     async def run(self, enqueue: Enqueue) -> None:
         loop = asyncio.get_running_loop()
 
-        def deliver(request: Request, description: str) -> None:
-            if request.kind == "Site":
-                for listener in self._listeners:
-                    listener(request.name)
+        def deliver(event: dict[str, Any], request: Request, description: str) -> None:
+            # Stale first: the reconcile the request wakes must not read the picture from before the event.
+            mark_stale(event, self._cache)
             enqueue(request, description)
 
-        since = time.time()
-        while True:
-            until = time.time() + self._stream_seconds
-            holder: list[Any] = []
-            follow = asyncio.ensure_future(
-                asyncio.to_thread(self._follow, since, until, holder, loop, deliver)
-            )
-            try:
-                since = await asyncio.wait_for(
-                    asyncio.shield(follow), self._stream_seconds + SILENCE_GRACE_SECONDS
+        def missed(entry: Entry) -> None:
+            request = request_for_entry(entry, self._settings)
+            if request is not None:
+                enqueue(request, MISSED)
+
+        stop_watching = self._cache.watch(missed)
+        # From where the cache's picture was listed: what happened since then is replayed, not lost.
+        since = self._cache.trusted_since() or time.time()
+        broken = False
+        try:
+            while True:
+                until = time.time() + self._stream_seconds
+                holder: list[Any] = []
+                follow = asyncio.ensure_future(
+                    asyncio.to_thread(self._follow, since, until, holder, loop, deliver, broken)
                 )
-            except TimeoutError:
-                log.warning("Docker's event stream went silent; reopening it")
-                _close(holder)
-            except asyncio.CancelledError:
-                _close(holder)
-                raise
-            except Exception:
-                log.exception("Docker's event stream failed; reopening it in %.0f s", RETRY_SECONDS)
-                await asyncio.sleep(RETRY_SECONDS)
+                # A stream given up on (silent, or the trigger cancelled) ends in an error nobody awaits.
+                follow.add_done_callback(_retrieve)
+                try:
+                    since = await asyncio.wait_for(
+                        asyncio.shield(follow), self._stream_seconds + SILENCE_GRACE_SECONDS
+                    )
+                    broken = False
+                except TimeoutError:
+                    log.warning("Docker's event stream went silent; reopening it")
+                    _close(holder)
+                    # Events may be lost from here: nothing the cache holds is trusted until it lists again.
+                    self._cache.distrust_all()
+                    broken = True
+                except asyncio.CancelledError:
+                    _close(holder)
+                    raise
+                except Exception:
+                    log.exception("Docker's event stream failed; reopening it in %.0f s", RETRY_SECONDS)
+                    self._cache.distrust_all()
+                    broken = True
+                    await asyncio.sleep(RETRY_SECONDS)
+        finally:
+            stop_watching()
+            if self._relisting is not None:
+                self._relisting.cancel()
+
+    def _reconnected(self) -> None:
+        """Events were lost while the stream was down (all of them if dockerd restarted): list everything
+        again now, so what changed meanwhile wakes what it concerns without waiting for the resync."""
+        self._cache.distrust_all()
+        if self._relisting is None or self._relisting.done():
+            self._relisting = asyncio.create_task(self._relist())
+
+    async def _relist(self) -> None:
+        try:
+            await self._cache.refresh(time.monotonic() + RELIST_SECONDS)
+        except Exception as error:
+            # The next read lists again, and the resync after it: nothing is trusted meanwhile.
+            log.warning("listing the Swarm after the event stream reconnected failed: %s", error)
 
     def _follow(
         self,
@@ -116,25 +207,36 @@ class DockerEvents:
         until: float,
         holder: list[Any],
         loop: asyncio.AbstractEventLoop,
-        deliver: Callable[[Request, str], None],
+        deliver: Callable[[dict[str, Any], Request, str], None],
+        reconnecting: bool,
     ) -> float:
         """Follow one stream until `until`; return where the next one starts. Runs in a worker thread."""
         stream = self._client.events(
             since=int(since),
             until=int(until) + 1,
             decode=True,
-            filters={"type": ["service", "container"]},
+            filters={"type": EVENT_TYPES},
         )
         holder.append(stream)
         self.streams_opened += 1
+        if reconnecting:
+            loop.call_soon_threadsafe(self._reconnected)
         last_seen = since
         for event in stream:
             last_seen = max(last_seen, float(event.get("timeNano", 0)) / 1e9 or float(event.get("time", 0)))
             found = request_for(event, self._settings)
             if found is not None:
-                loop.call_soon_threadsafe(deliver, *found)
-        # Whole seconds overlap by one: an event seen twice only wakes a reconcile twice.
+                loop.call_soon_threadsafe(deliver, event, *found)
+        if time.time() < until - EARLY_END_SECONDS:
+            # The daemon ends a stream at `until`; one ending sooner lost its connection (dockerd restarted?).
+            raise StreamBroken(f"Docker's event stream ended {until - time.time():.0f} s before its end")
+        # Whole seconds overlap by one: an event seen twice only marks stale and wakes twice.
         return max(last_seen, until - 1)
+
+
+def _retrieve(follow: asyncio.Future[float]) -> None:
+    if not follow.cancelled():
+        follow.exception()
 
 
 def _close(holder: list[Any]) -> None:

@@ -1,7 +1,9 @@
 """What every site stands on: the sites' overlay network and the edge Nginx (a global Swarm service).
 
-The reconciler of the Platform record `edge`; its part of the platform's status says which nodes run the
-edge and which revisions of its own files and of the sites' routes the edge here answers.
+Both are read from the shared Swarm cache and written through it; only the edge's reload (SIGHUP to its
+containers) and the probe of what it serves go to Docker and the edge directly. The reconciler of the
+Platform record `edge`: its part of the platform's status says which nodes run the edge and which revisions
+of its own files and of the sites' routes the edge here answers.
 """
 
 from __future__ import annotations
@@ -15,15 +17,10 @@ import docker
 
 from controller.types import Outcome, PermanentError, ReconcileContext, Request, Step
 from reconcilers import nginx_config
-from reconcilers.docker_calls import (
-    LABEL_INSTANCE,
-    LABEL_MANAGED,
-    LABEL_ROLE,
-    off_loop,
-    seconds_left,
-)
+from reconcilers.docker_calls import LABEL_INSTANCE, LABEL_MANAGED, LABEL_ROLE, off_loop, seconds_left
 from reconcilers.images import ImageResolver
-from reconcilers.swarm_spec import ServiceSpec, apply_service, nanoseconds, with_hash_label
+from reconcilers.swarm_cache import UNSETTLED_READ_SECONDS, ForeignService, SwarmCache, SwarmService, is_owned
+from reconcilers.swarm_spec import ServiceSpec, nanoseconds, with_hash_label
 from reconcilers.tasks import TaskSummary, summarise_tasks
 from specs.config import Settings
 from specs.platform import KIND_PLATFORM, PLATFORM_NAME, EdgeStatus, NodeTask, Platform, PlatformMeta
@@ -104,12 +101,14 @@ class EdgePlatform:
         self,
         settings: Settings,
         client: docker.DockerClient,
+        cache: SwarmCache,
         images: ImageResolver,
         templates_dir: Path = nginx_config.TEMPLATES_DIR,
     ) -> None:
         self._settings = settings
+        # For the reload only (SIGHUP to the edge's containers); services and networks go through the cache.
         self._client = client
-        self._api: Any = client.api
+        self._cache = cache
         self._images = images
         self._templates = nginx_config.template_environment(templates_dir)
         self._layout = nginx_config.EdgeLayout(settings.edge_dir)
@@ -125,31 +124,10 @@ class EdgePlatform:
         return Outcome(steps=[Step("edge", "skipped", "the edge and the network are left in place")])
 
     async def reconcile(self, platform: Platform, ctx: ReconcileContext) -> Outcome:
-        network_id, network_step = await off_loop(ctx.deadline, self._ensure_network)
-        files_step = await off_loop(ctx.deadline, self._ensure_edge_files, ctx.deadline)
-        image = await self._images.edge_image(ctx.deadline)
-        spec = render_edge_spec(self._settings, image, network_id)
-        service_step, service = await off_loop(ctx.deadline, self._ensure_edge_service, spec)
-        steps = [network_step, files_step, service_step]
-        reload: nginx_config.EdgeReload | None = None
-        if files_step.result == "updated" and service_step.result == "unchanged":
-            reload = await off_loop(ctx.deadline, nginx_config.reload_edge, self._client, self._settings)
-            message = f"sent SIGHUP to {reload.containers} edge container(s)"
-            steps.append(Step("edge-reload", "updated", message))
-        tasks = await off_loop(ctx.deadline, self._api.tasks, filters={"service": service["ID"]})
-        summary = summarise_tasks(
-            tasks,
-            desired=None,
-            update_status=service.get("UpdateStatus"),
-            template=service["Spec"]["TaskTemplate"],
-        )
-        outcome = _outcome(steps, summary)
-        if outcome.ready:
-            wait = EDGE_CHECK_SECONDS if reload is None else EDGE_RELOAD_CONFIRM_SECONDS
-            seconds = min(wait, seconds_left(ctx.deadline) / 2)
-            outcome = await self._once_edge_serves_its_files(outcome, seconds, reload)
+        outcome, network, edge = await self._converge(ctx)
+        nodes = await self._cache.nodes(ctx.deadline)
         revisions = await asyncio.to_thread(self._served_revisions)
-        outcome.status = _edge_status(self._settings, network_id, service, tasks, summary, revisions)
+        outcome.status = _edge_status(self._settings, network, edge, nodes, revisions)
         return outcome
 
     def _served_revisions(self) -> dict[str, str]:
@@ -157,6 +135,34 @@ class EdgePlatform:
             return nginx_config.served_revisions(self._settings.http_port)
         except OSError:
             return {}
+
+    async def _converge(self, ctx: ReconcileContext) -> tuple[Outcome, dict[str, Any], SwarmService | None]:
+        network, network_step = await self._ensure_network(ctx.deadline)
+        files_step = await off_loop(ctx.deadline, self._ensure_edge_files, ctx.deadline)
+        image = await self._images.edge_image(ctx.deadline)
+        spec = render_edge_spec(self._settings, image, str(network["Id"]))
+        service_step, applied = await self._ensure_edge_service(spec, ctx.deadline)
+        edge: SwarmService | None = applied
+        steps = [network_step, files_step, service_step]
+        reload: nginx_config.EdgeReload | None = None
+        if files_step.result == "updated" and service_step.result == "unchanged":
+            reload = await off_loop(ctx.deadline, nginx_config.reload_edge, self._client, self._settings)
+            message = f"sent SIGHUP to {reload.containers} edge container(s)"
+            steps.append(Step("edge-reload", "updated", message))
+        outcome = _outcome(steps, _summary(edge))
+        if not outcome.ready and edge is not None and edge.age > UNSETTLED_READ_SECONDS:
+            # Starting: its tasks move on between events, so judge it from a fresh reading.
+            edge = await self._cache.read_service(spec["Name"], ctx.deadline)
+            outcome = _outcome(steps, _summary(edge))
+        if outcome.ready:
+            wait = EDGE_CHECK_SECONDS if reload is None else EDGE_RELOAD_CONFIRM_SECONDS
+            seconds = min(wait, seconds_left(ctx.deadline) / 2)
+            served = await self._once_edge_serves_its_files(outcome, seconds, reload)
+            if not served.ready:
+                # Running by the picture, silent by the probe: the next reconcile asks Docker again.
+                self._cache.forget_service(spec["Name"])
+            return served, network, edge
+        return outcome, network, edge
 
     async def _once_edge_serves_its_files(
         self, outcome: Outcome, seconds: float, reload: nginx_config.EdgeReload | None
@@ -176,25 +182,29 @@ class EdgePlatform:
             requeue_after=1.0,
         )
 
-    def _ensure_network(self) -> tuple[str, Step]:
+    async def _ensure_network(self, deadline: float) -> tuple[dict[str, Any], Step]:
         name = self._settings.network
-        found = [net for net in self._api.networks(names=[name]) if net["Name"] == name]
-        if found:
-            network = found[0]
-            if network.get("Driver") != "overlay" or not network.get("Attachable"):
-                raise PermanentError(
-                    f"network {name} exists but is not an attachable overlay network "
-                    f"(driver {network.get('Driver')}); remove it so Director can create it"
-                )
-            return str(network["Id"]), Step("network", "unchanged", f"overlay network {name} exists")
-        created = self._api.create_network(
-            name,
-            driver="overlay",
-            attachable=True,
-            check_duplicate=True,
-            labels={LABEL_MANAGED: "true", LABEL_INSTANCE: self._settings.instance},
-        )
-        return str(created["Id"]), Step("network", "created", f"created attachable overlay network {name}")
+        network = await self._cache.network(deadline)
+        created = False
+        if network is None:
+            network, created = await self._cache.create_network(
+                deadline,
+                driver="overlay",
+                attachable=True,
+                check_duplicate=True,
+                labels={LABEL_MANAGED: "true", LABEL_INSTANCE: self._settings.instance},
+            )
+        if created:
+            return network, Step("network", "created", f"created attachable overlay network {name}")
+        if not network.get("Driver"):
+            # Swarm names a new network's driver a moment after creating it: not known yet, not refused.
+            self._cache.forget_network(name)
+        elif network["Driver"] != "overlay" or not network.get("Attachable"):
+            raise PermanentError(
+                f"network {name} exists but is not an attachable overlay network "
+                f"(driver {network['Driver']}); remove it so Director can create it"
+            )
+        return network, Step("network", "unchanged", f"overlay network {name} exists")
 
     def _ensure_edge_files(self, deadline: float) -> Step:
         settings = self._settings
@@ -221,14 +231,25 @@ class EdgePlatform:
             nginx_config.install_staged(self._layout, staged, list(stale))
         return Step("edge-config", "updated", f"wrote and validated {', '.join(sorted(stale))}")
 
-    def _ensure_edge_service(self, spec: ServiceSpec) -> tuple[Step, dict[str, Any]]:
-        found = self._api.services(filters={"name": spec["Name"]})
-        live = next((service for service in found if service["Spec"]["Name"] == spec["Name"]), None)
-        if live is not None and live["Spec"].get("Labels", {}).get(LABEL_INSTANCE) != self._settings.instance:
-            raise PermanentError(f"a service named {spec['Name']} exists that Director did not create")
-        applied = apply_service(self._api, spec, live)
+    async def _ensure_edge_service(self, spec: ServiceSpec, deadline: float) -> tuple[Step, SwarmService]:
+        live = await self._cache.service(spec["Name"], deadline)
+        if live is not None and not is_owned(live.labels, spec["Labels"]):
+            raise ForeignService(f"a service named {spec['Name']} exists that Director did not create")
+        applied, edge = await self._cache.apply_service(spec, live, deadline)
         message = applied.message or f"edge service {spec['Name']} matches its spec"
-        return Step("edge-service", applied.result, message), applied.live
+        return Step("edge-service", applied.result, message), edge
+
+
+def _summary(edge: SwarmService | None) -> TaskSummary:
+    if edge is None:
+        # Removed since it was applied: nothing runs, and the next reconcile creates it again.
+        return summarise_tasks([], desired=None)
+    return summarise_tasks(
+        edge.tasks,
+        desired=None,
+        update_status=edge.service.get("UpdateStatus"),
+        template=edge.service["Spec"]["TaskTemplate"],
+    )
 
 
 def _outcome(steps: list[Step], summary: TaskSummary) -> Outcome:
@@ -239,21 +260,24 @@ def _outcome(steps: list[Step], summary: TaskSummary) -> Outcome:
 
 def _edge_status(
     settings: Settings,
-    network_id: str,
-    service: dict[str, Any],
-    tasks: list[dict[str, Any]],
-    summary: TaskSummary,
+    network: dict[str, Any],
+    edge: SwarmService | None,
+    nodes: list[dict[str, Any]],
     revisions: dict[str, str],
 ) -> EdgeStatus:
+    summary = _summary(edge)
+    hostnames = {
+        str(node.get("ID", "")): str(node.get("Description", {}).get("Hostname", "")) for node in nodes
+    }
     # A global service keeps a history of tasks per node: the newest one says what runs there now.
     newest: dict[str, dict[str, Any]] = {}
-    for task in tasks:
+    for task in edge.tasks if edge is not None else []:
         node = str(task.get("NodeID", ""))
         if node not in newest or task.get("UpdatedAt", "") > newest[node].get("UpdatedAt", ""):
             newest[node] = task
     per_node = [
         NodeTask(
-            node=node[:12],
+            node=hostnames.get(node) or node[:12],
             state=str(task.get("Status", {}).get("State", "")),
             desired_state=str(task.get("DesiredState", "")),
             message=str(task.get("Status", {}).get("Err") or task.get("Status", {}).get("Message", "")),
@@ -263,8 +287,8 @@ def _edge_status(
     ]
     return EdgeStatus(
         network=settings.network,
-        network_id=network_id[:12],
-        service=str(service["Spec"]["Name"]),
+        network_id=str(network.get("Id", ""))[:12] or None,
+        service=settings.edge_service,
         running_nodes=summary.running,
         desired_nodes=summary.desired,
         tasks=per_node,

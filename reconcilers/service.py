@@ -1,31 +1,21 @@
 """A dynamic site's Swarm service, rendered whole from its Site and kept so.
 
-One observe() lists Director's services and their tasks in two calls; a reconcile of a converged site then
-reads nothing and writes nothing. A reconcile finding drift sends the complete spec with the live version.
+The world is read from the shared Swarm cache and written through it: observe() is its refresh, and a
+reconcile of a converged site then reads nothing and writes nothing. A reconcile finding drift sends the
+complete spec with the live version.
 """
 
 from __future__ import annotations
 
-import contextlib
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
-import docker
-import docker.errors
-
-from controller.types import Outcome, PermanentError, ReconcileContext, Step
-from reconcilers.docker_calls import (
-    LABEL_GENERATION,
-    LABEL_INSTANCE,
-    LABEL_MANAGED,
-    LABEL_SITE,
-    instance_filter,
-    off_loop,
-)
+from controller.types import Outcome, ReconcileContext, Step
+from reconcilers.docker_calls import LABEL_GENERATION, LABEL_INSTANCE, LABEL_MANAGED, LABEL_SITE
 from reconcilers.images import ImageResolver
 from reconcilers.nginx_config import SITE_PORT
-from reconcilers.swarm_spec import ServiceSpec, apply_service, nanoseconds, spec_hash, with_hash_label
+from reconcilers.swarm_cache import UNSETTLED_READ_SECONDS, ForeignService, SwarmCache, SwarmService, is_owned
+from reconcilers.swarm_spec import ServiceSpec, nanoseconds, spec_hash, with_hash_label
 from reconcilers.tasks import ROLLBACK_STATES, TaskSummary, newest_task_problem, summarise_tasks
 from specs.config import Settings
 from specs.models import RESTART_REQUEST_ANNOTATION, HealthCheck, Site, parse_duration
@@ -36,8 +26,7 @@ RESTART_DELAY_SECONDS = 5
 RESTART_ATTEMPTS = 3
 RESTART_WINDOW_SECONDS = 120
 UPDATE_MONITOR_SECONDS = 10
-# A cached picture older than this is read again before it is trusted for a single site.
-CACHE_FRESH_SECONDS = 5.0
+OBSERVE_SECONDS = 60.0
 NOT_CONVERGED_REQUEUE_SECONDS = 2.0
 FAILING_REQUEUE_SECONDS = 15.0
 
@@ -143,17 +132,6 @@ def render_site_spec(settings: Settings, site: Site, image: str, uid: int, netwo
     )
 
 
-class ForeignService(PermanentError):
-    """A service has the name Director would give a site's, without this instance's labels."""
-
-
-@dataclass
-class _Live:
-    service: dict[str, Any]
-    tasks: list[dict[str, Any]] = field(default_factory=list)
-    read_at: float = 0.0
-
-
 class SiteServices:
     """Reconciler for the Swarm services of dynamic sites."""
 
@@ -164,51 +142,26 @@ class SiteServices:
     def __init__(
         self,
         settings: Settings,
-        client: docker.DockerClient,
+        cache: SwarmCache,
         images: ImageResolver,
     ) -> None:
         self._settings = settings
-        self._api: Any = client.api
+        self._cache = cache
         self._images = images
-        self._live: dict[str, _Live] = {}
-        # When the last observe listed every service: a site missing from it had none then.
-        self._observed_at = float("-inf")
-        # That absence is trusted until the next observe (one resync period) unless a Docker event about
-        # the site distrusts it sooner: a resync of thousands of static sites outlasts CACHE_FRESH_SECONDS,
-        # and must not turn into one list call per site.
-        self._absence_trusted_seconds = max(CACHE_FRESH_SECONDS, float(settings.resync_seconds))
-        self._distrusted: set[str] = set()
         # The spec hash last sent per site with the update state's start time then, and the hash Swarm
         # rolled back (see _refused_update).
         self._sent: dict[str, tuple[str, str]] = {}
         self._rolled_back: dict[str, str] = {}
-        self._network_id: str | None = None
-
-    def forget(self, name: str) -> None:
-        """Distrust the cached picture of one site (a Docker event said it changed)."""
-        self._live.pop(name, None)
-        self._distrusted.add(name)
 
     async def observe(self) -> None:
-        deadline = time.monotonic() + 60
-        ours = instance_filter(self._settings.instance)
-        services = await off_loop(deadline, self._api.services, filters=ours)
-        tasks = await off_loop(deadline, self._api.tasks, filters=ours)
-        at = time.monotonic()
-        tasks_by_service: dict[str, list[dict[str, Any]]] = {}
-        for task in tasks:
-            tasks_by_service.setdefault(task["ServiceID"], []).append(task)
-        self._live = {
-            service["Spec"]["Labels"][LABEL_SITE]: _Live(service, tasks_by_service.get(service["ID"], []), at)
-            for service in services
-            if LABEL_SITE in service["Spec"].get("Labels", {})
-        }
-        self._observed_at = at
-        self._distrusted.clear()
-        self._network_id = await off_loop(deadline, self._find_network_id)
+        await self._cache.refresh(time.monotonic() + OBSERVE_SECONDS)
 
     def owned_names(self) -> set[str]:
-        return set(self._live)
+        return {
+            service.labels[LABEL_SITE]
+            for service in self._cache.services()
+            if LABEL_SITE in service.labels and service.labels.get(LABEL_INSTANCE) == self._settings.instance
+        }
 
     async def reconcile(self, site: Site, ctx: ReconcileContext) -> Outcome:
         if site.spec.type != "dynamic" or site.spec.availability == "disabled":
@@ -217,31 +170,30 @@ class SiteServices:
         uid = ctx.needs("files", "uid")
         assert isinstance(uid, int)
         image = await self._images.site_image(site.spec.image or "", ctx.deadline)
-        if self._network_id is None:
-            self._network_id = await off_loop(ctx.deadline, self._find_network_id)
-        spec = render_site_spec(self._settings, site, image, uid, self._network_id)
+        network = await self._cache.network(ctx.deadline)
+        if network is None:
+            raise RuntimeError(
+                f"network {self._settings.network} does not exist yet (the platform reconciler makes it)"
+            )
+        spec = render_site_spec(self._settings, site, image, uid, str(network["Id"]))
         live = await self._read(site.name, ctx)
-        if live is not None and not self._summary(live).converged and time.monotonic() - live.read_at > 0.5:
+        if live is not None and not self._summary(live).converged and live.age > UNSETTLED_READ_SECONDS:
             # Unsettled: read it again rather than judge (or update) from a picture seconds old.
-            self.forget(site.name)
-            live = await self._read(site.name, ctx)
+            live = self._owned(site.name, await self._cache.read_service(live.name, ctx.deadline))
         refused = self._refused_update(site.name, spec, live)
         if refused is not None:
             return refused
-        applied = await off_loop(ctx.deadline, apply_service, self._api, spec, live.service if live else None)
-        if applied.result == "unchanged" and live is not None:
+        applied, live = await self._cache.apply_service(spec, live, ctx.deadline)
+        if applied.result == "unchanged":
             generation = live.service["Spec"]["Labels"].get(LABEL_GENERATION, "?")
             message = f"service {spec['Name']} matches its spec (generation {generation})"
             step = Step("service", "unchanged", message)
         else:
             step = Step("service", applied.result, applied.message)
             self._sent[site.name] = (spec_hash(spec), _update_started_at(applied.live))
-            tasks = await off_loop(ctx.deadline, self._api.tasks, filters={"service": applied.live["ID"]})
-            live = _Live(applied.live, tasks, time.monotonic())
-            self._live[site.name] = live
         return _outcome([step], self._summary(live))
 
-    def _refused_update(self, name: str, spec: ServiceSpec, live: _Live | None) -> Outcome | None:
+    def _refused_update(self, name: str, spec: ServiceSpec, live: SwarmService | None) -> Outcome | None:
         """Swarm rolled this very spec back: sending it again would only fail the same way.
 
         Swarm keeps no trace of the spec it rolled back (PreviousSpec is emptied), so the hash of what
@@ -278,53 +230,21 @@ class SiteServices:
             return Outcome(steps=[Step("service", "skipped", f"{foreign}: left alone")])
         if live is None:
             return Outcome(steps=[Step("service", "unchanged", f"no service ({reason})")])
-        await off_loop(ctx.deadline, self._remove_service, live.service["ID"])
-        self._live.pop(name, None)
-        service_name = live.service["Spec"]["Name"]
-        return Outcome(steps=[Step("service", "deleted", f"removed service {service_name}: {reason}")])
+        await self._cache.remove_service(live, ctx.deadline)
+        return Outcome(steps=[Step("service", "deleted", f"removed service {live.name}: {reason}")])
 
-    def _remove_service(self, service_id: str) -> None:
-        with contextlib.suppress(docker.errors.NotFound):
-            self._api.remove_service(service_id)
+    async def _read(self, name: str, ctx: ReconcileContext) -> SwarmService | None:
+        found = await self._cache.service(self._settings.service_name(name), ctx.deadline)
+        return self._owned(name, found)
 
-    async def _read(self, name: str, ctx: ReconcileContext) -> _Live | None:
-        now = time.monotonic()
-        if name not in self._distrusted:
-            cached = self._live.get(name)
-            if cached is not None and now - cached.read_at < CACHE_FRESH_SECONDS:
-                return cached
-            if cached is None and now - self._observed_at < self._absence_trusted_seconds:
-                return None
-        self._distrusted.discard(name)
-        live = await off_loop(ctx.deadline, self._read_one, name)
-        if live is None:
-            self._live.pop(name, None)
-        else:
-            self._live[name] = live
-        return live
-
-    def _read_one(self, name: str) -> _Live | None:
-        service_name = self._settings.service_name(name)
-        listed = self._api.services(filters={"name": service_name})
-        found = [service for service in listed if service["Spec"]["Name"] == service_name]
-        if not found:
-            return None
-        service = found[0]
-        labels = service["Spec"].get("Labels", {})
-        if labels.get(LABEL_INSTANCE) != self._settings.instance or labels.get(LABEL_SITE) != name:
-            raise ForeignService(f"a service named {service_name} exists that this Director did not create")
-        tasks = self._api.tasks(filters={"service": service["ID"]})
-        return _Live(service, tasks, time.monotonic())
-
-    def _find_network_id(self) -> str:
-        name = self._settings.network
-        found = [net for net in self._api.networks(names=[name]) if net["Name"] == name]
-        if not found:
-            raise RuntimeError(f"network {name} does not exist yet (the platform reconciler makes it)")
-        return str(found[0]["Id"])
+    def _owned(self, name: str, found: SwarmService | None) -> SwarmService | None:
+        ours = {LABEL_INSTANCE: self._settings.instance, LABEL_SITE: name}
+        if found is not None and not is_owned(found.labels, ours):
+            raise ForeignService(f"a service named {found.name} exists that this Director did not create")
+        return found
 
     @staticmethod
-    def _summary(live: _Live) -> TaskSummary:
+    def _summary(live: SwarmService) -> TaskSummary:
         spec = live.service["Spec"]
         replicas = spec["Mode"].get("Replicated", {}).get("Replicas", 0)
         return summarise_tasks(

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import docker
 from docker.errors import NotFound
 
+from reconcilers.docker_calls import make_client
 from specs.config import Settings
 
 
@@ -16,8 +17,9 @@ class DockerServiceLogs:
         self._client = client
 
     def _docker(self) -> docker.DockerClient:
+        # Made at the first request: the API starts without Docker, and only /logs needs it.
         if self._client is None:
-            self._client = docker.from_env()
+            self._client = make_client()
         return self._client
 
     def logs(self, site: str, *, follow: bool, tail: int | None) -> Iterator[str]:

@@ -17,6 +17,7 @@ from reconcilers.images import ImageResolver
 from reconcilers.platform import EdgePlatform, wait_for_platform
 from reconcilers.routes import SiteRoutes
 from reconcilers.service import SiteServices
+from reconcilers.swarm_cache import SwarmCache
 from specs.config import Settings
 
 
@@ -24,7 +25,7 @@ from specs.config import Settings
 def edge(swarm, base_image, test_run, tmp_path_factory) -> Iterator[Settings]:
     """Settings of a running edge (network, Nginx service) for the whole module, removed afterwards."""
     settings = edge_settings(test_run, tmp_path_factory.mktemp("edge"), base_image)
-    platform = EdgePlatform(settings, swarm, ImageResolver(swarm, settings))
+    platform = EdgePlatform(settings, swarm, SwarmCache(settings, swarm), ImageResolver(swarm, settings))
     asyncio.run(wait_for_platform(platform, context(90)))
     yield settings
     remove_labelled(swarm, f"io.director.instance={settings.instance}")
@@ -33,8 +34,9 @@ def edge(swarm, base_image, test_run, tmp_path_factory) -> Iterator[Settings]:
 @pytest.fixture
 def stack(edge: Settings, swarm: docker.DockerClient) -> Stack:
     files = SiteFiles(edge)
-    services = SiteServices(edge, swarm, ImageResolver(swarm, edge))
-    return Stack(edge, swarm, files, services, SiteRoutes(edge, swarm))
+    cache = SwarmCache(edge, swarm)
+    services = SiteServices(edge, cache, ImageResolver(swarm, edge))
+    return Stack(edge, swarm, files, services, SiteRoutes(edge, swarm), cache)
 
 
 @pytest.fixture

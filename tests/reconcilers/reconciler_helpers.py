@@ -19,6 +19,7 @@ from controller.types import Outcome, ReconcileContext
 from reconcilers.files import SiteFiles
 from reconcilers.routes import SiteRoutes
 from reconcilers.service import SiteServices
+from reconcilers.swarm_cache import SwarmCache
 from specs.config import Settings
 from specs.models import ObjectMeta, Site, SiteSpec
 
@@ -115,6 +116,8 @@ class Stack:
     files: SiteFiles
     services: SiteServices
     routes: SiteRoutes
+    # The services' picture of the Swarm; no events trigger runs here: a test marks what it changed stale.
+    cache: SwarmCache
 
     def ctx(self, site: Site, seconds: float = 60.0) -> ReconcileContext:
         """A context as the controller gives the service: with what the files reconciler provided."""

@@ -11,6 +11,7 @@ from reconciler_helpers import context, edge_settings, http_get
 from reconcilers import nginx_config
 from reconcilers.images import ImageResolver
 from reconcilers.platform import EdgePlatform, platform_record, wait_for_platform
+from reconcilers.swarm_cache import SwarmCache
 from specs.platform import EdgeStatus
 
 pytestmark = [pytest.mark.swarm, pytest.mark.slow]
@@ -18,7 +19,8 @@ pytestmark = [pytest.mark.swarm, pytest.mark.slow]
 
 async def test_platform_creates_network_and_edge_then_repairs_them(swarm, base_image, test_run, tmp_path):
     settings = edge_settings(test_run, tmp_path, base_image)
-    platform = EdgePlatform(settings, swarm, ImageResolver(swarm, settings))
+    cache = SwarmCache(settings, swarm)
+    platform = EdgePlatform(settings, swarm, cache, ImageResolver(swarm, settings))
     try:
         first = await platform.reconcile(platform_record(settings), context())
         assert [(s.step, s.result) for s in first.steps] == [
@@ -42,8 +44,9 @@ async def test_platform_creates_network_and_edge_then_repairs_them(swarm, base_i
         assert mounts[str(settings.edge_dir)]["Source"] == str(settings.edge_dir)
         assert mounts[str(settings.sites_dir)]["ReadOnly"] is True
 
-        # Someone removes the edge: the next reconcile creates it again.
+        # Someone removes the edge (Docker's event says so to the cache): the next reconcile creates it again.
         swarm.api.remove_service(settings.edge_service)
+        cache.forget_service(settings.edge_service)
         repaired = await platform.reconcile(platform_record(settings), context())
         assert repaired.steps[2].result == "created"
         assert (await wait_for_platform(platform, context(60))).ready

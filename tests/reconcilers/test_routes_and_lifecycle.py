@@ -20,6 +20,7 @@ from reconcilers.images import ImageResolver
 from reconcilers.platform import PLATFORM
 from reconcilers.routes import SiteRoutes
 from reconcilers.service import SiteServices
+from reconcilers.swarm_cache import SwarmCache
 from store.records import SiteStore
 
 pytestmark = [pytest.mark.swarm, pytest.mark.slow]
@@ -154,7 +155,7 @@ async def test_a_resync_of_converged_sites_writes_nothing(stack):
 
     counting = CountingClient(stack.client)
     images = ImageResolver(stack.client, stack.settings)
-    services = SiteServices(stack.settings, counting, images)
+    services = SiteServices(stack.settings, SwarmCache(stack.settings, counting), images)
     await services.observe()
     await stack.files.observe()
     await stack.routes.observe()
@@ -188,12 +189,18 @@ async def test_docker_events_wake_the_site_and_the_edge(stack):
     site = make_site("eventful", **PAUSED_DYNAMIC)
     await stack.converge(site)
     woken: list[tuple[Request, str]] = []
-    forgotten: list[str] = []
-    trigger = DockerEvents(stack.settings, stack.client, listeners=[forgotten.append], stream_seconds=1.0)
+    trigger = DockerEvents(stack.settings, stack.client, stack.cache, stream_seconds=1.0)
     running = asyncio.create_task(trigger.run(lambda request, why: woken.append((request, why))))
+    service_name = stack.settings.service_name("eventful")
+    edge_service = stack.settings.edge_service
     try:
-        await asyncio.sleep(1.5)
-        service_name = stack.settings.service_name("eventful")
+        # The first stream replays the converge's own events; once a second one is open they are all in.
+        deadline = time.monotonic() + 30
+        while trigger.streams_opened < 2 and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        for name in (service_name, edge_service):
+            await stack.cache.read_service(name, time.monotonic() + 30)
+            assert stack.cache.is_trusted("service", name)
         await asyncio.to_thread(
             subprocess.run,
             ["docker", "service", "update", "--detach", "--env-add", "WOKEN=1", service_name],
@@ -216,7 +223,9 @@ async def test_docker_events_wake_the_site_and_the_edge(stack):
             await running
     assert (Request("Site", "eventful"), "docker:service/update") in woken
     assert (PLATFORM, "docker:container/kill") in woken
-    assert "eventful" in forgotten
+    # Each event made the cache distrust what it was about before it woke anyone.
+    assert not stack.cache.is_trusted("service", service_name)
+    assert not stack.cache.is_trusted("service", edge_service)
     assert trigger.streams_opened >= 3, "the stream is reopened with since= every stream_seconds"
 
 

@@ -81,7 +81,7 @@ async def test_dynamic_site_is_served_through_the_edge(stack, write_site_file):
         check=True,
         capture_output=True,
     )
-    stack.services.forget("dyn-one")
+    stack.cache.forget_service(service["Spec"]["Name"])
     repaired = await stack.services.reconcile(site, stack.ctx(site))
     assert repaired.steps[0].result == "updated"
     assert "Env" in repaired.steps[0].message
@@ -91,7 +91,7 @@ async def test_dynamic_site_is_served_through_the_edge(stack, write_site_file):
 
     # Drift 2: the service is removed; the next reconcile creates it again and the site is served again.
     stack.client.api.remove_service(service["ID"])
-    stack.services.forget("dyn-one")
+    stack.cache.forget_service(service["Spec"]["Name"])
     recreated = await stack.services.reconcile(site, stack.ctx(site))
     assert recreated.steps[0].result == "created"
     assert (await stack.until_ready(site)).ready
