@@ -38,9 +38,7 @@ async def _until(check: Callable[[], bool], what: str, seconds: float = 30.0) ->
 
 
 def _services_of(stack: Any, cache: SwarmCache) -> SiteServices:
-    return SiteServices(
-        stack.settings, cache, ImageResolver(stack.client, stack.settings), stack.files.uid_of
-    )
+    return SiteServices(stack.settings, cache, ImageResolver(stack.client, stack.settings))
 
 
 @pytest.mark.swarm
@@ -59,9 +57,9 @@ async def test_a_service_the_cache_believes_absent_is_updated_instead_of_failing
     # The service appears from an older spec without this cache hearing of it, as when its events are lost
     # across a dockerd restart.
     older = make_site("adopted", env={"GREETING": "old"}, **PAUSED_DYNAMIC)
-    assert (await stack.services.reconcile(older, context())).steps[0].result == "created"
+    assert (await stack.services.reconcile(older, stack.ctx(older))).steps[0].result == "created"
 
-    outcome = await services.reconcile(site, context())
+    outcome = await services.reconcile(site, stack.ctx(site))
     assert [(step.step, step.result) for step in outcome.steps] == [("service", "updated")]
     assert counting.api.calls["create_service"] == 1, "the create was tried, answered 409, and not repeated"
     assert counting.api.calls["update_service"] == 1
@@ -70,7 +68,7 @@ async def test_a_service_the_cache_believes_absent_is_updated_instead_of_failing
 
     # The cache holds what Docker answered: the next reconcile asks Docker nothing and changes nothing.
     calls = dict(counting.api.calls)
-    assert (await services.reconcile(site, context())).steps[0].result == "unchanged"
+    assert (await services.reconcile(site, stack.ctx(site))).steps[0].result == "unchanged"
     assert dict(counting.api.calls) == calls
 
 
@@ -145,11 +143,11 @@ async def test_a_broken_event_stream_distrusts_the_cache_and_its_return_lists_ag
 
         # While the stream is down (its events lost), one service changes and another appears.
         await asyncio.to_thread(_add_env, steady_service, "CHANGED=1")
-        assert (await stack.services.reconcile(appearing, context())).steps[0].result == "created"
+        assert (await stack.services.reconcile(appearing, stack.ctx(appearing))).steps[0].result == "created"
         # The cache does not answer from what it believed: it lists again, and wakes what changed.
         found = await cache.service(appearing_service, time.monotonic() + 30)
         assert found is not None and found.name == appearing_service
-        adopted = await services.reconcile(appearing, context())
+        adopted = await services.reconcile(appearing, stack.ctx(appearing))
         assert [(step.step, step.result) for step in adopted.steps] == [("service", "unchanged")]
         assert (Request("Site", "steady"), MISSED) in woken
         assert (Request("Site", "appearing"), MISSED) in woken
