@@ -245,7 +245,8 @@ class ReconcileLog(logging.Handler):
     """Counts the runtime's per-site reconcile lines by trigger, and notes when each resync round ends."""
 
     def __init__(self) -> None:
-        super().__init__(logging.INFO)
+        # DEBUG: a reconcile that found nothing to do is logged at that level.
+        super().__init__(logging.DEBUG)
         self.by_trigger: Counter[str] = Counter()
         self.results: Counter[str] = Counter()
         self.rounds_done: dict[str, float] = {}
@@ -254,11 +255,13 @@ class ReconcileLog(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         args = record.args if isinstance(record.args, tuple) else ()
         message = str(record.msg)
-        if message.startswith("site %s generation") and len(args) >= 6:
-            self.by_trigger[str(args[5])] += 1
-            self.results[f"{args[2]}{args[3]}"] += 1
+        # The runtime's lines: "%s %s generation %s: %s%s in %.2fs (trigger: %s, ...)" (kind, name, ...) and
+        # "%s: %d %s records, ..." (trigger, count, kind) at the end of each kind's part of a resync.
+        if message.startswith("%s %s generation") and len(args) >= 7 and args[0] == "Site":
+            self.by_trigger[str(args[6])] += 1
+            self.results[f"{args[3]}{args[4]}"] += 1
             self.last_at = time.monotonic()
-        elif message.startswith("%s: %d sites") and args:
+        elif message.startswith("%s: %d %s records") and len(args) >= 3 and args[2] == "Site":
             self.rounds_done[str(args[0])] = time.monotonic()
         if record.levelno >= logging.WARNING:
             print(f"  controller {record.levelname}: {record.getMessage()[:200]}")
@@ -289,7 +292,7 @@ async def resync_in_process(settings: Settings, count: int) -> None:
     runtime_log = logging.getLogger("controller.runtime")
     reconciles = ReconcileLog()
     runtime_log.addHandler(reconciles)
-    runtime_log.setLevel(logging.INFO)
+    runtime_log.setLevel(logging.DEBUG)
     runtime_log.propagate = False
     options = ControllerOptions(resync_seconds=RESYNC_SECONDS, resync_jitter=0.0)
     controller = build_controller(settings, options, client)

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import random
+import secrets
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -31,6 +32,7 @@ from controller.status import (
     Verdict,
     is_stalled,
     reconciling_status,
+    settled,
     status_after,
     truncate,
     worth_writing,
@@ -93,9 +95,9 @@ class Controller:
         if lock is None and state_dir is None:
             raise ValueError("give the controller a lock or the state directory to take it in")
         self._kinds: dict[str, AnyKind] = {kind.name: kind for kind in kinds}
+        self._options = options if options is not None else ControllerOptions()
         self._recorder = EventRecorder(events)
         self._triggers = list(triggers)
-        self._options = options if options is not None else ControllerOptions()
         self._lock = lock if lock is not None else LeaderLock(state_dir or Path())
         self._fingerprints = {kind.name: FingerprintCache() for kind in kinds}
         self._stop = asyncio.Event()
@@ -151,6 +153,7 @@ class Controller:
             for task in unfinished:
                 task.cancel()
             await asyncio.gather(*workers, return_exceptions=True)
+            await self._recorder.flush()
             if unfinished:
                 log.warning(
                     "%d reconciles were cut short by the shutdown; the next start converges", len(unfinished)
@@ -375,8 +378,10 @@ class Controller:
                 name, generation, reconcile_id, item.trigger, done, seconds, uid=uid, summary=summary
             )
             await self._report(kind, record, stored, final, item, reconcile_id, seconds)
+            # A pass that found nothing to do is the resync's routine: not worth a line at INFO each.
+            quiet = final.result == "succeeded" and final.ready and done.quiet
             log.log(
-                logging.INFO if final.result == "succeeded" else logging.WARNING,
+                logging.DEBUG if quiet else logging.INFO if final.result == "succeeded" else logging.WARNING,
                 "%s %s generation %s: %s%s in %.2fs (trigger: %s, id %s)%s",
                 kind.name,
                 name,
@@ -402,8 +407,16 @@ class Controller:
         seconds: float,
     ) -> None:
         """Write the status this reconcile comes to, unless watchers would learn nothing from it."""
+        now = _now()
+        described = kind.describe(record)
+        heartbeat = self._options.status_heartbeat
+        generation = record.metadata.generation
+        if not item.urgent and settled(
+            stored, verdict, generation=generation, described=described, now=now, heartbeat=heartbeat
+        ):
+            return
         last = LastReconcile(
-            time=_now(),
+            time=now,
             result=verdict.result,
             reconcile_id=reconcile_id,
             trigger=item.trigger,
@@ -414,12 +427,11 @@ class Controller:
             kind.status_model,
             stored,
             verdict,
-            generation=record.metadata.generation,
-            described=kind.describe(record),
+            generation=generation,
+            described=described,
             last_reconcile=last,
             now=last.time,
         )
-        heartbeat = self._options.status_heartbeat
         if worth_writing(stored, status, now=last.time, heartbeat=heartbeat, force=item.urgent):
             await self._write_status(kind, record.name, stored, status)
 
@@ -598,8 +610,14 @@ def _quiet_summary(verdict: Verdict) -> str:
     return "nothing to change" if verdict.ready else f"nothing to change; not ready: {verdict.message}"
 
 
+# A random prefix per process and a counter: unique across restarts, and free, where a uuid4 per reconcile
+# cost a getrandom() call each (about 0.15 ms on these machines).
+_ID_PREFIX = secrets.token_hex(3)
+_ids = itertools.count(1)
+
+
 def _new_id() -> str:
-    return uuid.uuid4().hex[:12]
+    return f"{_ID_PREFIX}{next(_ids):06x}"
 
 
 def _now() -> datetime:

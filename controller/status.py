@@ -93,9 +93,8 @@ _CONDITION_ORDER: dict[ConditionType, int] = {"Ready": 0, "Reconciling": 1, "Sta
 _Setting = tuple[ConditionStatus, str, str]
 
 
-def conditions_for(
-    previous: list[Condition], verdict: Verdict, *, generation: int | None, now: datetime
-) -> list[Condition]:
+def wanted_conditions(verdict: Verdict) -> tuple[tuple[ConditionType, _Setting], ...]:
+    """Status, reason and message of Ready, Reconciling and Stalled after `verdict`."""
     ready: _Setting
     reconciling: _Setting
     stalled: _Setting = ("False", "AsExpected", "")
@@ -119,11 +118,13 @@ def conditions_for(
     else:
         ready = ("False", verdict.reason or "NotReady", verdict.message or "not ready yet")
         reconciling = ("False", "Reconciled", "applied; waiting for the world to change")
-    wanted: tuple[tuple[ConditionType, _Setting], ...] = (
-        ("Ready", ready),
-        ("Reconciling", reconciling),
-        ("Stalled", stalled),
-    )
+    return (("Ready", ready), ("Reconciling", reconciling), ("Stalled", stalled))
+
+
+def conditions_for(
+    previous: list[Condition], verdict: Verdict, *, generation: int | None, now: datetime
+) -> list[Condition]:
+    wanted = wanted_conditions(verdict)
     conditions = previous
     for type_, (status, reason, message) in wanted:
         conditions = set_condition(
@@ -190,6 +191,42 @@ def status_after(
     ]
     document["last_reconcile"] = last_reconcile.model_dump()
     return model.model_validate(document)
+
+
+def settled(
+    previous: Model | None,
+    verdict: Verdict,
+    *,
+    generation: int | None,
+    described: Mapping[str, object],
+    now: datetime,
+    heartbeat: timedelta,
+) -> bool:
+    """Whether `verdict` leaves `previous` as it is but for lastReconcile's bookkeeping, and that is fresh:
+    the status need not even be computed (a resync's thousands of converged records)."""
+    if previous is None or verdict.result == "failed":
+        return False
+    last: LastReconcile | None = getattr(previous, "last_reconcile", None)
+    if last is None or now - last.time >= heartbeat or last.result != verdict.result:
+        return False
+    if (
+        last.message != truncate(verdict.message)
+        or getattr(previous, "observed_generation", None) != generation
+    ):
+        return False
+    current = {c.type: c for c in conditions_of(previous)}
+    for type_, (status, reason, message) in wanted_conditions(verdict):
+        found = current.get(type_)
+        if found is None or (found.status, found.reason, found.message, found.observed_generation) != (
+            status,
+            reason,
+            truncate(message),
+            generation,
+        ):
+            return False
+    return all(getattr(previous, name, None) == value for name, value in described.items()) and all(
+        getattr(previous, name, None) == part for name, part in verdict.parts.items()
+    )
 
 
 def worth_writing(

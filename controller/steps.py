@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from controller.types import Outcome, PermanentError, ReconcileContext, Step
-from store.events import EventLog, EventResult
+from store.events import EventLog, EventResult, NewEvent
 
 log = logging.getLogger(__name__)
 
@@ -118,8 +119,14 @@ async def run_pass(
 
 
 class EventRecorder:
-    def __init__(self, events: EventLog) -> None:
+    """Writes what the reconcilers did to the event log, in batches of one transaction each, off the loop: a
+    resync of thousands of converged records would otherwise cost a thread hop and a commit per record."""
+
+    def __init__(self, events: EventLog, *, batch_seconds: float = 0.05) -> None:
         self._events = events
+        self._batch_seconds = batch_seconds
+        self._pending: list[NewEvent] = []
+        self._flushing: asyncio.Task[None] | None = None
 
     async def record_pass(
         self,
@@ -178,10 +185,10 @@ class EventRecorder:
         uid: str | None,
     ) -> None:
         """One event of the record `name`; `uid` is its metadata.uid, so that its history is not that of an
-        earlier record of the same name (None when there is no record to take it from)."""
-        try:
-            await asyncio.to_thread(
-                self._events.record,
+        earlier record of the same name (None when there is no record to take it from). Written within
+        moments, with the others of its batch."""
+        self._pending.append(
+            NewEvent(
                 site=name,
                 generation=generation,
                 reconcile_id=reconcile_id,
@@ -192,9 +199,29 @@ class EventRecorder:
                 message=message,
                 uid=uid,
             )
-        except Exception as error:
-            # The event log is a record of the work, not a part of it: losing one must not fail a reconcile.
-            log.error("%s: event %s/%s not recorded: %s", name, step, result, error)
+        )
+        if self._flushing is None or self._flushing.done():
+            self._flushing = asyncio.create_task(self._flush_soon())
+
+    async def _flush_soon(self) -> None:
+        await asyncio.sleep(self._batch_seconds)
+        await self._write_pending()
+
+    async def _write_pending(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending, []
+            try:
+                await asyncio.to_thread(self._events.record_many, batch)
+            except Exception as error:
+                # The event log is a record of the work, not a part of it: losing some must not stop it.
+                log.error("%d reconcile events not recorded: %s", len(batch), error)
+
+    async def flush(self) -> None:
+        """Write every event recorded so far (at shutdown)."""
+        if self._flushing is not None:
+            with contextlib.suppress(Exception):
+                await self._flushing
+        await self._write_pending()
 
 
 def describe(error: BaseException) -> str:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -50,6 +51,22 @@ _COLUMNS = (
     "id, time_us, last_time_us, count, site, generation, reconcile_id, trigger, step, result, "
     "duration_seconds, message, uid"
 )
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    """An event to record; `time` None: when it is written."""
+
+    site: str
+    generation: int | None
+    reconcile_id: str
+    trigger: str
+    step: str
+    result: EventResult
+    duration_seconds: float
+    message: str = ""
+    time: datetime | None = None
+    uid: str | None = None
 
 
 @dataclass(frozen=True)
@@ -185,84 +202,111 @@ class EventLog:
         time: datetime | None = None,
         uid: str | None = None,
     ) -> ReconcileEvent:
-        if result not in _RESULTS:
-            raise ValueError(f"result must be one of {', '.join(sorted(_RESULTS))}, got {result!r}")
-        if not site:
-            raise ValueError("site must not be empty")
-        message = message[:MAX_MESSAGE_CHARS]
-        given_moment = None if time is None else _to_us(time)
+        [event] = self.record_many(
+            [
+                NewEvent(
+                    site=site,
+                    generation=generation,
+                    reconcile_id=reconcile_id,
+                    trigger=trigger,
+                    step=step,
+                    result=result,
+                    duration_seconds=duration_seconds,
+                    message=message,
+                    time=time,
+                    uid=uid,
+                )
+            ]
+        )
+        return event
+
+    def record_many(self, events: Sequence[NewEvent]) -> list[ReconcileEvent]:
+        """Record `events` in order, in one transaction: a resync's thousand quiet passes cost one commit."""
+        for new in events:
+            if new.result not in _RESULTS:
+                raise ValueError(f"result must be one of {', '.join(sorted(_RESULTS))}, got {new.result!r}")
+            if not new.site:
+                raise ValueError("site must not be empty")
+        recorded: list[ReconcileEvent] = []
         with self._lock:
             db = self._connect()
             db.execute("BEGIN IMMEDIATE")
             try:
                 # Timed once the log is ours: a writer that waited for others' commits must not date its
-                # event before theirs, or per-site retention would drop it as the oldest.
-                moment = _to_us(datetime.now(UTC)) if given_moment is None else given_moment
-                # A repeat is one of this very site: an event of a former site of the name stays its own.
-                newest = db.execute(
-                    "SELECT id, generation, step, result, message FROM events WHERE site = ? AND uid IS ? "
-                    "ORDER BY last_time_us DESC, id DESC LIMIT 1",
-                    (site, uid),
-                ).fetchone()
-                if newest is not None and tuple(newest[1:]) == (generation, step, result, message):
-                    event_id = int(newest[0])
-                    db.execute(
-                        "UPDATE events SET count = count + 1, last_time_us = max(last_time_us, ?), "
-                        "reconcile_id = ?, trigger = ?, duration_seconds = ? WHERE id = ?",
-                        (moment, reconcile_id, trigger, duration_seconds, event_id),
-                    )
-                else:
-                    cursor = db.execute(
-                        "INSERT INTO events (time_us, last_time_us, site, generation, reconcile_id, trigger, "
-                        "step, result, duration_seconds, message, uid) "
-                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        (
-                            moment,
-                            moment,
-                            site,
-                            generation,
-                            reconcile_id,
-                            trigger,
-                            step,
-                            result,
-                            duration_seconds,
-                            message,
-                            uid,
-                        ),
-                    )
-                    event_id = int(cursor.lastrowid or 0)
-                    db.execute(
-                        "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE site = ? "
-                        "ORDER BY last_time_us DESC, id DESC LIMIT -1 OFFSET ?)",
-                        (site, self.max_per_site),
-                    )
-                row = db.execute(f"SELECT {_COLUMNS} FROM events WHERE id = ?", (event_id,)).fetchone()
-                if row is None:
-                    # Given a time older than the site's newest max_per_site events, it was recorded and
-                    # dropped by retention at once: it is still what happened.
-                    row = (
-                        event_id,
-                        moment,
-                        moment,
-                        1,
-                        site,
-                        generation,
-                        reconcile_id,
-                        trigger,
-                        step,
-                        result,
-                        duration_seconds,
-                        message,
-                        uid,
-                    )
+                # events before theirs, or per-site retention would drop them as the oldest.
+                now = _to_us(datetime.now(UTC))
+                recorded = [self._insert(db, new, now) for new in events]
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
-            self._records_since_prune += 1
+            self._records_since_prune += len(events)
             due = self._records_since_prune >= PRUNE_EVERY
         if due:
             self.prune()
+        return recorded
+
+    def _insert(self, db: sqlite3.Connection, new: NewEvent, now: int) -> ReconcileEvent:
+        message = new.message[:MAX_MESSAGE_CHARS]
+        moment = now if new.time is None else _to_us(new.time)
+        site, generation, step, result, uid = new.site, new.generation, new.step, new.result, new.uid
+        # A repeat is one of this very site: an event of a former site of the name stays its own.
+        newest = db.execute(
+            "SELECT id, generation, step, result, message FROM events WHERE site = ? AND uid IS ? "
+            "ORDER BY last_time_us DESC, id DESC LIMIT 1",
+            (site, uid),
+        ).fetchone()
+        if newest is not None and tuple(newest[1:]) == (generation, step, result, message):
+            event_id = int(newest[0])
+            db.execute(
+                "UPDATE events SET count = count + 1, last_time_us = max(last_time_us, ?), "
+                "reconcile_id = ?, trigger = ?, duration_seconds = ? WHERE id = ?",
+                (moment, new.reconcile_id, new.trigger, new.duration_seconds, event_id),
+            )
+        else:
+            cursor = db.execute(
+                "INSERT INTO events (time_us, last_time_us, site, generation, reconcile_id, trigger, "
+                "step, result, duration_seconds, message, uid) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    moment,
+                    moment,
+                    site,
+                    generation,
+                    new.reconcile_id,
+                    new.trigger,
+                    step,
+                    result,
+                    new.duration_seconds,
+                    message,
+                    uid,
+                ),
+            )
+            event_id = int(cursor.lastrowid or 0)
+            db.execute(
+                "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE site = ? "
+                "ORDER BY last_time_us DESC, id DESC LIMIT -1 OFFSET ?)",
+                (site, self.max_per_site),
+            )
+        row = db.execute(f"SELECT {_COLUMNS} FROM events WHERE id = ?", (event_id,)).fetchone()
+        if row is None:
+            # Given a time older than the site's newest max_per_site events, it was recorded and dropped
+            # by retention at once: it is still what happened.
+            row = (
+                event_id,
+                moment,
+                moment,
+                1,
+                site,
+                generation,
+                new.reconcile_id,
+                new.trigger,
+                step,
+                result,
+                new.duration_seconds,
+                message,
+                uid,
+            )
         return _event(row)
 
     def query(

@@ -197,3 +197,42 @@ def test_other_metadata_changes_wake_without_urgency():
     assert labelled is not None and not labelled.urgent
     added = classify(None, Fingerprint.of(site()))
     assert added is not None and not added.urgent
+
+
+def test_a_settled_status_is_one_a_write_would_not_change():
+    """The resync's shortcut never skips a write that worth_writing would make."""
+    from controller.status import settled
+
+    heartbeat = timedelta(minutes=10)
+    parts = {"service": ServiceStatus(running_tasks=1, desired_tasks=1)}
+    steady = Verdict("succeeded", ready=True, message="", parts=parts)
+    described = {"urls": ["http://a.sites.localhost:8080/"]}
+    old = status_after(
+        SiteStatus, None, steady, generation=2, described=described, last_reconcile=last(T0), now=T0
+    )
+    verdicts = [
+        steady,
+        Verdict("succeeded", ready=True, message="", parts={"service": ServiceStatus(running_tasks=0)}),
+        Verdict("succeeded", ready=False, message="0/1 tasks running", retry_in=2.0),
+        Verdict("failed", ready=False, message="docker said no", retry_in=1.0),
+        Verdict("stalled", ready=False, message="no such image"),
+    ]
+    for verdict in verdicts:
+        for generation, urls, at in (
+            (2, described, T1),
+            (3, described, T1),
+            (2, {"urls": []}, T1),
+            (2, described, T0 + heartbeat),
+        ):
+            new = status_after(
+                SiteStatus,
+                old,
+                verdict,
+                generation=generation,
+                described=urls,
+                last_reconcile=last(at),
+                now=at,
+            )
+            if settled(old, verdict, generation=generation, described=urls, now=at, heartbeat=heartbeat):
+                assert not worth_writing(old, new, now=at, heartbeat=heartbeat)
+    assert settled(old, steady, generation=2, described=described, now=T1, heartbeat=heartbeat)
