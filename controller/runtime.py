@@ -63,6 +63,8 @@ class ControllerOptions:
     backoff: Backoff = field(default_factory=Backoff)
     # A trigger whose run() fails is restarted after this long.
     trigger_restart_seconds: float = 2.0
+    # A reconcile of a new generation still running after this long says so in the status (Reconciling).
+    progress_after: float = 1.0
 
     def __post_init__(self) -> None:
         if self.workers < 1:
@@ -349,22 +351,33 @@ class Controller:
             self._fingerprints[kind.name].remember(record)
         started = time.monotonic()
         stored = record.status
-        if stored is None or getattr(stored, "observed_generation", None) != generation:
-            applying = reconciling_status(
-                kind.status_model,
-                stored,
-                generation=generation,
-                message=f"applying generation {generation}",
-                now=_now(),
+        passing = asyncio.ensure_future(
+            self._pass(
+                [(r.name, partial(r.reconcile, record)) for r in kind.reconcilers],
+                item,
+                reconcile_id,
+                failure_step="reconcile",
+                stop_on_failure=True,
             )
-            stored = await self._write_status(kind, name, stored, applying)
-        done = await self._pass(
-            [(r.name, partial(r.reconcile, record)) for r in kind.reconcilers],
-            item,
-            reconcile_id,
-            failure_step="reconcile",
-            stop_on_failure=True,
         )
+        try:
+            # A new generation is said to be in progress only if applying it takes a while: most passes end
+            # sooner, and a status write of "applying" just before the final one would cost a durable
+            # write per record and say nothing anyone could see.
+            finished, _ = await asyncio.wait({passing}, timeout=self._options.progress_after)
+            if not finished and (stored is None or getattr(stored, "observed_generation", None) != generation):
+                applying = reconciling_status(
+                    kind.status_model,
+                    stored,
+                    generation=generation,
+                    message=f"applying generation {generation}",
+                    now=_now(),
+                )
+                stored = await self._write_status(kind, name, stored, applying)
+            done = await passing
+        except asyncio.CancelledError:
+            passing.cancel()
+            raise
         result, verdict = _conclude(kind, done)
 
         async def finish(delay: float | None) -> None:

@@ -351,3 +351,21 @@ async def test_a_second_controller_in_the_same_process_waits_for_the_lock(world:
         second.stop()
         async with asyncio.timeout(3):
             await task
+
+
+async def test_a_slow_new_generation_says_it_is_being_applied_while_a_quick_one_is_written_once(world: World):
+    world.service.behaviours["slowpoke"] = hanging_first(1.5)
+    async with running(world.controller(step_timeout=5.0, progress_after=0.2)):
+        world.create("quick")
+        await eventually(lambda: world.condition("quick", "Ready") == ("True", "Ready"), what="quick Ready")
+        quick = world.store.get("quick")
+        # The record, its finalizer and one status: no status write saying it was being applied.
+        assert int(quick.metadata.resource_version or 0) - int(quick.metadata.uid is not None) >= 0
+        world.create("slowpoke")
+        await eventually(
+            lambda: world.condition("slowpoke", "Reconciling") == ("True", "Progressing"),
+            what="slowpoke said to be applying its generation",
+        )
+        status = world.store.get("slowpoke").status
+        assert status is not None and status.condition("Reconciling").message == "applying generation 1"  # type: ignore[union-attr]
+        await eventually(lambda: world.condition("slowpoke", "Ready") == ("True", "Ready"), what="Ready")
