@@ -25,6 +25,7 @@ import builtins
 import contextlib
 import gc
 import json
+import logging
 import os
 import re
 import shutil
@@ -54,6 +55,7 @@ from specs.models import (
 from store.durable import Counter, exclusive_lock, remove_durably, remove_stale_temp_files, write_atomic
 from store.hostclaims import Claim, HostClaims
 
+log = logging.getLogger(__name__)
 _Dumper: Any = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 _NAME = re.compile(SITE_NAME_PATTERN)
 _RECORD_SUFFIX = ".yaml"
@@ -295,6 +297,7 @@ class SiteStore:
         self._claims = HostClaims(self.state_dir)
         # Merged Sites for list() and watch(), valid while both files keep their identity.
         self._entries: dict[str, tuple[tuple[_FileKey, _FileKey | None], Site | RecordError]] = {}
+        self._write_listeners: builtins.list[Callable[[str], None]] = []
         for directory in (self.specs_dir, self.status_dir, self.history_dir, self._index_path.parent):
             directory.mkdir(parents=True, exist_ok=True)
         with exclusive_lock(self._lock_path):
@@ -370,6 +373,14 @@ class SiteStore:
         if spec is None:
             raise NotFound(f"site {name!r} not found")
         return self._merge(spec, self._read_status(name, spec.metadata.uid), copy=True)
+
+    def current(self, name: str) -> Site | RecordError | None:
+        """The record as list() shows it now: a shared Site (change a copy, never it), the reason it cannot
+        be read, or None when there is no record of that name."""
+        if not _NAME.fullmatch(name):
+            return None
+        keys = self._keys_of(name)
+        return None if keys is None else self._read_entry(name, keys)
 
     def _read_entry(self, name: str, keys: tuple[_FileKey, _FileKey | None]) -> Site | RecordError:
         """One record for list()/watch(): a shared, parsed Site or the reason it cannot be read."""
@@ -519,10 +530,25 @@ class SiteStore:
 
     # ---- writing (always under the lock) ----------------------------------------------------------
 
+    def add_write_listener(self, listener: Callable[[str], None]) -> None:
+        """Call `listener(name)` after each record this object writes or removes, before the write returns
+        and still under the write lock, so a reader in this process can show its own writes at once
+        (writes of other processes are seen through watch()). A listener must be quick; what it raises
+        is logged, never raised to the writer, whose write is done."""
+        self._write_listeners.append(listener)
+
+    def _written(self, name: str) -> None:
+        for listener in self._write_listeners:
+            try:
+                listener(name)
+            except Exception:
+                log.exception("a write listener failed after the write of site %r", name)
+
     def _write_spec(self, site: Site) -> None:
         path = self.spec_path(site.name)
         write_atomic(path, _dump(site.to_document(include_status=False)))
         self._cache.remember(path, site.model_copy(deep=True, update={"status": None}))
+        self._written(site.name)
 
     def _remove_record(self, name: str) -> None:
         with contextlib.suppress(InvalidRecord):
@@ -534,6 +560,7 @@ class SiteStore:
         shutil.rmtree(self.history_dir / name, ignore_errors=True)
         self._cache.forget(self.spec_path(name))
         self._cache.forget(self.status_path(name))
+        self._written(name)
 
     def _save_history(self, previous: Site) -> None:
         if self.history_limit == 0 or previous.metadata.generation is None:
@@ -810,6 +837,7 @@ class SiteStore:
             )
             write_atomic(path, _dump(record.model_dump(mode="json", by_alias=True, exclude_none=True)))
             self._cache.remember(path, record.model_copy(deep=True))
+            self._written(name)
             return self._merge(stored, record, copy=True)
 
     # ---- watching ------------------------------------------------------------------------------------
