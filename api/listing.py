@@ -44,29 +44,32 @@ Rendering = TypeVar("Rendering")
 
 
 class _PerSite(Generic[Rendering]):
-    """One rendering per site name, valid while the site is the very object it was made from (listed Sites
-    are shared and never changed, so an unchanged site is the same object)."""
+    """One rendering per site, valid while the site is the very object it was made from (listed Sites are
+    shared and never changed, so an unchanged site is the same object). Kept by the object's identity: a
+    list of 10,000 sites then looks its renderings up without reading the sites themselves, which are
+    spread over the heap."""
 
     def __init__(self, render: Callable[[Site], Rendering]) -> None:
         self._render = render
-        self._entries: dict[str, tuple[Site, Rendering]] = {}
+        # The site is kept with its rendering, so its id cannot pass to another object meanwhile.
+        self._entries: dict[int, tuple[Site, Rendering]] = {}
         self._lock = threading.Lock()
 
     def of(self, site: Site) -> Rendering:
-        entry = self._entries.get(site.name)
+        entry = self._entries.get(id(site))
         if entry is not None and entry[0] is site:
             return entry[1]
         rendering = self._render(site)
-        self._entries[site.name] = (site, rendering)
+        self._entries[id(site)] = (site, rendering)
         return rendering
 
     def trim(self, sites: list[Site]) -> None:
-        """Forget sites that are gone, once the renderings outnumber what is listed by far."""
+        """Forget the sites no longer listed, once the renderings outnumber what is listed by far."""
         if len(self._entries) <= 2 * len(sites) + 1024:
             return
         with self._lock:
-            kept = {site.name: self._entries[site.name] for site in sites if site.name in self._entries}
-            self._entries = kept
+            entries = self._entries
+            self._entries = {id(site): entries[id(site)] for site in sites if id(site) in entries}
 
 
 def _version(site: Site) -> int:
@@ -111,11 +114,19 @@ def age(moment: datetime | None, now: datetime) -> str:
 
 
 def _age(seconds: int) -> str:
+    return _age_and_next_change(seconds)[0]
+
+
+def _age_and_next_change(seconds: int) -> tuple[str, int]:
+    """The short age of `seconds`, and at how many seconds it next reads differently."""
     seconds = max(0, seconds)
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size * (2 if unit != "m" else 1):
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"
+    if seconds >= 2 * 86400:
+        return f"{seconds // 86400}d", (seconds // 86400 + 1) * 86400
+    if seconds >= 2 * 3600:
+        return f"{seconds // 3600}h", min((seconds // 3600 + 1) * 3600, 2 * 86400)
+    if seconds >= 60:
+        return f"{seconds // 60}m", min((seconds // 60 + 1) * 60, 2 * 3600)
+    return f"{seconds}s", seconds + 1
 
 
 def row(site: Site, now: datetime) -> list[Any]:
@@ -147,9 +158,9 @@ def _cells(site: Site) -> list[Any]:
 
 
 class _Row:
-    """A row as JSON around its age cell, which is filled in when the row is sent."""
+    """A row as JSON, made anew only when its age reads differently (an hour-old site's, once an hour)."""
 
-    __slots__ = ("after_age", "before_age", "created", "version")
+    __slots__ = ("after_age", "before_age", "created", "shown", "version")
 
     def __init__(self, site: Site) -> None:
         cells = _cells(site)
@@ -160,10 +171,21 @@ class _Row:
         moment = site.metadata.creation_timestamp
         self.created = moment.timestamp() if moment is not None else None
         self.version = _version(site)
+        # (until when, the JSON): replaced whole, so concurrent readers see one or the other.
+        self.shown: tuple[float, str] = (float("-inf"), "")
 
     def json(self, now: float) -> str:
-        shown = "<unknown>" if self.created is None else _age(int(now - self.created))
-        return f'{self.before_age}"{shown}"{self.after_age}'
+        until, text = self.shown
+        if now < until:
+            return text
+        if self.created is None:
+            age, until = "<unknown>", float("inf")
+        else:
+            age, change = _age_and_next_change(int(now - self.created))
+            until = self.created + change
+        text = f'{self.before_age}"{age}"{self.after_age}'
+        self.shown = (until, text)
+        return text
 
 
 _ROWS = _PerSite(_Row)

@@ -377,7 +377,7 @@ class SiteStore:
     def current(self, name: str) -> Site | RecordError | None:
         """The record as list() shows it now: a shared Site (change a copy, never it), the reason it cannot
         be read, or None when there is no record of that name."""
-        if not _NAME.fullmatch(name):
+        if not _NAME.fullmatch(name) or len(name) > 63:
             return None
         keys = self._keys_of(name)
         return None if keys is None else self._read_entry(name, keys)
