@@ -68,6 +68,8 @@ class Snapshot:
 
 
 Deliver = Callable[[Change | None], None]
+# A subscriber's key (to unsubscribe) and where it starts from.
+Subscription = tuple[int, Snapshot]
 
 
 class ListingCache:
@@ -116,7 +118,7 @@ class ListingCache:
         with self._lock:
             return self._synced
 
-    def subscribe(self, deliver: Deliver) -> tuple[int, Snapshot] | None:
+    def subscribe(self, deliver: Deliver) -> Subscription | None:
         """Every record now, and from then on each change passed to `deliver`, in order; `deliver(None)`
         once when changes can no longer be followed (the store's watch failed), which ends the stream.
         `deliver` is called under the cache's lock: it must only hand the change on (a thread-safe queue).
@@ -287,3 +289,54 @@ class ListingCache:
 
     def __exit__(self, *_exc: object) -> None:
         self.close()
+
+
+class Subscriber:
+    """The changes one watch stream has yet to send, handed from the cache's threads to the stream's loop.
+
+    Changes of one site not sent yet are merged into one, as a watch of the store reports the difference
+    between two looks: a stream that cannot send (a client that stopped reading) holds at most one change
+    per site, never a growing backlog.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._pending: dict[str, Change] = {}
+        self._ended = False
+        self._arrived = asyncio.Event()
+
+    def deliver(self, change: Change | None) -> None:
+        """Called by the cache, from any thread: hand the change to the loop, in the cache's order."""
+        with contextlib.suppress(RuntimeError):  # the loop has ended, and the stream with it
+            self._loop.call_soon_threadsafe(self._add, change)
+
+    def _add(self, change: Change | None) -> None:
+        if change is None:
+            self._ended = True
+        else:
+            earlier = self._pending.pop(change.name, None)
+            merged = _merged(earlier, change) if earlier is not None else change
+            if merged is not None:
+                self._pending[change.name] = merged
+        self._arrived.set()
+
+    async def next(self) -> Change | None:
+        """The next change; None when the cache stopped following the store (the stream ends)."""
+        while not self._pending:
+            if self._ended:
+                return None
+            self._arrived.clear()
+            await self._arrived.wait()
+        name = next(iter(self._pending))
+        return self._pending.pop(name)
+
+
+def _merged(earlier: Change, later: Change) -> Change | None:
+    """Two changes of one site as one: what a look before the first and one after the second would tell."""
+    if earlier.type == "ADDED" and later.type == "DELETED":
+        return None  # came and went unseen
+    if earlier.type == "ADDED" and later.type == "MODIFIED":
+        return Change("ADDED", later.name, later.site)
+    if earlier.type == "DELETED" and later.type == "ADDED":
+        return Change("MODIFIED", later.name, later.site)
+    return later

@@ -9,7 +9,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 
-from api.listcache import Change, ListingCache
+from api.listcache import Change, ListingCache, Subscriber
 from specs.models import Condition, Site, SiteStatus
 from store.records import SiteStore, WatchEvent
 
@@ -197,3 +197,35 @@ def test_a_subscriber_gets_every_record_then_every_change_in_order(tmp_path):
             ("MODIFIED", "new"),
             ("DELETED", "new"),
         ]
+
+
+async def test_a_stream_that_cannot_send_holds_one_change_per_site_in_the_order_they_came():
+    subscriber = Subscriber(asyncio.get_running_loop())
+    one = Site.model_validate({"metadata": {"name": "one"}})
+    two = Site.model_validate({"metadata": {"name": "two"}})
+    changes = [
+        Change("MODIFIED", "one", one),
+        Change("ADDED", "two", two),
+        *[Change("MODIFIED", "one", one.model_copy(update={"spec": one.spec})) for _ in range(1000)],
+        Change("MODIFIED", "two", two),
+        Change("ADDED", "gone", two),
+        Change("DELETED", "gone", None),
+    ]
+    for change in changes:
+        await asyncio.to_thread(subscriber.deliver, change)
+    await asyncio.sleep(0)  # the loop takes the handed changes
+    subscriber.deliver(None)
+    received = []
+    while (change := await asyncio.wait_for(subscriber.next(), 60)) is not None:
+        received.append(change)
+    # The site added and removed meanwhile was never there for this stream; "two" stays ADDED.
+    assert [(change.type, change.name) for change in received] == [("MODIFIED", "one"), ("ADDED", "two")]
+    assert received[0].site is changes[-4].site
+
+
+async def test_a_site_removed_and_made_again_before_the_stream_sends_is_one_modification():
+    subscriber = Subscriber(asyncio.get_running_loop())
+    again = Site.model_validate({"metadata": {"name": "again"}})
+    subscriber.deliver(Change("DELETED", "again", None))
+    subscriber.deliver(Change("ADDED", "again", again))
+    assert await asyncio.wait_for(subscriber.next(), 60) == Change("MODIFIED", "again", again)
