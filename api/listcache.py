@@ -11,15 +11,15 @@ A report says only which record changed: the record is then read as it is on dis
 makes that two stat calls), under the cache's lock. Two reports of one record applied in either order
 therefore leave the newer state, and a report that arrives late can never bring back an older one.
 
-The watch reports a change against what it has reported before, so it never reports a record created and
-removed between two of its looks: one this process wrote and another removed at once would stay listed.
-The names the cache holds and the watch has not reported are therefore read again before each list (they
-are the writes of the last moments: usually none).
+The watch reports a change against what it knows (its listing, and what it has reported since), so it
+never reports a record created and removed between two of its looks: one this process wrote and another
+removed at once would stay listed. The names the cache holds and the watch does not know are therefore read
+again before each list (they are this process's writes of the last moments: usually none).
 
-The cache serves lists only once it is known to miss nothing: after the watch's first event, which it sends
-once it has taken its own listing of the store, the cache loads every record anew, and from then on every
-change reaches it as an event. Until then, and whenever the watch has failed (a new one is started), a list
-is read from the store, as correct as ever and only slower.
+The cache serves lists only once it is known to miss nothing: once the watch has taken its own listing of
+the store (it says so, SiteStore.watch's on_listed), the cache loads every record anew, and from then on
+every change reaches it as an event. Until then, and whenever the watch has failed (a new one is started),
+a list is read from the store, as correct as ever and only slower.
 
 Watch streams of the API (api/streams.py) subscribe here rather than each running a watch of the store: a
 subscriber receives the records as they are now and then every change, in order, with nothing missed between
@@ -161,19 +161,29 @@ class ListingCache:
             if self._synced:
                 self._refresh(name)
 
+    def _listed(self, names: set[str]) -> None:
+        """The watch has taken its listing (`names`), against which it reports every later change."""
+        with self._lock:
+            self._watched = names
+            self._resync()
+
     def _watched_change(self, event: WatchEvent) -> None:
         with self._lock:
             if event.type == "DELETED":
                 self._watched.discard(event.name)
             else:
                 self._watched.add(event.name)
-            if not self._synced:
-                # The watch has its listing (its first event comes after it): a listing taken now holds
-                # every earlier change, and the watch reports every later one.
-                self._reload()
-                self._synced = True
-                self._unconfirmed = (self._sites.keys() | self._errors.keys()) - self._watched
-            self._refresh(event.name)
+            if self._synced:
+                self._refresh(event.name)
+            else:
+                self._resync()  # after a failed read: the watch still runs, and _watched is its memory
+
+    def _resync(self) -> None:
+        """Load every record anew and serve lists from the cache again (under the lock): what the watch
+        reports from now on is every change after this listing."""
+        self._reload()
+        self._synced = True
+        self._unconfirmed = (self._sites.keys() | self._errors.keys()) - self._watched
 
     def _confirm(self) -> None:
         """Read again the cached names the watch has not reported (under the lock)."""
@@ -262,9 +272,7 @@ class ListingCache:
         self._feed_task = asyncio.current_task()
         if self._stopping.is_set():
             return
-        with self._lock:
-            self._watched = set()
-        events = self._store.watch(initial=True, resync_seconds=self._resync_seconds)
+        events = self._store.watch(initial=False, resync_seconds=self._resync_seconds, on_listed=self._listed)
         try:
             async for event in events:
                 self._watched_change(event)

@@ -735,7 +735,11 @@ class SiteStore:
                 if not dry_run:
                     self._save_history(stored)
                 generation += 1
-            version = old.resource_version if dry_run else str(self._counter.advance(_version(old.resource_version)))
+            version = (
+                old.resource_version
+                if dry_run
+                else str(self._counter.advance(_version(old.resource_version)))
+            )
             metadata = old.model_copy(
                 update={
                     "labels": dict(site.metadata.labels),
@@ -842,11 +846,21 @@ class SiteStore:
 
     # ---- watching ------------------------------------------------------------------------------------
 
-    async def watch(self, *, initial: bool = True, resync_seconds: float = 10.0) -> AsyncIterator[WatchEvent]:
+    async def watch(
+        self,
+        *,
+        initial: bool = True,
+        resync_seconds: float = 10.0,
+        on_listed: Callable[[builtins.set[str]], None] | None = None,
+    ) -> AsyncIterator[WatchEvent]:
         """Spec and status changes as they happen, plus a full comparison every `resync_seconds`.
 
         Events are derived by comparing file identities with what was last reported, so a missed or
         merged file-system notification costs latency (until the next resync), never an event.
+
+        `on_listed(names)` is called once the watch has taken its first listing, with the names in it (the
+        broken records' too), before any event: every later change is reported against that listing. A
+        reader that keeps its own copy of the records loads it then, and misses nothing.
         """
         stop = asyncio.Event()
         batches: asyncio.Queue[set[tuple[Change, str]] | None] = asyncio.Queue()
@@ -882,6 +896,8 @@ class SiteStore:
             known: dict[str, tuple[tuple[_FileKey, _FileKey | None], bool]] = {}
             # Full scans parse every changed file: off the event loop, which may serve others meanwhile.
             initial_events = await asyncio.to_thread(self._full_diff, known, initial)
+            if on_listed is not None:
+                on_listed(builtins.set(known))
             for event in initial_events if initial else []:
                 yield event
             last_full_scan = time.monotonic()

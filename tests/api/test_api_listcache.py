@@ -157,12 +157,15 @@ def test_when_the_watch_fails_lists_are_read_from_the_store(tmp_path):
     fail_now = threading.Event()
     watches = 0
 
-    async def failing_watch(**_options: object) -> AsyncIterator[WatchEvent]:
+    async def failing_watch(
+        on_listed: Callable[[set[str]], None], **_options: object
+    ) -> AsyncIterator[WatchEvent]:
         nonlocal watches
         watches += 1
         if watches > 1:
             await asyncio.Event().wait()  # a watch that never gets going again
-        yield WatchEvent("ADDED", "before", None)
+        on_listed({"before"})
+        yield WatchEvent("MODIFIED", "before", None)
         await asyncio.to_thread(fail_now.wait)
         raise OSError("the watch lost its inotify descriptor")
 
