@@ -298,6 +298,8 @@ class SiteStore:
         # Merged Sites for list() and watch(), valid while both files keep their identity.
         self._entries: dict[str, tuple[tuple[_FileKey, _FileKey | None], Site | RecordError]] = {}
         self._write_listeners: builtins.list[Callable[[str], None]] = []
+        # The names written under the write lock this thread holds, for the listeners (see _writing).
+        self._local = threading.local()
         for directory in (self.specs_dir, self.status_dir, self.history_dir, self._index_path.parent):
             directory.mkdir(parents=True, exist_ok=True)
         with exclusive_lock(self._lock_path):
@@ -532,17 +534,32 @@ class SiteStore:
 
     def add_write_listener(self, listener: Callable[[str], None]) -> None:
         """Call `listener(name)` after each record this object writes or removes, before the write returns
-        and still under the write lock, so a reader in this process can show its own writes at once
-        (writes of other processes are seen through watch()). A listener must be quick; what it raises
-        is logged, never raised to the writer, whose write is done."""
+        (once the write lock is released: a listener never makes other writers wait), so a reader in this
+        process can show its own writes at once; writes of other processes are seen through watch(). What
+        a listener raises is logged, never raised to the writer, whose write is done."""
         self._write_listeners.append(listener)
 
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        """The write lock, and then the listeners told of the records written under it."""
+        written: builtins.list[str] = []
+        self._local.written = written
+        try:
+            with exclusive_lock(self._lock_path):
+                yield
+        finally:
+            self._local.written = None
+            for name in written:
+                for listener in self._write_listeners:
+                    try:
+                        listener(name)
+                    except Exception:
+                        log.exception("a write listener failed after the write of site %r", name)
+
     def _written(self, name: str) -> None:
-        for listener in self._write_listeners:
-            try:
-                listener(name)
-            except Exception:
-                log.exception("a write listener failed after the write of site %r", name)
+        written = getattr(self._local, "written", None)
+        if written is not None and name not in written:
+            written.append(name)
 
     def _write_spec(self, site: Site) -> None:
         path = self.spec_path(site.name)
@@ -682,7 +699,7 @@ class SiteStore:
         """The stored site; with `dry_run`, the site as it would be stored (no uid, no version), unwritten,
         after the same checks."""
         name = self._checked_name(site.name)
-        with exclusive_lock(self._lock_path):
+        with self._writing():
             if _file_key(self.spec_path(name)) is not None:
                 raise AlreadyExists(f"site {name!r} already exists")
             uid = str(uuid.uuid4())
@@ -710,7 +727,7 @@ class SiteStore:
         """The stored site; with `dry_run`, the site as it would be stored, unwritten, after the same checks
         (its resourceVersion stays the current one)."""
         name = self._checked_name(site.name)
-        with exclusive_lock(self._lock_path):
+        with self._writing():
             stored, status = self._current_for_write(name)
             self._check_version(name, site.metadata.resource_version, stored, status)
             old = stored.metadata
@@ -764,7 +781,7 @@ class SiteStore:
 
     def delete(self, name: str, *, resource_version: str | None = None) -> Site | None:
         self._checked_name(name)
-        with exclusive_lock(self._lock_path):
+        with self._writing():
             try:
                 stored, status = self._current_for_write(name)
             except InvalidRecord:
@@ -790,7 +807,7 @@ class SiteStore:
             return self._merge(stored, status, copy=True)
 
     def add_finalizer(self, name: str, finalizer: str) -> Site:
-        with exclusive_lock(self._lock_path):
+        with self._writing():
             stored, status = self._current_for_write(name)
             if finalizer in stored.metadata.finalizers:
                 return self._merge(stored, status, copy=True)
@@ -806,7 +823,7 @@ class SiteStore:
             return self._merge(stored, status, copy=True)
 
     def remove_finalizer(self, name: str, finalizer: str) -> Site | None:
-        with exclusive_lock(self._lock_path):
+        with self._writing():
             stored, status = self._current_for_write(name)
             if finalizer not in stored.metadata.finalizers:
                 return self._merge(stored, status, copy=True)
@@ -821,7 +838,7 @@ class SiteStore:
             return self._merge(stored, status, copy=True)
 
     def update_status(self, name: str, status: SiteStatus) -> Site:
-        with exclusive_lock(self._lock_path):
+        with self._writing():
             stored = self._read_spec(name)
             if stored is None:
                 raise NotFound(f"site {name!r} not found")
