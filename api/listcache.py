@@ -73,6 +73,8 @@ Subscription = tuple[int, Snapshot]
 
 
 class ListingCache:
+    """Every site of one store for this process's lists and watch streams; see the module's docstring."""
+
     def __init__(self, store: SiteStore, *, resync_seconds: float = 10.0) -> None:
         self._store = store
         self._resync_seconds = resync_seconds
@@ -85,8 +87,8 @@ class ListingCache:
         self._ordered: list[Site] | None = []
         # True while every change of the store is known to reach the cache (see the module's docstring).
         self._synced = False
-        # The names the running watch last reported present (as its own memory has them), and the cached
-        # names outside it, read again before a list.
+        # The names the running watch knows (its listing, and what it has reported since), and the cached
+        # names it does not, read again before a list.
         self._watched: set[str] = set()
         self._unconfirmed: set[str] = set()
         self._subscribers: dict[int, Deliver] = {}
@@ -131,8 +133,9 @@ class ListingCache:
             key = self._next_subscriber
             self._next_subscriber += 1
             self._subscribers[key] = deliver
-            snapshot = Snapshot([self._sites[name] for name in self._names], list(self._errors.values()))
-            return key, snapshot
+            if self._ordered is None:
+                self._ordered = [self._sites[name] for name in self._names]
+            return key, Snapshot(self._ordered, list(self._errors.values()))
 
     def unsubscribe(self, key: int) -> None:
         with self._lock:
