@@ -194,7 +194,9 @@ def apply(
     Fields in `applied` are set; fields this manager set before and no longer gives are removed unless
     another manager also owns them. A field another manager owns whose value would change is a conflict.
     """
-    result = copy.deepcopy(live) if live is not None else {}
+    # `result` is only read; `after` is a copy whose leaves are set from copies, so it shares nothing with
+    # the caller's documents.
+    result = live if live is not None else {}
     applied_leaves = owned_leaves(applied)
     after = copy.deepcopy(result)
     for path, value in applied_leaves.items():

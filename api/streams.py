@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import heapq
 import json
 import re
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -23,12 +25,14 @@ from django.views.decorators.csrf import csrf_exempt
 from api import content, listing, views
 from api.auth import Principal, authenticate_request
 from api.errors import ApiError, Cause, method_not_allowed
+from api.listcache import Change, ListingCache, Subscriber, Subscription
 from api.policy import can_read
-from api.runtime import event_log, log_source, site_service, site_store
+from api.runtime import event_log, listing_cache, log_source, site_service, site_store
 from api.selectors import name_selector, parse_label_selector
 from api.sites import document_of
 from specs.models import API_VERSION, UID_PATTERN, Site
 from store.events import ReconcileEvent
+from store.records import RecordError, WatchEvent
 
 WATCH_CONTENT_TYPE = "application/json;stream=watch"
 _EVENT_POLL_SECONDS = 0.5
@@ -94,7 +98,6 @@ def _watch_sites(request: HttpRequest, principal: Principal) -> StreamingHttpRes
     except ValueError:
         raise ApiError(400, "resourceVersion must be a number") from None
     deadline = _deadline(_timeout(request))
-    store = site_store()
 
     def visible(site: Site) -> bool:
         return can_read(principal, site) and (label_filter is None or label_filter(site.metadata.labels))
@@ -107,7 +110,7 @@ def _watch_sites(request: HttpRequest, principal: Principal) -> StreamingHttpRes
     async def stream() -> AsyncIterator[bytes]:
         # The last state this client was shown of each site: a deletion is reported with it, as in Kubernetes.
         shown: dict[str, Site] = {}
-        events = store.watch(initial=True)
+        events = _site_changes()
         try:
             while True:
                 try:
@@ -141,9 +144,57 @@ def _watch_sites(request: HttpRequest, principal: Principal) -> StreamingHttpRes
                 yield _line({"type": kind, "object": render(event.site)})
         finally:
             with contextlib.suppress(Exception):
-                await events.aclose()  # type: ignore[attr-defined]
+                await events.aclose()
 
     return StreamingHttpResponse(stream(), content_type=WATCH_CONTENT_TYPE)
+
+
+async def _site_changes() -> AsyncGenerator[WatchEvent[Site] | Change, None]:
+    """Every site as it is now, then every change, for one watch stream (which filters them for its caller).
+
+    They come from this process's listing cache, which every watch stream shares, or, while the cache is not
+    following the store yet, from a watch of the store of the stream's own.
+    """
+    loop = asyncio.get_running_loop()
+    subscriber = Subscriber(loop)
+    cache = listing_cache()
+    # On a worker thread: the cache may be loading every record, which the event loop must not wait for.
+    subscribing = loop.run_in_executor(None, cache.subscribe, subscriber.deliver)
+    try:
+        subscription = await asyncio.shield(subscribing)
+    except asyncio.CancelledError:
+        subscribing.add_done_callback(functools.partial(_unsubscribe_when_done, cache))
+        raise
+    if subscription is None:
+        events = site_store().watch(initial=True)
+        try:
+            async for event in events:
+                yield event
+        finally:
+            await events.aclose()  # type: ignore[attr-defined]
+        return
+    key, snapshot = subscription
+    try:
+        # In name order, as a watch of the store reports what it finds at first.
+        errors: list[Site | RecordError] = sorted(snapshot.errors, key=lambda error: error.name)
+        sites: list[Site | RecordError] = list(snapshot.sites)
+        for item in heapq.merge(sites, errors, key=lambda item: item.name):
+            if isinstance(item, Site):
+                yield Change("ADDED", item.name, item)
+            else:
+                yield Change("ERROR", item.name, None, item)
+        while (change := await subscriber.next()) is not None:
+            yield change
+    finally:
+        cache.unsubscribe(key)
+
+
+def _unsubscribe_when_done(cache: ListingCache, subscribing: asyncio.Future[Subscription | None]) -> None:
+    """A stream ended while it subscribed: end the subscription it will never read."""
+    if not subscribing.cancelled() and subscribing.exception() is None:
+        subscription = subscribing.result()
+        if subscription is not None:
+            cache.unsubscribe(subscription[0])
 
 
 def _deadline(timeout: float | None) -> float | None:

@@ -215,7 +215,9 @@ def list_sites(request: HttpRequest, principal: Principal) -> HttpResponse:
     if only_name is not None:
         sites = [site for site in sites if site.name == only_name]
     if listing.wants_table(request.headers.get("Accept", "")):
-        return content.render(request, listing.site_table(sites))
+        if content.wants_yaml(request):
+            return content.render(request, listing.site_table(sites))
+        return HttpResponse(listing.site_table_json(sites), content_type=content.JSON)
     if content.wants_yaml(request):
         return content.render(request, site_list_document(sites))
     return HttpResponse(listing.site_list_json(sites), content_type=content.JSON)

@@ -365,7 +365,9 @@ class Controller:
             # sooner, and a status write of "applying" just before the final one would cost a durable
             # write per record and say nothing anyone could see.
             finished, _ = await asyncio.wait({passing}, timeout=self._options.progress_after)
-            if not finished and (stored is None or getattr(stored, "observed_generation", None) != generation):
+            if not finished and (
+                stored is None or getattr(stored, "observed_generation", None) != generation
+            ):
                 applying = reconciling_status(
                     kind.status_model,
                     stored,

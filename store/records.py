@@ -26,6 +26,7 @@ import contextlib
 import functools
 import gc
 import json
+import logging
 import os
 import re
 import shutil
@@ -49,6 +50,7 @@ from specs.platform import Platform, PlatformStatus
 from store.durable import Counter, exclusive_lock, remove_durably, remove_stale_temp_files, write_atomic
 from store.hostclaims import Claim, HostClaims
 
+log = logging.getLogger(__name__)
 _Dumper: Any = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 _NAME = re.compile(SITE_NAME_PATTERN)
 _RECORD_SUFFIX = ".yaml"
@@ -325,6 +327,9 @@ class RecordStore(Generic[R]):
         self._status_record: type[_StatusRecord[Model]] = _StatusRecord[kind.status]  # type: ignore[name-defined]
         # Merged Sites for list() and watch(), valid while both files keep their identity.
         self._entries: dict[str, tuple[tuple[_FileKey, _FileKey | None], R | RecordError]] = {}
+        self._write_listeners: builtins.list[Callable[[str], None]] = []
+        # The names written under the write lock this thread holds, for the listeners (see _writing).
+        self._local = threading.local()
         for directory in (self.specs_dir, self.status_dir, self.history_dir, self._index_path.parent):
             directory.mkdir(parents=True, exist_ok=True)
         with exclusive_lock(self._lock_path):
@@ -400,6 +405,14 @@ class RecordStore(Generic[R]):
         if spec is None:
             raise NotFound(f"site {name!r} not found")
         return self._merge(spec, self._read_status(name, spec.metadata.uid), copy=True)
+
+    def current(self, name: str) -> R | RecordError | None:
+        """The record as list() shows it now: a shared record (change a copy, never it), the reason it cannot
+        be read, or None when there is no record of that name."""
+        if not _NAME.fullmatch(name) or len(name) > 63:
+            return None
+        keys = self._keys_of(name)
+        return None if keys is None else self._read_entry(name, keys)
 
     def _read_entry(self, name: str, keys: tuple[_FileKey, _FileKey | None]) -> R | RecordError:
         """One record for list()/watch(): a shared, parsed record or the reason it cannot be read."""
@@ -554,10 +567,40 @@ class RecordStore(Generic[R]):
 
     # ---- writing (always under the lock) ----------------------------------------------------------
 
+    def add_write_listener(self, listener: Callable[[str], None]) -> None:
+        """Call `listener(name)` after each record this object writes or removes, before the write returns
+        (once the write lock is released: a listener never makes other writers wait), so a reader in this
+        process can show its own writes at once; writes of other processes are seen through watch(). What
+        a listener raises is logged, never raised to the writer, whose write is done."""
+        self._write_listeners.append(listener)
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        """The write lock, and then the listeners told of the records written under it."""
+        written: builtins.list[str] = []
+        self._local.written = written
+        try:
+            with exclusive_lock(self._lock_path):
+                yield
+        finally:
+            self._local.written = None
+            for name in written:
+                for listener in self._write_listeners:
+                    try:
+                        listener(name)
+                    except Exception:
+                        log.exception("a write listener failed after the write of %r", name)
+
+    def _written(self, name: str) -> None:
+        written = getattr(self._local, "written", None)
+        if written is not None and name not in written:
+            written.append(name)
+
     def _write_spec(self, site: R) -> None:
         path = self.spec_path(site.name)
         write_atomic(path, _dump(site.to_document(include_status=False)))
         self._cache.remember(path, site.model_copy(deep=True, update={"status": None}))
+        self._written(site.name)
 
     def _remove_record(self, name: str) -> None:
         with contextlib.suppress(InvalidRecord):
@@ -569,6 +612,7 @@ class RecordStore(Generic[R]):
         shutil.rmtree(self.history_dir / name, ignore_errors=True)
         self._cache.forget(self.spec_path(name))
         self._cache.forget(self.status_path(name))
+        self._written(name)
 
     def _save_history(self, previous: R) -> None:
         if self.history_limit == 0 or previous.metadata.generation is None:
@@ -701,7 +745,7 @@ class RecordStore(Generic[R]):
         """The stored site; with `dry_run`, the site as it would be stored (no uid, no version), unwritten,
         after the same checks."""
         name = self._checked_name(site.name)
-        with exclusive_lock(self._lock_path):
+        with self._writing():
             if _file_key(self.spec_path(name)) is not None:
                 raise AlreadyExists(f"site {name!r} already exists")
             uid = str(uuid.uuid4())
@@ -730,7 +774,7 @@ class RecordStore(Generic[R]):
         """The stored site; with `dry_run`, the site as it would be stored, unwritten, after the same checks
         (its resourceVersion stays the current one)."""
         name = self._checked_name(site.name)
-        with exclusive_lock(self._lock_path):
+        with self._writing():
             stored, status = self._current_for_write(name)
             self._check_version(name, site.metadata.resource_version, stored, status)
             old = stored.metadata
@@ -785,7 +829,7 @@ class RecordStore(Generic[R]):
 
     def delete(self, name: str, *, resource_version: str | None = None) -> R | None:
         self._checked_name(name)
-        with exclusive_lock(self._lock_path):
+        with self._writing():
             try:
                 stored, status = self._current_for_write(name)
             except InvalidRecord:
@@ -811,7 +855,7 @@ class RecordStore(Generic[R]):
             return self._merge(stored, status, copy=True)
 
     def add_finalizer(self, name: str, finalizer: str) -> R:
-        with exclusive_lock(self._lock_path):
+        with self._writing():
             stored, status = self._current_for_write(name)
             if finalizer in stored.metadata.finalizers:
                 return self._merge(stored, status, copy=True)
@@ -827,7 +871,7 @@ class RecordStore(Generic[R]):
             return self._merge(stored, status, copy=True)
 
     def remove_finalizer(self, name: str, finalizer: str) -> R | None:
-        with exclusive_lock(self._lock_path):
+        with self._writing():
             stored, status = self._current_for_write(name)
             if finalizer not in stored.metadata.finalizers:
                 return self._merge(stored, status, copy=True)
@@ -842,7 +886,7 @@ class RecordStore(Generic[R]):
             return self._merge(stored, status, copy=True)
 
     def update_status(self, name: str, status: Model) -> R:
-        with exclusive_lock(self._lock_path):
+        with self._writing():
             stored = self._read_spec(name)
             if stored is None:
                 raise NotFound(f"site {name!r} not found")
@@ -863,17 +907,26 @@ class RecordStore(Generic[R]):
             )
             write_atomic(path, _dump(record.model_dump(mode="json", by_alias=True, exclude_none=True)))
             self._cache.remember(path, record.model_copy(deep=True))
+            self._written(name)
             return self._merge(stored, record, copy=True)
 
     # ---- watching ------------------------------------------------------------------------------------
 
     async def watch(
-        self, *, initial: bool = True, resync_seconds: float = 10.0
+        self,
+        *,
+        initial: bool = True,
+        resync_seconds: float = 10.0,
+        on_listed: Callable[[builtins.set[str]], None] | None = None,
     ) -> AsyncIterator[WatchEvent[R]]:
         """Spec and status changes as they happen, plus a full comparison every `resync_seconds`.
 
         Events are derived by comparing file identities with what was last reported, so a missed or
         merged file-system notification costs latency (until the next resync), never an event.
+
+        `on_listed(names)` is called once the watch has taken its first listing, with the names in it (the
+        broken records' too), before any event: every later change is reported against that listing. A
+        reader that keeps its own copy of the records loads it then, and misses nothing.
         """
         stop = asyncio.Event()
         batches: asyncio.Queue[set[tuple[Change, str]] | None] = asyncio.Queue()
@@ -909,6 +962,8 @@ class RecordStore(Generic[R]):
             known: dict[str, tuple[tuple[_FileKey, _FileKey | None], bool]] = {}
             # Full scans parse every changed file: off the event loop, which may serve others meanwhile.
             initial_events = await asyncio.to_thread(self._full_diff, known, initial)
+            if on_listed is not None:
+                on_listed(builtins.set(known))
             for event in initial_events if initial else []:
                 yield event
             last_full_scan = time.monotonic()

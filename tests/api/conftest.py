@@ -19,6 +19,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.api.api_helpers import SITES
+
 REPO = Path(__file__).resolve().parents[2]
 # The server process is started as `python -m tests.api.live_server`, and tests import their helpers the
 # same way; tests/ is a namespace package, so the repository root has to be importable.
@@ -156,10 +158,24 @@ def _no_sites_left(request: pytest.FixtureRequest) -> Iterator[None]:
         return
     from store.records import NotFound, SiteStore
 
-    store = SiteStore(request.getfixturevalue("api").state_dir)
+    api: Api = request.getfixturevalue("api")
+    store = SiteStore(api.state_dir)
     sites, _ = store.list()
     for site in sites:
         for finalizer in site.metadata.finalizers:
             store.remove_finalizer(site.name, finalizer)
         with contextlib.suppress(NotFound):
             store.delete(site.name)
+    if sites:
+        _until_the_server_lists_none(api)
+
+
+def _until_the_server_lists_none(api: Api) -> None:
+    """The server learns of writes by other processes (this one) from its watch of the store, a moment
+    later: the next test must not find this one's sites in its lists."""
+    deadline = time.monotonic() + 60
+    with api.client() as admin:
+        while listed := [item["metadata"]["name"] for item in admin.get(SITES).json()["items"]]:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the API server still lists {listed} 60 s after they were deleted")
+            time.sleep(0.02)

@@ -69,6 +69,59 @@ def test_a_watch_from_a_resource_version_skips_what_the_client_has(api):
     assert [(e["type"], e["object"]["metadata"]["name"]) for e in received] == [("ADDED", "fresh")]
 
 
+def test_watches_see_the_writes_of_other_processes_each_as_its_caller_may(api, store):
+    from specs.models import Condition, SiteStatus
+
+    with api.client("alice") as client:
+        assert client.post(SITES, json=site_doc("controlled")).status_code == 201
+    with api.client("bob") as client:
+        assert client.post(SITES, json=site_doc("bobs-own", owners=["bob"])).status_code == 201
+    received: dict[str, list[dict]] = {"alice": [], "bob": [], "admin": []}
+    stop = threading.Event()
+
+    def watch(who: str) -> None:
+        with (
+            api.client(who) as client,
+            client.stream("GET", f"{SITES}?watch=true&timeoutSeconds=60") as response,
+        ):
+            for line in response.iter_lines():
+                if line:
+                    received[who].append(json.loads(line))
+                if stop.is_set():
+                    return
+
+    watchers = [threading.Thread(target=watch, args=(who,)) for who in received]
+    for watcher in watchers:
+        watcher.start()
+    try:
+        deadline = time.monotonic() + 60
+        while not all(received.values()):
+            assert time.monotonic() < deadline, "the watches did not begin"
+            time.sleep(0.02)
+        # What the controller does: a status write from another process, seen through the store's watch.
+        ready = Condition(
+            type="Ready", status="True", reason="Serving", last_transition_time=datetime.now(UTC)
+        )
+        store.update_status("controlled", SiteStatus(conditions=[ready]))
+
+        def served(who: str) -> bool:
+            return any(
+                event["type"] == "MODIFIED" and event["object"].get("status", {}).get("conditions")
+                for event in received[who]
+            )
+
+        while not (served("alice") and served("admin")):
+            assert time.monotonic() < deadline, f"the status write was not watched: {received}"
+            time.sleep(0.02)
+    finally:
+        stop.set()
+        for name in ("controlled", "bobs-own"):
+            store.delete(name)  # ends the streams: each is sent an event
+        for watcher in watchers:
+            watcher.join(timeout=70)
+    assert {event["object"]["metadata"]["name"] for event in received["bob"]} == {"bobs-own"}
+
+
 def test_events_are_paged_newest_first(api):
     from store.events import EventLog
 

@@ -5,7 +5,15 @@ import yaml
 from store_helpers import make_site
 
 from specs.models import Condition, ObjectMeta, Site, SiteSpec, SiteStatus
-from store.records import AlreadyExists, BeingDeleted, Conflict, InvalidRecord, NotFound, SiteStore
+from store.records import (
+    AlreadyExists,
+    BeingDeleted,
+    Conflict,
+    InvalidRecord,
+    NotFound,
+    RecordError,
+    SiteStore,
+)
 
 FINALIZER = "director.io/cleanup"
 
@@ -307,3 +315,55 @@ def test_history_can_be_turned_off(tmp_path):
     site.spec.replicas = 2
     store.update(site)
     assert store.history("blog") == []
+
+
+def test_write_listeners_hear_every_write_with_the_record_already_on_disk(store: SiteStore):
+    heard: list[tuple[str, str | None]] = []
+
+    def listener(name: str) -> None:
+        current = store.current(name)
+        heard.append((name, current.metadata.resource_version if isinstance(current, Site) else None))
+
+    store.add_write_listener(listener)
+    created = store.create(make_site("blog"))
+    store.create(make_site("blog2"), dry_run=True)
+    site = store.get("blog")
+    store.update(site)  # unchanged: nothing written
+    site.spec.replicas = 2
+    site.spec.domains = ["dry.example.org"]
+    store.update(site, dry_run=True)
+    site.spec.domains = []
+    changed = store.update(site)
+    status = store.update_status("blog", SiteStatus(observed_generation=2))
+    finalized = store.add_finalizer("blog", FINALIZER)
+    deleting = store.delete("blog")
+    assert deleting is not None
+    store.remove_finalizer("blog", FINALIZER)
+    assert heard == [
+        ("blog", created.metadata.resource_version),
+        ("blog", changed.metadata.resource_version),
+        ("blog", status.metadata.resource_version),
+        ("blog", finalized.metadata.resource_version),
+        ("blog", deleting.metadata.resource_version),
+        ("blog", None),
+    ]
+
+
+def test_a_failing_write_listener_does_not_fail_the_write(store: SiteStore):
+    def listener(name: str) -> None:
+        raise RuntimeError(f"listener broke on {name}")
+
+    store.add_write_listener(listener)
+    store.create(make_site("blog"))
+    assert store.get("blog").metadata.generation == 1
+
+
+def test_current_is_the_listed_record(store: SiteStore):
+    store.create(make_site("blog"))
+    store.spec_path("broken").write_text("metadata: [unclosed\n")
+    listed, errors = store.list()
+    assert store.current("blog") is listed[0]
+    broken = store.current("broken")
+    assert isinstance(broken, RecordError) and broken == errors[0]
+    assert store.current("absent") is None
+    assert store.current("../escape") is None

@@ -109,3 +109,23 @@ async def test_watch_reports_a_broken_status_record_and_its_repair(store: SiteSt
         assert repaired.site.status is not None and repaired.site.status.observed_generation == 1
     finally:
         await events.aclose()
+
+
+async def test_watch_says_when_it_has_its_listing_and_reports_changes_against_it(store: SiteStore):
+    store.create(make_site("existing"))
+    store.spec_path("broken").write_text("metadata: [unclosed\n")
+    listings: list[set[str]] = []
+    events = store.watch(initial=False, on_listed=listings.append)
+    try:
+        pending = asyncio.ensure_future(anext(events))
+        deadline = asyncio.get_running_loop().time() + 60
+        while not listings:
+            assert asyncio.get_running_loop().time() < deadline, "the watch never took its listing"
+            await asyncio.sleep(0.01)
+        assert listings == [{"existing", "broken"}]
+        store.delete("existing")
+        deleted = await asyncio.wait_for(pending, timeout=60)
+        assert (deleted.type, deleted.name) == ("DELETED", "existing")
+        assert len(listings) == 1
+    finally:
+        await events.aclose()
