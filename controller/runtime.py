@@ -430,6 +430,8 @@ class Controller:
             stored, verdict, generation=generation, described=described, now=now, heartbeat=heartbeat
         ):
             return
+        # Whoever reads the new status finds the events of the reconcile that made it.
+        await self._recorder.flush()
         last = LastReconcile(
             time=now,
             result=verdict.result,
@@ -478,23 +480,31 @@ class Controller:
             stop_on_failure=False,
         )
         failure = done.failure
-        if failure is None:
-            with contextlib.suppress(NotFound):
-                await asyncio.to_thread(kind.records.remove_finalizer, name, FINALIZER)
         uid = record.metadata.uid
 
-        async def finish(delay: float | None) -> None:
-            seconds = time.monotonic() - started
+        async def record_events() -> None:
             await self._recorder.record_pass(
                 name,
                 generation,
                 reconcile_id,
                 item.trigger,
                 done,
-                seconds,
+                time.monotonic() - started,
                 uid=uid,
                 summary="nothing left to remove",
             )
+
+        if failure is None:
+            # What was removed is in the event log before the record is gone, as it is before a status says.
+            await record_events()
+            await self._recorder.flush()
+            with contextlib.suppress(NotFound):
+                await asyncio.to_thread(kind.records.remove_finalizer, name, FINALIZER)
+
+        async def finish(delay: float | None) -> None:
+            seconds = time.monotonic() - started
+            if failure is not None:
+                await record_events()
             if failure is None:
                 log.info(
                     "%s %s: deleted in %.2fs (trigger: %s, id %s)",

@@ -127,6 +127,8 @@ class EventRecorder:
         self._batch_seconds = batch_seconds
         self._pending: list[NewEvent] = []
         self._flushing: asyncio.Task[None] | None = None
+        # The gathering batch's task is writing (no longer only waiting): it must be let finish.
+        self._writing = False
 
     async def record_pass(
         self,
@@ -140,8 +142,8 @@ class EventRecorder:
         uid: str | None,
         summary: str | None,
     ) -> None:
-        """Every step of a pass that changed something (without its quiet steps if it failed); one
-        summary event, if given, for a quiet pass."""
+        """Every step of a pass that changed something (without its quiet steps if it failed), written at
+        once; one summary event, if given, for a quiet pass, written with the next batch."""
         if done.quiet:
             if summary is not None:
                 await self.record(
@@ -170,6 +172,8 @@ class EventRecorder:
                 timed.step.message,
                 uid=uid,
             )
+        # What changed the world is in the log by the time anyone can see the change.
+        await self.flush()
 
     async def record(
         self,
@@ -205,7 +209,11 @@ class EventRecorder:
 
     async def _flush_soon(self) -> None:
         await asyncio.sleep(self._batch_seconds)
-        await self._write_pending()
+        self._writing = True
+        try:
+            await self._write_pending()
+        finally:
+            self._writing = False
 
     async def _write_pending(self) -> None:
         while self._pending:
@@ -217,10 +225,17 @@ class EventRecorder:
                 log.error("%d reconcile events not recorded: %s", len(batch), error)
 
     async def flush(self) -> None:
-        """Write every event recorded so far (at shutdown)."""
-        if self._flushing is not None:
-            with contextlib.suppress(Exception):
-                await self._flushing
+        """Write every event recorded so far, now: a batch still gathering is written at once, one being
+        written is waited for (so that events keep their order)."""
+        flushing = self._flushing
+        if flushing is not None and not flushing.done():
+            if self._writing:
+                with contextlib.suppress(Exception):
+                    await flushing
+            else:
+                flushing.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await flushing
         await self._write_pending()
 
 
