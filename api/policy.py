@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from api.auth import Principal
 from api.errors import ApiError, Cause
-from specs.models import Site
+from specs.models import DEFAULT_PIDS, Site
 
 
 @dataclass(frozen=True)
@@ -17,6 +17,7 @@ class Ceiling:
     memory_bytes: int = 1024**3
     upload_limit_bytes: int = 100 * 1024**2
     replicas: int = 3
+    pids: int = DEFAULT_PIDS
 
 
 USER_CEILING = Ceiling()
@@ -68,6 +69,13 @@ def _reserved_field_causes(old: Site | None, new: Site) -> list[Cause]:
             USER_CEILING.upload_limit_bytes,
             old_spec and old_spec.resources.upload_limit_bytes,
             f"{USER_CEILING.upload_limit_bytes // 1024**2}Mi",
+        ),
+        (
+            "spec.resources.pids",
+            resources.pids,
+            USER_CEILING.pids,
+            old_spec and old_spec.resources.pids,
+            str(USER_CEILING.pids),
         ),
         (
             "spec.replicas",

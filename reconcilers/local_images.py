@@ -18,6 +18,7 @@ import logging
 import os
 import re
 import shutil
+import stat
 import subprocess
 import sys
 import tempfile
@@ -37,7 +38,7 @@ log = logging.getLogger(__name__)
 
 # Part of every recipe hash: bump it whenever build_rootfs, tidy_rootfs or import_rootfs change what ends up
 # in an image, so that every machine rebuilds instead of keeping an image the new code would not make.
-BUILDER_VERSION = "director-local-images/1"
+BUILDER_VERSION = "director-local-images/2"
 
 IMAGES_DIR = Path(os.environ.get("DIRECTOR_IMAGES_DIR", Path(__file__).resolve().parent.parent / "images"))
 SUITE = "bookworm"
@@ -266,7 +267,12 @@ def build_rootfs(recipe: ImageRecipe, root: Path, mirror: str, log_path: Path) -
 
 
 def tidy_rootfs(root: Path) -> None:
-    """Drop what only the build needed and what describes the build host, and send nginx logs to Docker."""
+    """Drop what only the build needed and what describes the build host, and send nginx logs to Docker.
+
+    No file keeps a setuid or setgid bit: `su`, `passwd`, `mount`... are how a process gains privileges
+    it was not started with, and nothing in a site or in the edge has a use for that.
+    """
+    strip_setid_bits(root)
     for leftover in ("var/cache/apt/archives", "var/lib/apt/lists"):
         directory = root / leftover
         for entry in directory.glob("*"):
@@ -280,6 +286,22 @@ def tidy_rootfs(root: Path) -> None:
         for log_name, target in (("access.log", "/dev/stdout"), ("error.log", "/dev/stderr")):
             (nginx_logs / log_name).unlink(missing_ok=True)
             (nginx_logs / log_name).symlink_to(target)
+
+
+def strip_setid_bits(root: Path) -> list[Path]:
+    """Clear the setuid and setgid bits of every file and directory under `root`; return what had them."""
+    stripped: list[Path] = []
+    for directory, subdirectories, files in os.walk(root):
+        # A mount debootstrap left behind (/proc, /sys) is the host's, not the image's.
+        subdirectories[:] = [name for name in subdirectories if not os.path.ismount(Path(directory, name))]
+        for name in (*subdirectories, *files):
+            path = Path(directory, name)
+            mode = path.lstat().st_mode
+            # A symbolic link's own mode means nothing, and chmod would follow it out of the tree.
+            if not stat.S_ISLNK(mode) and mode & (stat.S_ISUID | stat.S_ISGID):
+                path.chmod(stat.S_IMODE(mode) & ~(stat.S_ISUID | stat.S_ISGID))
+                stripped.append(path)
+    return stripped
 
 
 def import_rootfs(client: docker.DockerClient, root: Path, recipe: ImageRecipe) -> str:

@@ -1,7 +1,9 @@
 """What every site stands on: the sites' overlay network and the edge Nginx (a global Swarm service).
 
 Both are read from the shared Swarm cache and written through it; only the edge's reload (SIGHUP to its
-containers) and the probe of what it serves go to Docker and the edge directly. The reconciler of the
+containers), the probe of what it serves and the listing of every Director edge's published ports (the
+ports the host firewall leaves open to sites, reconcilers/host_firewall.py) go to Docker and the edge
+directly. The reconciler of the
 Platform record `edge`: its part of the platform's status says which nodes run the edge and which revisions
 of its own files and of the sites' routes the edge here answers.
 """
@@ -18,7 +20,9 @@ import docker
 from controller.types import Outcome, PermanentError, ReconcileContext, Request, Step
 from reconcilers import nginx_config
 from reconcilers.docker_calls import LABEL_INSTANCE, LABEL_MANAGED, LABEL_ROLE, off_loop, seconds_left
+from reconcilers.host_firewall import FirewallError, ensure_host_firewall
 from reconcilers.images import ImageResolver
+from reconcilers.isolation import EDGE_LOG_DRIVER
 from reconcilers.swarm_cache import UNSETTLED_READ_SECONDS, ForeignService, SwarmCache, SwarmService, is_owned
 from reconcilers.swarm_spec import ServiceSpec, nanoseconds, with_hash_label
 from reconcilers.tasks import TaskSummary, summarise_tasks
@@ -61,6 +65,7 @@ def render_edge_spec(settings: Settings, image: str, network_id: str) -> Service
                     "StopGracePeriod": nanoseconds(10),
                 },
                 "RestartPolicy": {"Condition": "any", "Delay": nanoseconds(5), "MaxAttempts": 0},
+                "LogDriver": EDGE_LOG_DRIVER,
                 "Networks": [{"Target": network_id}],
             },
             "Mode": {"Global": {}},
@@ -138,18 +143,26 @@ class EdgePlatform:
 
     async def _converge(self, ctx: ReconcileContext) -> tuple[Outcome, dict[str, Any], SwarmService | None]:
         network, network_step = await self._ensure_network(ctx.deadline)
+        firewall_step = await off_loop(ctx.deadline, self._ensure_host_firewall)
         files_step = await off_loop(ctx.deadline, self._ensure_edge_files, ctx.deadline)
         image = await self._images.edge_image(ctx.deadline)
         spec = render_edge_spec(self._settings, image, str(network["Id"]))
         service_step, applied = await self._ensure_edge_service(spec, ctx.deadline)
         edge: SwarmService | None = applied
-        steps = [network_step, files_step, service_step]
+        steps = [network_step, firewall_step, files_step, service_step]
         reload: nginx_config.EdgeReload | None = None
         if files_step.result == "updated" and service_step.result == "unchanged":
             reload = await off_loop(ctx.deadline, nginx_config.reload_edge, self._client, self._settings)
             message = f"sent SIGHUP to {reload.containers} edge container(s)"
             steps.append(Step("edge-reload", "updated", message))
         outcome = _outcome(steps, _summary(edge))
+        if firewall_step.result == "failed":
+            # The edge may serve, but the host is open to its sites: not ready, and said so.
+            return (
+                replace(outcome, ready=False, message=firewall_step.message, requeue_after=30.0),
+                network,
+                edge,
+            )
         if not outcome.ready and edge is not None and edge.age > UNSETTLED_READ_SECONDS:
             # Starting: its tasks move on between events, so judge it from a fresh reading.
             edge = await self._cache.read_service(spec["Name"], ctx.deadline)
@@ -205,6 +218,30 @@ class EdgePlatform:
                 f"(driver {network['Driver']}); remove it so Director can create it"
             )
         return network, Step("network", "unchanged", f"overlay network {name} exists")
+
+    def _ensure_host_firewall(self) -> Step:
+        """Sites' containers may not open connections to this host, but to its edges' published ports."""
+        edges = self._client.api.services(
+            filters={"label": [f"{LABEL_MANAGED}=true", f"{LABEL_ROLE}={EDGE_ROLE}"]}
+        )
+        ports = {self._settings.http_port} | {
+            int(port["PublishedPort"])
+            for edge in edges
+            for port in edge["Spec"].get("EndpointSpec", {}).get("Ports", [])
+            if port.get("PublishedPort")
+        }
+        try:
+            changed = ensure_host_firewall(ports)
+        except FirewallError as error:
+            return Step("host-firewall", "failed", f"sites could reach this host's ports: {error}")
+        shown = ", ".join(str(port) for port in sorted(ports))
+        if changed:
+            return Step(
+                "host-firewall",
+                "updated",
+                f"installed the rules refusing sites this host (but ports {shown})",
+            )
+        return Step("host-firewall", "unchanged", f"sites may reach no port of this host but {shown} and DNS")
 
     def _ensure_edge_files(self, deadline: float) -> Step:
         settings = self._settings

@@ -11,8 +11,10 @@ import time
 from typing import Any
 
 from controller.types import Outcome, ReconcileContext, Step
-from reconcilers.docker_calls import LABEL_GENERATION, LABEL_INSTANCE, LABEL_MANAGED, LABEL_SITE
+from reconcilers.docker_calls import LABEL_GENERATION, LABEL_INSTANCE, LABEL_MANAGED, LABEL_SITE, off_loop
 from reconcilers.images import ImageResolver
+from reconcilers.isolation import DROPPED_CAPABILITIES, SITE_LOG_DRIVER, ULIMITS
+from reconcilers.launcher import LAUNCHER_TARGET, install_launcher, launcher_host_path
 from reconcilers.nginx_config import SITE_PORT
 from reconcilers.swarm_cache import UNSETTLED_READ_SECONDS, ForeignService, SwarmCache, SwarmService, is_owned
 from reconcilers.swarm_spec import ServiceSpec, nanoseconds, spec_hash, with_hash_label
@@ -73,7 +75,8 @@ def _restart_label(site: Site) -> dict[str, str]:
 
 def render_site_spec(settings: Settings, site: Site, image: str, uid: int, network_id: str) -> ServiceSpec:
     spec = site.spec
-    command = ["sh", "-c", RUN_COMMAND, "sh", *spec.command] if spec.command else ["sh", "-c", RUN_SCRIPT]
+    shell = [LAUNCHER_TARGET, "/bin/sh", "-c"]
+    command = [*shell, RUN_COMMAND, "sh", *spec.command] if spec.command else [*shell, RUN_SCRIPT]
     env = [f"PORT={SITE_PORT}", "HOST=0.0.0.0", *(f"{key}={val}" for key, val in sorted(spec.env.items()))]
     tmpfs = {"SizeBytes": TMPFS_BYTES, "Mode": 0o1777}
     container: dict[str, Any] = {
@@ -84,10 +87,18 @@ def render_site_spec(settings: Settings, site: Site, image: str, uid: int, netwo
         "User": f"{uid}:{uid}",
         "ReadOnly": True,
         "Init": True,
+        "CapabilityDrop": DROPPED_CAPABILITIES,
+        "Ulimits": ULIMITS,
         "Mounts": [
             {"Type": "bind", "Source": str(settings.sites_dir / site.name), "Target": SITE_MOUNT},
             {"Type": "tmpfs", "Target": "/tmp", "TmpfsOptions": tmpfs},
             {"Type": "tmpfs", "Target": "/run", "TmpfsOptions": tmpfs},
+            {
+                "Type": "bind",
+                "Source": str(launcher_host_path(settings.state_dir)),
+                "Target": LAUNCHER_TARGET,
+                "ReadOnly": True,
+            },
         ],
         "Labels": {k: v for k, v in site_labels(settings, site).items() if k != LABEL_GENERATION}
         | _restart_label(site),
@@ -113,8 +124,10 @@ def render_site_spec(settings: Settings, site: Site, image: str, uid: int, netwo
                     "Limits": {
                         "NanoCPUs": round(spec.resources.cpus * 1e9),
                         "MemoryBytes": spec.resources.memory_bytes,
+                        "Pids": spec.resources.pids,
                     }
                 },
+                "LogDriver": SITE_LOG_DRIVER,
                 "RestartPolicy": {
                     "Condition": "any",
                     "Delay": nanoseconds(RESTART_DELAY_SECONDS),
@@ -152,8 +165,11 @@ class SiteServices:
         # rolled back (see _refused_update).
         self._sent: dict[str, tuple[str, str]] = {}
         self._rolled_back: dict[str, str] = {}
+        # Checked once, and again at each resync: a task finding no launcher would not start at all.
+        self._launcher_checked = False
 
     async def observe(self) -> None:
+        self._launcher_checked = False
         await self._cache.refresh(time.monotonic() + OBSERVE_SECONDS)
 
     def owned_names(self) -> set[str]:
@@ -175,6 +191,9 @@ class SiteServices:
             raise RuntimeError(
                 f"network {self._settings.network} does not exist yet (the platform reconciler makes it)"
             )
+        if not self._launcher_checked:
+            await off_loop(ctx.deadline, install_launcher, launcher_host_path(self._settings.state_dir))
+            self._launcher_checked = True
         spec = render_site_spec(self._settings, site, image, uid, str(network["Id"]))
         live = await self._read(site.name, ctx)
         if live is not None and not self._summary(live).converged and live.age > UNSETTLED_READ_SECONDS:

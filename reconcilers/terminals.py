@@ -2,8 +2,9 @@
 
 One container per session, made from the site's image (Director's site image for static sites, and for
 sftp, which needs only its python3), with the isolation the site's own service has: the site's directory
-at /site, the site's uid (never root), its env, its CPU and memory limits, a read-only root with tmpfs
-/tmp and /run, no capabilities, no new privileges, on the sites' network (sftp gets no network). Its home
+at /site, the site's uid (never root), its env, its CPU, memory (no swap beyond it) and process limits, a
+read-only root with tmpfs /tmp and /run, no capabilities, no new privileges, open files bounded, no logs
+kept, on the sites' network (sftp gets no network): reconcilers/isolation.py. Its home
 is /site/private/home. The container is removed when the session ends.
 
 The session's bytes flow over Docker's attach stream, read and written on the event loop (a raw HTTP
@@ -34,6 +35,7 @@ import docker.errors
 from reconcilers import sftp_server
 from reconcilers.docker_calls import LABEL_INSTANCE, LABEL_MANAGED, LABEL_ROLE
 from reconcilers.files import FIRST_SITE_UID
+from reconcilers.isolation import DROPPED_CAPABILITIES, ULIMITS
 from reconcilers.local_images import BASE_ALIASES, ImageBuildError, resolve_site_image
 from specs.config import Settings
 from specs.terminal import STDERR, STDOUT, PtySize, Refused, TerminalRequest
@@ -49,7 +51,6 @@ LABEL_TERMINAL_STARTED = "io.director.terminal.started"
 SITE_MOUNT = "/site"
 HOME = "/site/private/home"
 TMPFS = "rw,nosuid,nodev,size=64m,mode=1777"
-PIDS_LIMIT = 512
 READ_CHUNK = 64 * 1024
 # A site's shell: umask 007 as the site's service has (the edge reads public/ through the group), bash
 # when the image has it; a terminal session first takes its size (the engine resizes only after start).
@@ -290,8 +291,9 @@ class DockerTerminals:
             nano_cpus=round(resources.cpus * 1e9),
             mem_limit=resources.memory_bytes,
             memswap_limit=resources.memory_bytes,
-            pids_limit=PIDS_LIMIT,
-            cap_drop=["ALL"],
+            pids_limit=resources.pids,
+            ulimits=[docker.types.Ulimit(name=u["Name"], soft=u["Soft"], hard=u["Hard"]) for u in ULIMITS],
+            cap_drop=DROPPED_CAPABILITIES,
             security_opt=["no-new-privileges"],
             network_mode="none" if request.kind == "sftp" else self._settings.network,
             init=True,

@@ -83,6 +83,12 @@ MAX_CPUS = 8.0
 # Docker reads a healthcheck timeout of 0 as its own default (30s), not as none.
 MIN_HEALTH_TIMEOUT_SECONDS = 0.1
 MAX_REPLICAS = 10
+# Processes (threads count too) one container of a site may have: a fork bomb stops there. Docker reads a
+# pids limit of 0 or -1 as no limit, so the floor is well above both; a site needs a few for its own shell,
+# init and server.
+DEFAULT_PIDS = 256
+MIN_PIDS = 16
+MAX_PIDS = 32768
 # Env names Director sets itself for every dynamic site.
 RESERVED_ENV_NAMES = frozenset({"PORT", "HOST"})
 
@@ -256,6 +262,7 @@ class Resources(Model):
     ] = DEFAULT_CPUS
     memory: MemoryQuantity = DEFAULT_MEMORY
     upload_limit: UploadQuantity = DEFAULT_UPLOAD_LIMIT
+    pids: Annotated[int, Field(ge=MIN_PIDS, le=MAX_PIDS, strict=True)] = DEFAULT_PIDS
 
     @property
     def memory_bytes(self) -> int:

@@ -189,6 +189,34 @@ def test_only_admins_set_reserved_fields(api):
         )
 
 
+def test_a_process_limit_above_the_default_is_an_admin_s_and_kept_through_the_owner_s_edits(api):
+    patch = {"Content-Type": "application/merge-patch+json"}
+    with api.client("alice") as alice:
+        created = alice.post(SITES, json=site_doc("forks"))
+        lower = alice.patch(f"{SITES}/forks", json={"spec": {"resources": {"pids": 64}}}, headers=patch)
+        raised = alice.patch(f"{SITES}/forks", json={"spec": {"resources": {"pids": 257}}}, headers=patch)
+        unlimited = alice.patch(f"{SITES}/forks", json={"spec": {"resources": {"pids": 0}}}, headers=patch)
+    assert created.status_code == 201 and created.json()["spec"]["resources"]["pids"] == 256
+    assert lower.status_code == 200, lower.text
+    assert raised.status_code == 403
+    assert raised.json()["details"]["causes"] == [
+        {
+            "reason": "FieldValueInvalid",
+            "field": "spec.resources.pids",
+            "message": "above the limit of 256 for users; only an admin may set more",
+        }
+    ]
+    # 0 would be no limit at all to Docker: refused for everyone, naming the field.
+    assert unlimited.status_code == 422
+    assert [c["field"] for c in unlimited.json()["details"]["causes"]] == ["spec.resources.pids"]
+    with api.client() as admin:
+        granted = admin.patch(f"{SITES}/forks", json={"spec": {"resources": {"pids": 1024}}}, headers=patch)
+    assert granted.status_code == 200 and granted.json()["spec"]["resources"]["pids"] == 1024
+    with api.client("alice") as alice:
+        edited = alice.patch(f"{SITES}/forks", json={"spec": {"replicas": 2}}, headers=patch)
+    assert edited.status_code == 200 and edited.json()["spec"]["resources"]["pids"] == 1024
+
+
 def test_tokens_are_created_listed_revoked_and_login_issues_one(api):
     with api.client(None) as anonymous:
         login = anonymous.post("/apis/auth.director.io/v1/login", auth=("alice", "alice-password"))

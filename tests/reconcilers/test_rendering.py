@@ -10,6 +10,7 @@ from reconciler_helpers import make_site
 from controller.types import Request
 from reconcilers.docker_calls import LABEL_GENERATION, LABEL_INSTANCE, LABEL_SITE, LABEL_SPEC_HASH
 from reconcilers.docker_events import request_for
+from reconcilers.launcher import LAUNCHER_TARGET, launcher_host_path
 from reconcilers.platform import PLATFORM
 from reconcilers.routes import desired_route
 from reconcilers.service import render_site_spec
@@ -34,12 +35,26 @@ def test_site_spec_uses_nanoseconds_whole_configs_and_no_root():
         "MaxAttempts": 3,
         "Window": 120_000_000_000,
     }
-    assert template["Resources"]["Limits"] == {"NanoCPUs": 500_000_000, "MemoryBytes": 128 * 1024**2}
+    assert template["Resources"]["Limits"] == {
+        "NanoCPUs": 500_000_000,
+        "MemoryBytes": 128 * 1024**2,
+        "Pids": 256,
+    }
     container = template["ContainerSpec"]
     assert container["User"] == "200001:200001" and container["ReadOnly"] is True
     assert container["Env"] == ["PORT=8080", "HOST=0.0.0.0", "GREETING=hi"]
-    assert container["Command"][:2] == ["sh", "-c"] and "umask 007" in container["Command"][2]
-    assert {m["Target"] for m in container["Mounts"]} == {"/site", "/tmp", "/run"}
+    # Started through the no-new-privileges launcher, which runs the shell and the site's command.
+    assert container["Command"][:3] == [LAUNCHER_TARGET, "/bin/sh", "-c"]
+    assert "umask 007" in container["Command"][3]
+    assert {m["Target"] for m in container["Mounts"]} == {"/site", "/tmp", "/run", LAUNCHER_TARGET}
+    launcher = next(m for m in container["Mounts"] if m["Target"] == LAUNCHER_TARGET)
+    assert launcher["ReadOnly"] is True and launcher["Source"] == str(launcher_host_path(SETTINGS.state_dir))
+    assert container["CapabilityDrop"] == ["ALL"] and "CapabilityAdd" not in container
+    assert {u["Name"]: (u["Soft"], u["Hard"]) for u in container["Ulimits"]} == {
+        "nofile": (4096, 4096),
+        "core": (0, 0),
+    }
+    assert template["LogDriver"] == {"Name": "json-file", "Options": {"max-size": "10m", "max-file": "2"}}
     assert spec["UpdateConfig"]["Order"] == "start-first"
     assert spec["UpdateConfig"]["FailureAction"] == "rollback"
     assert spec["EndpointSpec"] == {"Mode": "dnsrr", "Ports": []}
@@ -51,7 +66,13 @@ def test_site_spec_uses_nanoseconds_whole_configs_and_no_root():
 def test_a_given_command_runs_with_the_umask_and_not_served_means_zero_replicas():
     spec = _spec(command=["python3", "app.py"], availability="not-served")
     assert spec["TaskTemplate"]["ContainerSpec"]["Command"][-2:] == ["python3", "app.py"]
+    assert spec["TaskTemplate"]["ContainerSpec"]["Command"][0] == LAUNCHER_TARGET
     assert spec["Mode"] == {"Replicated": {"Replicas": 0}}
+
+
+def test_an_admin_s_process_limit_reaches_the_service():
+    spec = _spec(resources={"pids": 2048})
+    assert spec["TaskTemplate"]["Resources"]["Limits"]["Pids"] == 2048
 
 
 def test_healthcheck_durations_are_nanoseconds():
@@ -135,11 +156,12 @@ def test_a_route_gets_only_the_domains_its_site_holds_and_may_have():
     cpus=st.floats(allow_nan=True, allow_infinity=True) | st.integers(-5, 20),
     upload=st.from_regex(r"[0-9]{1,6}(\.[0-9]{1,3})?(k|K|M|G|Ki|Mi|Gi)?", fullmatch=True),
     memory=st.from_regex(r"[0-9]{1,11}(\.[0-9]{1,3})?(k|K|M|G|Ki|Mi|Gi)?", fullmatch=True),
+    pids=st.integers(-2, 40_000) | st.floats(allow_nan=True, allow_infinity=True) | st.text(max_size=3),
 )
 @settings(max_examples=300, deadline=None)
-def test_every_limit_is_refused_or_rendered_as_a_limit(cpus, upload, memory):
-    """Docker reads NanoCPUs 0 and MemoryBytes 0, Nginx client_max_body_size 0, as no limit at all."""
-    resources = {"cpus": cpus, "uploadLimit": upload, "memory": memory}
+def test_every_limit_is_refused_or_rendered_as_a_limit(cpus, upload, memory, pids):
+    """Docker reads NanoCPUs 0, MemoryBytes 0 and Pids 0 or -1, Nginx client_max_body_size 0, as no limit."""
+    resources = {"cpus": cpus, "uploadLimit": upload, "memory": memory, "pids": pids}
     try:
         site = Site.model_validate(
             {
@@ -154,5 +176,6 @@ def test_every_limit_is_refused_or_rendered_as_a_limit(cpus, upload, memory):
     ]
     assert limits["NanoCPUs"] >= 10_000_000
     assert limits["MemoryBytes"] >= 6 * 1024 * 1024
+    assert isinstance(limits["Pids"], int) and limits["Pids"] >= 16
     route, _ = desired_route(site, SETTINGS)
     assert route is not None and route.upload_limit >= 1024
