@@ -62,6 +62,9 @@ def chain_rules(chain: str, family: Family, open_ports: Iterable[int]) -> list[s
         f"-A {chain} -p udp -m udp --dport {DNS_PORT} -j RETURN",
         f"-A {chain} -p tcp -m tcp --dport {DNS_PORT} -j RETURN",
         *(f"-A {chain} -p tcp -m tcp --dport {port} -j RETURN" for port in sorted(set(open_ports))),
+        # A reset, not an ICMP error, for TCP: the kernel rate-limits ICMP errors, and a connect() whose
+        # refusal was dropped hangs for its whole timeout instead of failing at once.
+        f"-A {chain} -p tcp -j REJECT --reject-with tcp-reset",
         f"-A {chain} -j REJECT --reject-with {family.reject_with}",
     ]
 
