@@ -5,6 +5,7 @@ which site, session limits, events, and what a crash leaves behind."""
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import pty
 import select
@@ -17,6 +18,7 @@ import time
 import pytest
 from swarm_helpers import eventually, get, host_of
 
+from reconcilers.isolation import OPEN_FILES
 from store.events import EventLog
 
 pytestmark = [pytest.mark.swarm, pytest.mark.slow]
@@ -365,4 +367,65 @@ def test_a_session_ends_when_idle_and_at_its_longest_life_and_its_container_goes
         assert f"Director: session ended: {end['reason']}".encode() in output
     finally:
         api.stop()
+    no_terminal_left(sites)
+
+
+# What a hostile user tries first in a terminal session; its answers as JSON.
+TERMINAL_PROBE = r"""
+import errno, json, os, resource, socket, subprocess, sys
+
+def gateway():
+    with open("/proc/net/route") as routes:
+        for line in list(routes)[1:]:
+            fields = line.split()
+            if fields[1] == "00000000":
+                return socket.inet_ntoa(int(fields[2], 16).to_bytes(4, "little"))
+
+def connects(port):
+    try:
+        with socket.create_connection((gateway(), port), timeout=10):
+            return "connected"
+    except OSError as error:
+        return type(error).__name__
+
+children, refusal = [], None
+for _ in range(int(sys.argv[1])):
+    try:
+        children.append(subprocess.Popen(["sleep", "60"]))
+    except OSError as error:
+        refusal = errno.errorcode.get(error.errno)
+        break
+for child in children:
+    child.kill()
+    child.wait()
+with open("/proc/self/status") as status:
+    fields = dict(line.rstrip("\n").split(":\t", 1) for line in status if ":\t" in line)
+found = subprocess.run(["find", "/", "-xdev", "-perm", "/6000"], capture_output=True, text=True).stdout
+print(json.dumps({
+    "NoNewPrivs": fields["NoNewPrivs"].strip(),
+    "CapEff": fields["CapEff"].strip(),
+    "CapBnd": fields["CapBnd"].strip(),
+    "nofile": resource.getrlimit(resource.RLIMIT_NOFILE)[1],
+    "started": len(children),
+    "refusal": refusal,
+    "setid": found.split(),
+    "swarm": connects(2377),
+    "edge": connects(int(sys.argv[2])),
+}))
+"""
+
+
+def test_a_terminal_session_is_as_confined_as_the_site_s_service(sites):
+    limit = sites.store.get("hello").spec.resources.pids
+    answer = sites.ssh(
+        "alice/hello", f"python3 - {limit + 50} {sites.settings.http_port}", stdin=TERMINAL_PROBE, timeout=180
+    )
+    assert answer.returncode == 0, answer.stderr
+    found = json.loads(answer.stdout)
+    assert found["NoNewPrivs"] == "1" and found["CapEff"] == found["CapBnd"] == "0000000000000000"
+    assert found["nofile"] == OPEN_FILES
+    # The shell and the probe count too: the limit's last processes are refused.
+    assert found["refusal"] == "EAGAIN" and found["started"] < limit
+    assert found["setid"] == []
+    assert (found["swarm"], found["edge"]) == ("ConnectionRefusedError", "connected")
     no_terminal_left(sites)
