@@ -31,7 +31,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-CHAIN = "DIRECTOR-SITES"
+# Every chain of Director's starts so; CHAIN is the one installed (tests install others beside it).
+CHAIN_PREFIX = "DIRECTOR-"
+CHAIN = f"{CHAIN_PREFIX}SITES"
 GATEWAY_BRIDGE = "docker_gwbridge"
 LOCK_WAIT_SECONDS = "10"
 COMMAND_TIMEOUT_SECONDS = 30
@@ -67,6 +69,11 @@ def chain_rules(chain: str, family: Family, open_ports: Iterable[int]) -> list[s
         f"-A {chain} -p tcp -j REJECT --reject-with tcp-reset",
         f"-A {chain} -j REJECT --reject-with {family.reject_with}",
     ]
+
+
+def _is_director_jump(rule: str) -> bool:
+    words = rule.split()
+    return words[-2:-1] == ["-j"] and words[-1].startswith(CHAIN_PREFIX)
 
 
 def jump_rule(chain: str, bridge: str) -> str:
@@ -127,8 +134,10 @@ class HostFirewall:
             changed = True
         jump = jump_rule(self.chain, self.bridge)
         input_rules = self._listed("INPUT") or []
-        # First in INPUT: a rule before it accepting the bridge's traffic would let everything through.
-        if input_rules[:1] != [jump] or input_rules.count(jump) != 1:
+        # First in INPUT, but for other Director jumps (each keeps itself there): a rule before it accepting
+        # the bridge's traffic would let everything through.
+        ahead = input_rules[: input_rules.index(jump)] if jump in input_rules else None
+        if ahead is None or not all(map(_is_director_jump, ahead)) or input_rules.count(jump) != 1:
             self._delete_jumps(input_rules)
             self._run("-I", "INPUT", "1", *jump.split()[2:])
             changed = True
