@@ -47,6 +47,17 @@ async def test_static_site_is_served_and_an_edit_is_served(stack, write_site_fil
     assert status in (403, 404) and "root:" not in body and "not being served" not in body
     assert http_get(stack.settings, host, "/nothing-here.html")[0] == 404
 
+    # private/ is never served: not by a link in public/ to it or to a file in it, not by a path climbing
+    # out of public/ (the edge could not read it anyway: it is the site's alone, 0700).
+    site_dir = stack.settings.sites_dir / "static-one"
+    write_site_file("static-one", "private/secret.txt", "the owner's secret")
+    os.symlink("../private/secret.txt", site_dir / "public" / "secret.txt")
+    os.symlink("../private", site_dir / "public" / "private")
+    climbing = ("/../private/secret.txt", "/%2e%2e/private/secret.txt")
+    for path in ("/secret.txt", "/private/secret.txt", *climbing):
+        status, body = http_get(stack.settings, host, path)
+        assert status in (400, 403, 404) and "secret" not in body, (path, status)
+
 
 async def test_dynamic_site_is_served_through_the_edge(stack, write_site_file):
     site = make_site("dyn-one", type="dynamic", image="director-local/site:latest")
