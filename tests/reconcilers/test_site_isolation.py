@@ -102,14 +102,18 @@ def probe():
         "docker_socket": [p for p in ("/var/run/docker.sock", "/run/docker.sock") if os.path.exists(p)],
         "neighbour": os.path.exists(env["PROBE_NEIGHBOUR_FILE"]) or os.path.exists(env["PROBE_SITES_DIR"]),
         "writes": {d: writes(d) for d in ("/", "/etc", "/usr/local/bin", "/var/tmp", "/home", "/root", "/opt",
-                                          "/site/private", "/tmp", "/run")},
+                                          "/site/private", "/tmp", "/run", "/dev/shm")},
         "mount": subprocess.run(["mount", "-t", "tmpfs", "probe", "/tmp"], capture_output=True).returncode,
         "setuid_id": setuid_id() if os.path.exists(SETUID_ID) else None,
     }
 
 class Handler(BaseHTTPRequestHandler):
     def do_GET(self):
-        found = probe() if self.path == "/probe" else dict(self.headers.items())
+        if self.path == "/probe":
+            found = probe()
+        else:
+            edges = socket.gethostbyname_ex("tasks." + os.environ["PROBE_EDGE_SERVICE"])[2]
+            found = {"headers": dict(self.headers.items()), "peer": self.client_address[0], "edges": edges}
         body = json.dumps(found).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
@@ -202,6 +206,7 @@ async def test_a_site_s_own_code_finds_itself_confined(
         "PROBE_ADDRESSES": ",".join(_host_addresses()),
         "PROBE_PORTS": ",".join(str(port) for port in (*SWARM_PORTS, host_listener)),
         "PROBE_EDGE_PORT": str(stack.settings.http_port),
+        "PROBE_EDGE_SERVICE": stack.settings.edge_service,
         "PROBE_LOOPBACK_PORT": str(loopback_listener),
         "PROBE_SPAWN": str(SPAWNED),
         "PROBE_NEIGHBOUR_FILE": str(secret),
@@ -228,17 +233,19 @@ async def test_a_site_s_own_code_finds_itself_confined(
     assert found["docker_socket"] == [] and found["neighbour"] is False
 
     writable = {directory for directory, result in found["writes"].items() if result == "written"}
-    # /run is a tmpfs of its own, but Docker gives it the image's mode (root's 755), not the spec's 1777.
-    assert {"/site/private", "/tmp"} <= writable <= {"/site/private", "/tmp", "/run"}, json.dumps(
+    # Its tmpfs: /run is one, but Docker gives it the image's mode (root's 755), not the spec's 1777.
+    assert {"/site/private", "/tmp"} <= writable <= {"/site/private", "/tmp", "/run", "/dev/shm"}, json.dumps(
         found["writes"]
     )
 
     # A client's own X-Forwarded-For and X-Real-IP never reach the site as if the edge had seen them.
     forged = {"X-Forwarded-For": "6.6.6.6", "X-Real-IP": "6.6.6.6", "Forwarded": "for=6.6.6.6"}
     received = _get(stack, host, "/headers", forged)
-    headers = {key.lower(): value for key, value in received.items()}
+    headers = {key.lower(): value for key, value in received["headers"].items()}
     assert "6.6.6.6" not in json.dumps(headers) and "forwarded" not in headers
     assert headers["x-forwarded-for"] == headers["x-real-ip"] != ""
+    # How a site tells the edge's requests from a neighbour's, as the README says: by the edges' addresses.
+    assert received["peer"] in received["edges"]
 
 
 async def test_a_setuid_program_in_a_site_s_own_image_gains_nothing(stack, write_site_file, setuid_image):
@@ -246,6 +253,7 @@ async def test_a_setuid_program_in_a_site_s_own_image_gains_nothing(stack, write
         "PROBE_ADDRESSES": "127.0.0.1",
         "PROBE_PORTS": "1",
         "PROBE_EDGE_PORT": str(stack.settings.http_port),
+        "PROBE_EDGE_SERVICE": stack.settings.edge_service,
         "PROBE_LOOPBACK_PORT": "1",
         "PROBE_SPAWN": "1",
         "PROBE_NEIGHBOUR_FILE": "/nothing",
