@@ -41,6 +41,9 @@ RUN_SCRIPT = (
     "echo 'DIRECTOR: no executable run.sh in /site, /site/private or /site/public' >&2; exit 1"
 )
 RUN_COMMAND = 'umask 007; exec "$@"'
+# How every process Director starts in a site's container begins: the no-new-privileges launcher, then a
+# shell named by its path (the launcher does not search PATH).
+LAUNCHED_SHELL = [LAUNCHER_TARGET, "/bin/sh", "-c"]
 # The healthcheck runs inside the site's image: Director's base image has python3 and no curl.
 HEALTH_PROBE = (
     "import sys, urllib.request; "
@@ -51,7 +54,9 @@ HEALTH_PROBE = (
 def _healthcheck(check: HealthCheck) -> dict[str, Any]:
     timeout = parse_duration(check.timeout)
     return {
-        "Test": ["CMD", "python3", "-c", HEALTH_PROBE, check.path, str(timeout)],
+        # Docker starts it beside the site's processes, not under the launcher: it goes through it too (a
+        # site's own image may carry a setuid python3).
+        "Test": ["CMD", *LAUNCHED_SHELL, 'exec python3 -c "$0" "$@"', HEALTH_PROBE, check.path, str(timeout)],
         "Interval": nanoseconds(parse_duration(check.interval)),
         "Timeout": nanoseconds(timeout),
         "Retries": check.retries,
@@ -75,7 +80,7 @@ def _restart_label(site: Site) -> dict[str, str]:
 
 def render_site_spec(settings: Settings, site: Site, image: str, uid: int, network_id: str) -> ServiceSpec:
     spec = site.spec
-    shell = [LAUNCHER_TARGET, "/bin/sh", "-c"]
+    shell = LAUNCHED_SHELL
     command = [*shell, RUN_COMMAND, "sh", *spec.command] if spec.command else [*shell, RUN_SCRIPT]
     env = [f"PORT={SITE_PORT}", "HOST=0.0.0.0", *(f"{key}={val}" for key, val in sorted(spec.env.items()))]
     tmpfs = {"SizeBytes": TMPFS_BYTES, "Mode": 0o1777}

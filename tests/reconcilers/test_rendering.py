@@ -79,7 +79,7 @@ def test_healthcheck_durations_are_nanoseconds():
     spec = _spec(health_check={"path": "/up", "interval": "2s", "timeout": "500ms", "retries": 4})
     check = spec["TaskTemplate"]["ContainerSpec"]["Healthcheck"]
     assert check["Interval"] == 2_000_000_000 and check["Timeout"] == 500_000_000 and check["Retries"] == 4
-    assert check["Test"][:2] == ["CMD", "python3"] and "/up" in check["Test"]
+    assert check["Test"][:4] == ["CMD", LAUNCHER_TARGET, "/bin/sh", "-c"] and "/up" in check["Test"]
 
 
 def test_generation_alone_is_no_drift_but_an_added_env_or_port_is():
