@@ -11,7 +11,15 @@ from collections.abc import Iterator
 
 import pytest
 
-from reconcilers.host_firewall import CHAIN_PREFIX, IPV4, HostFirewall, chain_rules, jump_rule
+from reconcilers.host_firewall import (
+    CHAIN_PREFIX,
+    IPV4,
+    Family,
+    FirewallError,
+    HostFirewall,
+    chain_rules,
+    jump_rule,
+)
 from reconcilers.launcher import MESSAGE, architecture, install_launcher, launcher_program
 from reconcilers.local_images import strip_setid_bits
 
@@ -120,3 +128,19 @@ def test_the_host_chain_is_installed_once_kept_first_and_repaired(firewall):
     assert firewall.remove() is True
     assert firewall.installed_rules() is None and jump not in _input_rules()
     assert firewall.remove() is False
+
+
+def test_a_missing_or_failing_iptables_is_an_error_saying_what_to_do():
+    missing = HostFirewall(Family("no-such-iptables", "icmp-port-unreachable"), chain=f"{CHAIN_PREFIX}TX")
+    with pytest.raises(FirewallError, match=r"no-such-iptables is not installed: apt-get install iptables"):
+        missing.ensure([80])
+    # A bridge name iptables refuses: the error quotes the command and iptables' own words.
+    refused = HostFirewall(
+        IPV4, chain=f"{CHAIN_PREFIX}T{secrets.token_hex(4).upper()}", bridge="no such bridge"
+    )
+    try:
+        with pytest.raises(FirewallError, match=r"`iptables -w 10 .*` failed \(exit \d+\): "):
+            refused.ensure([80])
+    finally:
+        subprocess.run(["iptables", "-w", "10", "-F", refused.chain], capture_output=True)
+        subprocess.run(["iptables", "-w", "10", "-X", refused.chain], capture_output=True)
