@@ -3,9 +3,8 @@
 Both are read from the shared Swarm cache and written through it; only the edge's reload (SIGHUP to its
 containers), the probe of what it serves and the listing of every Director edge's published ports (the
 ports the host firewall leaves open to sites, reconcilers/host_firewall.py) go to Docker and the edge
-directly. The reconciler of the
-Platform record `edge`: its part of the platform's status says which nodes run the edge and which revisions
-of its own files and of the sites' routes the edge here answers.
+directly. The reconciler of the Platform record `edge`: its part of the platform's status says which nodes
+run the edge and which revisions of its own files and of the sites' routes the edge here answers.
 """
 
 from __future__ import annotations
@@ -236,11 +235,8 @@ class EdgePlatform:
             return Step("host-firewall", "failed", f"sites could reach this host's ports: {error}")
         shown = ", ".join(str(port) for port in sorted(ports))
         if changed:
-            return Step(
-                "host-firewall",
-                "updated",
-                f"installed the rules refusing sites this host (but ports {shown})",
-            )
+            message = f"installed the rules ({', '.join(changed)}) refusing sites' connections to this host"
+            return Step("host-firewall", "updated", f"{message}, but to ports {shown} and DNS")
         return Step("host-firewall", "unchanged", f"sites may reach no port of this host but {shown} and DNS")
 
     def _ensure_edge_files(self, deadline: float) -> Step:

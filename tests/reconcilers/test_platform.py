@@ -17,7 +17,9 @@ from specs.platform import EdgeStatus
 pytestmark = [pytest.mark.swarm, pytest.mark.slow]
 
 
-async def test_platform_creates_network_and_edge_then_repairs_them(swarm, base_image, test_run, tmp_path):
+async def test_platform_creates_network_and_edge_then_repairs_them(
+    swarm, base_image, test_run, tmp_path, monkeypatch
+):
     settings = edge_settings(test_run, tmp_path, base_image)
     cache = SwarmCache(settings, swarm)
     platform = EdgePlatform(settings, swarm, cache, ImageResolver(swarm, settings))
@@ -64,6 +66,18 @@ async def test_platform_creates_network_and_edge_then_repairs_them(swarm, base_i
             ("edge-reload", "updated"),
         ]
         assert "worker_connections 4096" in main_conf.read_text()
+
+        # No iptables to install the host's rules with: the edge still serves, but the platform is not ready,
+        # and says why.
+        with monkeypatch.context() as patched:
+            patched.setenv("PATH", str(tmp_path / "no-programs-here"))
+            open_host = await platform.reconcile(platform_record(settings), context())
+        assert not open_host.ready and open_host.steps[1].result == "failed"
+        assert open_host.message == (
+            "sites could reach this host's ports: iptables is not installed: apt-get install iptables "
+            "(Docker needs it too)"
+        )
+        assert (await platform.reconcile(platform_record(settings), context())).ready
     finally:
         remove_labelled(swarm, f"io.director.instance={settings.instance}")
 
