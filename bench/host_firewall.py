@@ -66,6 +66,14 @@ def _rules_in_place() -> bool:
     return f"-A INPUT -i {GATEWAY_BRIDGE} -j {CHAIN}" in listed.stdout
 
 
+def _chain_packets() -> list[int]:
+    """Packets each rule of the IPv4 chain has seen (its counters), in order."""
+    listed = subprocess.run(
+        ["iptables", "-w", "10", "-L", CHAIN, "-v", "-n", "-x"], capture_output=True, text=True, check=True
+    )
+    return [int(line.split()[0]) for line in listed.stdout.splitlines()[2:] if line.strip()]
+
+
 async def _measure(args: argparse.Namespace) -> None:
     client = make_client()
     image = ensure_base_image(client)
@@ -86,6 +94,7 @@ async def _measure(args: argparse.Namespace) -> None:
 
         with_rules: list[float] = []
         without_rules: list[float] = []
+        requests, packets, first_rule = 0.0, 0, 0
         for round_number in range(args.rounds):
             # In turn first and second (ABBA), so that a machine getting busier favours neither side.
             for rules_on in (True, False) if round_number % 2 == 0 else (False, True):
@@ -94,7 +103,12 @@ async def _measure(args: argparse.Namespace) -> None:
                     await platform.reconcile(platform_record(settings), _context())
                     if not _rules_in_place():
                         raise SystemExit("the platform reconciler did not put the host rules back")
+                    before = _chain_packets()
                     with_rules.append(_wrk(settings, args.seconds, args.connections))
+                    after = _chain_packets()
+                    requests += with_rules[-1] * args.seconds
+                    seen = [late - early for early, late in zip(before, after, strict=True)]
+                    packets, first_rule = packets + sum(seen), first_rule + seen[0]
                 else:
                     remove_host_firewall()
                     try:
@@ -106,6 +120,10 @@ async def _measure(args: argparse.Namespace) -> None:
         for label, values in (("with the rules", with_rules), ("without the rules", without_rules)):
             median = statistics.median(values)
             print(f"{label + ':':19} {median:9.0f} req/s  (median; {_shown(values)})")
+        print(
+            f"packets through the chain: {packets / requests:.2f} a request, "
+            f"{first_rule / max(packets, 1):.1%} of them matched by its first rule (replies)"
+        )
         ratio = statistics.median(with_rules) / statistics.median(without_rules)
         print(f"ratio with/without: {ratio:.3f}")
 
