@@ -18,7 +18,7 @@ readonly EDITOR_BUNDLE=ui/static/ui/build/editor.js
 # (never started as a service).
 PACKAGES=(
   ca-certificates chromium curl debootstrap docker.io fcgiwrap git iproute2 make nginx-light openssh-client
-  openssh-server python3 python3-venv
+  openssh-server python3 python3-venv wrk
 )
 # Node and npm install the web assets; Debian's are used unless the machine already has an npm.
 command -v npm >/dev/null 2>&1 || PACKAGES+=(nodejs npm)
