@@ -5,6 +5,7 @@ Under settings.edge_dir (see reconcilers.nginx_config for the rest):
                                              sites ask for; names the live generation
     routes.d/<generation>/hosts-NN.conf      map entries host -> site, of the sites of shard NN
     routes.d/<generation>/sites-NN.conf      map entries site -> how it is served, for sites not static
+    routes.d/<generation>/cache-NN.conf      proxy_cache_path lines of the dynamic sites with a cache
     routes.d/<generation>/limit-L-NN.conf    server_name lines of the sites whose upload limit is L bytes
     routes.d/<generation>/table-NN.json      the routes themselves, read back when the controller starts
 
@@ -55,7 +56,7 @@ _GENERATION_LINE = re.compile(r"^# generation: (\S+)$", re.MULTILINE)
 _GENERATION_NAME = re.compile(r"^([0-9]{6,})-[0-9a-f]+$")
 _SHARD_OF_FILE = re.compile(r"-([0-9]+)\.(conf|json)$")
 _SHARD_FILE = re.compile(
-    rf"{re.escape(nginx_config.ROUTES_DIR)}/[^/]+/(hosts|sites|limit-[0-9]+)-([0-9]+)\.conf"
+    rf"{re.escape(nginx_config.ROUTES_DIR)}/[^/]+/(hosts|sites|cache|limit-[0-9]+)-([0-9]+)\.conf"
 )
 
 
@@ -78,6 +79,8 @@ class Fragment:
     site: str
     # Its server_name line in the server of its upload limit; empty with the default limit.
     names: str
+    # The proxy_cache_path line of its cache zone; empty without spec.cache.
+    cache: str = ""
 
     @property
     def own_limit(self) -> int | None:
@@ -88,6 +91,8 @@ class Fragment:
             return self.hosts
         if kind == "sites":
             return self.site
+        if kind == "cache":
+            return self.cache
         return self.names if kind == f"limit-{self.own_limit}" else ""
 
 
@@ -105,7 +110,7 @@ def _shard_files(shard: int, fragments: list[Fragment]) -> dict[str, str]:
     """File name -> content, of one shard's files (empty ones left out); `fragments` sorted by name."""
     limits = sorted({limit for fragment in fragments if (limit := fragment.own_limit) is not None})
     files: dict[str, str] = {}
-    for kind in ("hosts", "sites", *(f"limit-{limit}" for limit in limits)):
+    for kind in ("hosts", "sites", "cache", *(f"limit-{limit}" for limit in limits)):
         text = "".join(fragment.text(kind) for fragment in fragments)
         if text:
             files[f"{kind}-{shard:02d}.conf"] = text
@@ -259,6 +264,8 @@ class EdgeRoutes:
         if self.generation is None and not members:
             staged = self._validate(self._routes_conf(None, limits), timeout)
             return Candidate(None, staged, fragments)
+        # Nginx makes each zone's directory, not the one they are in; here it is the same for `nginx -t`.
+        self._settings.edge_cache_dir.mkdir(parents=True, exist_ok=True)
         self._serial += 1
         generation = f"{self._serial:06d}-{secrets.token_hex(2)}"
         directory = self._layout.routes_dir / generation
@@ -360,6 +367,10 @@ class EdgeRoutes:
             nginx_config.install_staged(self._layout, candidate.staged, [nginx_config.ROUTES_CONF])
             self._limits = self._limits_with(candidate.fragments)
             for name, fragment in candidate.fragments.items():
+                previous = self._fragments.get(name)
+                if previous is not None and previous.cache and not (fragment and fragment.cache):
+                    # Its pages are nobody's now (the zone is gone at the next reload): the disk is freed.
+                    shutil.rmtree(nginx_config.site_cache_dir(self._settings, name), ignore_errors=True)
                 shard = shard_of(name)
                 if fragment is None:
                     self._fragments.pop(name, None)
@@ -407,9 +418,13 @@ class EdgeRoutes:
 
     def _fragment(self, route: SiteRoute) -> Fragment:
         own_limit = route.upload_limit != nginx_config.DEFAULT_UPLOAD_LIMIT_BYTES
+        cached = route.kind == "dynamic" and route.stale_seconds > 0
+        # "cached" is a dynamic site whose requests go through its own cache zone (see nginx.conf.j2).
+        served_as = "cached" if cached else route.kind
         return Fragment(
             route=route,
             hosts="".join(f'    {_map_key(host)} "{route.name}";\n' for host in route.hosts),
-            site="" if route.kind == "static" else f'    {_map_key(route.name)} "{route.kind}";\n',
+            site="" if route.kind == "static" else f'    {_map_key(route.name)} "{served_as}";\n',
             names=f"    server_name {' '.join(route.hosts)};\n" if own_limit else "",
+            cache=nginx_config.cache_path_line(self._settings, route) if cached else "",
         )

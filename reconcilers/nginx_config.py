@@ -34,6 +34,7 @@ import docker
 import jinja2
 
 from reconcilers.docker_calls import SWARM_SERVICE_NAME_LABEL
+from reconcilers.route_plan import SiteRoute
 from specs.config import Settings
 from specs.models import DEFAULT_UPLOAD_LIMIT, parse_memory
 from store.durable import fsync_directory
@@ -106,6 +107,24 @@ class EdgeLayout:
     @property
     def routes_dir(self) -> Path:
         return self.edge_dir / ROUTES_DIR
+
+
+def site_cache_dir(settings: Settings, name: str) -> Path:
+    return settings.edge_cache_dir / name
+
+
+def cache_path_line(settings: Settings, route: SiteRoute) -> str:
+    """The proxy_cache_path of a site's own cache zone, `director_cache_<name>` (nginx.conf.j2 names it).
+
+    One zone per site, so one site's pages never push out another's; its keys take at most 1 MB of shared
+    memory (some 8,000 pages), its files at most the size the site asked for, on the disk of the state
+    directory (an edge restarted keeps them).
+    """
+    return (
+        f"proxy_cache_path {site_cache_dir(settings, route.name)} levels=1:2 "
+        f"keys_zone=director_cache_{route.name}:1m max_size={route.cache_bytes} "
+        f"inactive={route.stale_seconds}s use_temp_path=off;\n"
+    )
 
 
 def _revision(*parts: str) -> str:

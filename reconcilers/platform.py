@@ -42,6 +42,15 @@ def render_edge_spec(settings: Settings, image: str, network_id: str) -> Service
         {"Type": "bind", "Source": str(path), "Target": str(path), "ReadOnly": True}
         for path in (settings.edge_dir, settings.sites_dir)
     ]
+    # The one place the edge writes: the cached pages of the dynamic sites that ask for a cache.
+    mounts.append(
+        {
+            "Type": "bind",
+            "Source": str(settings.edge_cache_dir),
+            "Target": str(settings.edge_cache_dir),
+            "ReadOnly": False,
+        }
+    )
     update = {
         "Parallelism": 1,
         # Host-mode ports cannot be bound twice on one node: the old edge must stop before the new starts.
@@ -245,6 +254,7 @@ class EdgePlatform:
         # Only the edge (www-data) and each site's own uid go below this; nobody needs to list it.
         settings.sites_dir.chmod(0o711)
         settings.edge_dir.mkdir(parents=True, exist_ok=True)
+        settings.edge_cache_dir.mkdir(parents=True, exist_ok=True)
         wanted = nginx_config.render_static_files(self._templates, settings)
         routes = settings.edge_dir / nginx_config.ROUTES_CONF
         if not routes.exists():

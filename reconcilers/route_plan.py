@@ -49,6 +49,10 @@ class SiteRoute:
     # The custom domains among `hosts` the record store says this site holds (the others it has because it
     # served them first, without claim data).
     claimed: tuple[str, ...] = ()
+    # A dynamic site's cache at the edge (spec.cache): how long a page is kept after it was last asked for,
+    # and the most its pages may take; 0 when it has none.
+    stale_seconds: int = 0
+    cache_bytes: int = 0
 
     @classmethod
     def from_json(cls, fields: Mapping[str, object]) -> SiteRoute:
@@ -56,12 +60,15 @@ class SiteRoute:
         hosts = fields.get("hosts") or []
         claimed = fields.get("claimed") or []
         name, kind, upload_limit = fields["name"], fields["kind"], fields["upload_limit"]
+        stale_seconds, cache_bytes = fields.get("stale_seconds", 0), fields.get("cache_bytes", 0)
         if not (
             isinstance(hosts, list)
             and isinstance(claimed, list)
             and isinstance(name, str)
             and kind in ("static", "dynamic", "not-served")
             and isinstance(upload_limit, int)
+            and isinstance(stale_seconds, int)
+            and isinstance(cache_bytes, int)
         ):
             raise ValueError(f"not a saved route: {dict(fields)!r}")
         return cls(
@@ -70,16 +77,21 @@ class SiteRoute:
             kind=kind,
             upload_limit=upload_limit,
             claimed=tuple(str(host) for host in claimed),
+            stale_seconds=stale_seconds,
+            cache_bytes=cache_bytes,
         )
 
     def to_json(self) -> dict[str, object]:
-        return {
+        fields: dict[str, object] = {
             "name": self.name,
             "hosts": list(self.hosts),
             "kind": self.kind,
             "upload_limit": self.upload_limit,
             "claimed": list(self.claimed),
         }
+        if self.stale_seconds:
+            fields.update(stale_seconds=self.stale_seconds, cache_bytes=self.cache_bytes)
+        return fields
 
 
 @dataclass(frozen=True)
@@ -91,6 +103,8 @@ class RouteWish:
     domains: tuple[str, ...]
     kind: RouteKind
     upload_limit: int
+    stale_seconds: int = 0
+    cache_bytes: int = 0
 
 
 def default_host(name: str, sites_domain: str) -> str:
@@ -108,6 +122,8 @@ def wish_for(site: Site, sites_domain: str) -> RouteWish | None:
         domains=tuple(dict.fromkeys(spec.domains)),
         kind="not-served" if spec.availability == "not-served" else spec.type,
         upload_limit=spec.resources.upload_limit_bytes,
+        stale_seconds=spec.cache.stale_seconds if spec.cache else 0,
+        cache_bytes=spec.cache.max_size_bytes if spec.cache else 0,
     )
 
 
@@ -155,6 +171,8 @@ def route_for(wish: RouteWish, granted: Iterable[str], held: Iterable[str]) -> S
         kind=wish.kind,
         upload_limit=wish.upload_limit,
         claimed=tuple(host for host in hosts if host in held_set),
+        stale_seconds=wish.stale_seconds,
+        cache_bytes=wish.cache_bytes,
     )
 
 

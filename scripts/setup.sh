@@ -15,10 +15,10 @@ readonly EDITOR_BUNDLE=ui/static/ui/build/editor.js
 # fcgiwrap in front of git-http-backend); the edge runs Nginx in a container.
 # chromium: the browser the UI's and the web terminal's tests drive through Playwright (no browser is ever
 # downloaded). openssh-client tests the SSH shell; openssh-server is only the shell benchmark's yardstick
-# (never started as a service).
+# (never started as a service). wrk loads the edge in the throughput and load benchmarks.
 PACKAGES=(
   ca-certificates chromium curl debootstrap docker.io fcgiwrap git iproute2 make nginx-light openssh-client
-  openssh-server python3 python3-venv
+  openssh-server python3 python3-venv wrk
 )
 # Node and npm install the web assets; Debian's are used unless the machine already has an npm.
 command -v npm >/dev/null 2>&1 || PACKAGES+=(nodejs npm)

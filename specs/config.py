@@ -120,6 +120,11 @@ class Settings:
         return self.state_dir / "edge"
 
     @property
+    def edge_cache_dir(self) -> Path:
+        """The dynamic sites' cached pages (spec.cache), written by the edge."""
+        return self.state_dir / "edge-cache"
+
+    @property
     def trash_dir(self) -> Path:
         return self.state_dir / "trash"
 

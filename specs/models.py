@@ -89,6 +89,12 @@ MAX_REPLICAS = 10
 DEFAULT_PIDS = 256
 MIN_PIDS = 16
 MAX_PIDS = 32768
+# spec.cache: how long the edge may keep a dynamic site's last good pages, and how much of them.
+MIN_STALE_SECONDS = 10
+MAX_STALE_SECONDS = 7 * 24 * 3600
+DEFAULT_CACHE_SIZE = "64Mi"
+MIN_CACHE_BYTES = 1024**2
+MAX_CACHE_BYTES = 1024**3
 # Env names Director sets itself for every dynamic site.
 RESERVED_ENV_NAMES = frozenset({"PORT", "HOST"})
 
@@ -165,6 +171,18 @@ def _check_upload_limit(quantity: str) -> str:
         raise ValueError(
             f"uploadLimit must be at least 1Ki, got {quantity}: Nginx would read a limit of 0 as no limit"
         )
+    return quantity
+
+
+def _check_stale_if_error(duration: str) -> str:
+    if not MIN_STALE_SECONDS <= parse_duration(duration) <= MAX_STALE_SECONDS:
+        raise ValueError(f"cache.staleIfError must be between 10s and 168h (a week), got {duration}")
+    return duration
+
+
+def _check_cache_size(quantity: str) -> str:
+    if not MIN_CACHE_BYTES <= parse_memory(quantity) <= MAX_CACHE_BYTES:
+        raise ValueError(f"cache.maxSize must be between 1Mi and 1Gi, got {quantity}")
     return quantity
 
 
@@ -273,6 +291,30 @@ class Resources(Model):
         return parse_memory(self.upload_limit)
 
 
+class Cache(Model):
+    """The edge keeps a dynamic site's last good pages and answers with them while the site fails.
+
+    Only answers to GET and HEAD requests carrying no cookie and no Authorization header are kept (a page
+    made for one signed-in visitor is never shown to another), and only those the site lets a shared cache
+    keep (no Set-Cookie, no Cache-Control private, no-cache or no-store). A kept page is fresh for a second,
+    after which each request goes to the site again; it stays for `staleIfError` after it was last asked
+    for, so a site that is down keeps answering with the pages visitors ask for.
+    """
+
+    stale_if_error: Annotated[Duration, AfterValidator(_check_stale_if_error)]
+    max_size: Annotated[str, StringConstraints(pattern=MEMORY_PATTERN), AfterValidator(_check_cache_size)] = (
+        DEFAULT_CACHE_SIZE
+    )
+
+    @property
+    def stale_seconds(self) -> int:
+        return int(parse_duration(self.stale_if_error))
+
+    @property
+    def max_size_bytes(self) -> int:
+        return parse_memory(self.max_size)
+
+
 class SiteSpec(Model):
     type: Literal["static", "dynamic"] = "static"
     purpose: Literal["user", "project", "activity", "other"] = "project"
@@ -285,6 +327,7 @@ class SiteSpec(Model):
     replicas: Annotated[int, Field(ge=0, le=MAX_REPLICAS, strict=True)] = 1
     health_check: HealthCheck | None = None
     resources: Resources = Field(default_factory=Resources)
+    cache: Cache | None = None
 
     @field_validator("owners", "domains")
     @classmethod
@@ -310,6 +353,11 @@ class SiteSpec(Model):
             raise ValueError("a dynamic site needs an image (spec.image)")
         if self.type == "static" and (self.command is not None or self.health_check is not None):
             raise ValueError("command and healthCheck apply only to dynamic sites (spec.type: dynamic)")
+        if self.type == "static" and self.cache is not None:
+            raise ValueError(
+                "cache applies only to dynamic sites (spec.type: dynamic): a static site's files are served "
+                "as they are"
+            )
         return self
 
 

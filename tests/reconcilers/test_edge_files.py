@@ -158,3 +158,24 @@ def test_an_unreadable_table_file_costs_its_sites_and_not_the_start(settings):
     assert not restarted.live_matches()
     restarted.install(restarted.stage_all(time.monotonic() + 60))
     assert set(live_routes(settings.edge_dir)) == {r.name for r in routes}
+
+
+def test_a_cached_site_has_its_own_zone_read_back_with_its_route_and_removed_with_it(settings):
+    edge = loaded(settings)
+    cached = SiteRoute("kept", ("kept.sites.localhost",), "dynamic", DEFAULT_LIMIT, (), 600, 8 * 1024**2)
+    install(edge, {"kept": cached, "plain": route("plain", kind="dynamic")})
+    generation = settings.edge_dir / nginx_config.ROUTES_DIR / str(edge.generation)
+    shard = shard_of("kept")
+    zone = (generation / f"cache-{shard:02d}.conf").read_text()
+    assert f"{settings.edge_cache_dir}/kept " in zone
+    assert "keys_zone=director_cache_kept:1m max_size=8388608 inactive=600s" in zone
+    assert '"cached";' in (generation / f"sites-{shard:02d}.conf").read_text()
+    assert not any("plain" in path.read_text() for path in generation.glob("cache-*.conf"))
+    # `nginx -t` made the zone's directory, as the edge's master does at its reload.
+    assert (settings.edge_cache_dir / "kept").is_dir()
+    assert loaded(settings).live_matches()
+    assert live_routes(settings.edge_dir)["kept"] == cached
+
+    install(edge, {"kept": route("kept", kind="dynamic")})
+    assert not (settings.edge_cache_dir / "kept").exists()
+    assert not list((settings.edge_dir / nginx_config.ROUTES_DIR / str(edge.generation)).glob("cache-*.conf"))

@@ -257,3 +257,30 @@ def test_wrong_api_version_or_kind_is_refused(document, field, expected):
 @pytest.mark.parametrize("document", [[1, 2], "text", None, 5])
 def test_a_document_that_is_not_a_mapping_is_refused(document):
     assert "must be a mapping" in problems(document)[0][1]
+
+
+def test_a_dynamic_site_may_ask_the_edge_to_keep_its_pages():
+    site = Site.model_validate(with_change("spec.cache", {"staleIfError": "10m"}))
+    assert site.spec.cache is not None
+    assert (site.spec.cache.stale_seconds, site.spec.cache.max_size_bytes) == (600, 64 * 1024**2)
+
+
+@pytest.mark.parametrize(
+    ("cache", "field", "expected"),
+    [
+        ({"staleIfError": "5s"}, "spec.cache.staleIfError", "between 10s and 168h"),
+        ({"staleIfError": "200h"}, "spec.cache.staleIfError", "between 10s and 168h"),
+        ({"staleIfError": "ten minutes"}, "spec.cache.staleIfError", "a duration such as"),
+        ({"staleIfError": "10m", "maxSize": "2Gi"}, "spec.cache.maxSize", "between 1Mi and 1Gi"),
+        ({"staleIfError": "10m", "maxSize": "10k"}, "spec.cache.maxSize", "between 1Mi and 1Gi"),
+        ({}, "spec.cache.staleIfError", "is required"),
+        ({"staleIfError": "10m", "fresh": "1m"}, "spec.cache.fresh", "unknown field"),
+    ],
+)
+def test_a_cache_out_of_bounds_is_refused(cache, field, expected):
+    assert expected in refused_at(with_change("spec.cache", cache), field)
+
+
+def test_a_static_site_with_a_cache_is_refused():
+    document = {**VALID, "spec": {"type": "static", "cache": {"staleIfError": "10m"}}}
+    assert "only to dynamic sites" in refused_at(document, "spec")
