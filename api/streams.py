@@ -103,9 +103,12 @@ def _watch_sites(request: HttpRequest, principal: Principal) -> StreamingHttpRes
         return can_read(principal, site) and (label_filter is None or label_filter(site.metadata.labels))
 
     as_table = listing.wants_table(request.headers.get("Accept", ""))
+    include = listing.include_object(request.GET.get("includeObject"))
 
     def render(site: Site) -> dict[str, Any]:
-        return listing.site_table([site], definitions=False) if as_table else document_of(site)
+        if as_table:
+            return listing.site_table([site], definitions=False, include=include)
+        return document_of(site)
 
     async def stream() -> AsyncIterator[bytes]:
         # The last state this client was shown of each site: a deletion is reported with it, as in Kubernetes.
@@ -283,7 +286,7 @@ def _site_events(site: _OneSite, limit: int, before: int | None) -> list[Reconci
     return event_log().query(site.name, uid=site.uid, limit=limit, before_id=before)
 
 
-def _query_events(
+def query_events(
     principal: Principal, site: _OneSite | None, limit: int, before: int | None
 ) -> list[ReconcileEvent]:
     if site is not None:
@@ -316,7 +319,7 @@ async def _events_response(request: HttpRequest, principal: Principal, name: str
         site = await views.in_worker_thread(_site_scope)(request, principal, name)
     limit, before = _page_arguments(request)
     if not views.query_flag(request, "watch"):
-        events = await views.in_worker_thread(_query_events)(principal, site, limit, before)
+        events = await views.in_worker_thread(query_events)(principal, site, limit, before)
         return content.render(request, _event_list(events, limit))
     deadline = _deadline(_timeout(request))
 
@@ -325,7 +328,7 @@ async def _events_response(request: HttpRequest, principal: Principal, name: str
         # lastTime), so progress is tracked by (id, count), not by id alone.
         seen: dict[int, int] = {}
         while True:
-            events = await views.in_worker_thread(_query_events)(principal, site, limit, None)
+            events = await views.in_worker_thread(query_events)(principal, site, limit, None)
             for event in reversed(events):
                 if seen.get(event.id) == event.count:
                     continue

@@ -2,12 +2,27 @@ from __future__ import annotations
 
 from django.urls import path
 
-from api import files, gitops_views, hooks, secrets, shell_server, sshkeys, streams, views
+from api import files, gitops_views, hooks, kube, secrets, shell_server, sshkeys, streams, views
+from api.views import endpoint
 
 SITES = "apis/director.io/v1/sites"
 GITSOURCES = "apis/director.io/v1/gitsources"
 
+# What kubectl asks besides the resources themselves (api/kube.py).
+kubernetes_patterns = [
+    path("api", endpoint("GET")(kube.core_versions)),
+    path("api/v1", endpoint("GET")(kube.core_resources)),
+    path("api/v1/events", endpoint("GET")(kube.core_events)),
+    path("api/v1/namespaces/<str:namespace>/events", endpoint("GET")(kube.core_events)),
+    path("version", endpoint("GET")(kube.version)),
+    path("apis/authentication.k8s.io/v1", endpoint("GET")(kube.authentication_resources)),
+    path("apis/authentication.k8s.io/v1/selfsubjectreviews", endpoint("POST")(kube.self_subject_review)),
+    path("openapi/v3", endpoint("GET")(kube.openapi_root)),
+    path("openapi/v3/apis/director.io/v1", endpoint("GET")(kube.openapi_group)),
+]
+
 urlpatterns = [
+    *kubernetes_patterns,
     path("apis", views.discovery_root),
     path("apis/director.io/v1", views.discovery_group),
     path(SITES, streams.sites_collection),
