@@ -274,11 +274,7 @@ def _set_by_client_side_apply(live: Document) -> set[Path]:
         return set()
     if not isinstance(last_applied, dict):
         return set()
-    return {
-        path
-        for path, value in owned_leaves(last_applied).items()
-        if get_path(live, path) == value
-    }
+    return {path for path, value in owned_leaves(last_applied).items() if get_path(live, path) == value}
 
 
 def record_update(
