@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from api import files, gitops_views, hooks, kube, secrets, shell_server, sshkeys, streams, views
+from api import files, gitops_views, hooks, kube, secrets, shell_server, sshkeys, streams, user_views, views
 from api.views import endpoint
 
 SITES = "apis/director.io/v1/sites"
@@ -41,6 +41,8 @@ urlpatterns = [
     path("apis/auth.director.io/v1/login", views.login),
     path("apis/auth.director.io/v1/tokens", views.tokens),
     path("apis/auth.director.io/v1/tokens/<int:token_id>", views.token_item),
+    path("apis/auth.director.io/v1/users", user_views.user_collection),
+    path("apis/auth.director.io/v1/users/<str:username>", user_views.user_item),
     path("shell-server/v1/authenticate", shell_server.authenticate_user),
     path("shell-server/v1/users/<str:username>/sites", shell_server.user_sites),
     path("shell-server/v1/publickey", shell_server.public_key_user),

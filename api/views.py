@@ -10,6 +10,7 @@ from functools import wraps
 from typing import Any, TypeVar
 
 from asgiref.sync import sync_to_async
+from django.contrib.auth.models import User
 from django.db import close_old_connections
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
@@ -385,18 +386,43 @@ def _token_request(request: HttpRequest) -> tuple[str, object]:
     return name, body.get(EXPIRES_IN_FIELD)
 
 
+def _token_owner(request: HttpRequest, principal: Principal) -> User | None:
+    """Whose tokens `?user=NAME` asks for: another user's only for an admin. None: the caller's own."""
+    username = request.GET.get("user")
+    if not username or username == principal.username:
+        return None
+    if not principal.is_admin:
+        raise ApiError(
+            403,
+            f'user "{principal.username}" may not manage the tokens of "{username}": admins only',
+            causes=[Cause("user", "only admins name another user")],
+        )
+    owner = User.objects.filter(username=username).first()
+    if owner is None:
+        raise ApiError(404, f'no user is named "{username}"', causes=[Cause("user", "no such user")])
+    return owner
+
+
 @endpoint("GET", "POST")
 def tokens(request: HttpRequest, principal: Principal) -> HttpResponse:
     if principal.is_component:
         raise ApiError(403, "a component credential may not manage tokens")
+    owner = _token_owner(request, principal)
     if request.method == "POST":
         name, expires_in = _token_request(request)
-        parent = ApiToken.objects.select_related("user").get(pk=principal.token_id)
-        expires = token_expiry(expires_in, parent)
-        token, secret = issue_token(parent.user, name, expires=expires, parent=parent)
+        if owner is not None:
+            # An admin's token for another user: it is theirs, not made with one of theirs, so it has no
+            # parent and ends when asked (at most the configured lifetime).
+            token, secret = issue_token(owner, name, expires=token_expiry(expires_in, None))
+        else:
+            parent = ApiToken.objects.select_related("user").get(pk=principal.token_id)
+            expires = token_expiry(expires_in, parent)
+            token, secret = issue_token(parent.user, name, expires=expires, parent=parent)
         return content.render(request, token_document(token, secret) | {"kind": "Token"}, status=201)
     listed = ApiToken.objects.select_related("user").filter(
-        user_id=principal.user_id, revoked__isnull=True, expires__gt=timezone.now()
+        user_id=owner.pk if owner is not None else principal.user_id,
+        revoked__isnull=True,
+        expires__gt=timezone.now(),
     )
     return content.render(
         request,

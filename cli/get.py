@@ -11,7 +11,7 @@ import json
 import sys
 from typing import Any
 
-from cli import blocked, exit_codes, gitsources, platform, secrets
+from cli import blocked, exit_codes, gitsources, platform, secrets, users
 from cli.client import SITES, TABLE_ACCEPT, Api
 from cli.common import api_from, config_from, error, reports_errors
 from cli.output import OUTPUT_FORMATS, print_sites, table_text, to_yaml
@@ -25,7 +25,16 @@ def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     )
     parser.add_argument(
         "kind",
-        choices=["sites", "site", *platform.KINDS, *blocked.KINDS, *gitsources.KINDS, *secrets.KINDS],
+        choices=[
+            "sites",
+            "site",
+            *platform.KINDS,
+            *blocked.KINDS,
+            *gitsources.KINDS,
+            *secrets.KINDS,
+            *users.KINDS,
+            *users.TOKEN_KINDS,
+        ],
         help="the resource kind",
     )
     parser.add_argument("name", nargs="?", help="one object's name")
@@ -34,6 +43,7 @@ def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     )
     parser.add_argument("-l", "--selector", help="label selector, such as tier=web,env in (prod,test)")
     parser.add_argument("-w", "--watch", action="store_true", help="after the listing, print every change")
+    parser.add_argument("--user", help="tokens: whose (admins; default: yours)")
     parser.set_defaults(run=run)
 
 
@@ -55,6 +65,15 @@ def run(args: argparse.Namespace) -> int:
                 error("the platform takes neither -w nor -l")
                 return exit_codes.USAGE
             platform.show(api, args.name, output)
+            return exit_codes.OK
+        if args.kind in users.KINDS + users.TOKEN_KINDS:
+            if args.watch or args.selector:
+                error(f"{args.kind} take neither -w nor -l")
+                return exit_codes.USAGE
+            if args.kind in users.KINDS:
+                users.show_users(api, args.name, output)
+            else:
+                users.show_tokens(api, args.user, output)
             return exit_codes.OK
         if args.kind in gitsources.KINDS + secrets.KINDS:
             if args.watch or args.selector:
