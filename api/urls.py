@@ -2,7 +2,19 @@ from __future__ import annotations
 
 from django.urls import path
 
-from api import files, gitops_views, hooks, kube, secrets, shell_server, sshkeys, streams, user_views, views
+from api import (
+    audit,
+    files,
+    gitops_views,
+    hooks,
+    kube,
+    secrets,
+    shell_server,
+    sshkeys,
+    streams,
+    user_views,
+    views,
+)
 from api.views import endpoint
 
 SITES = "apis/director.io/v1/sites"
@@ -34,6 +46,7 @@ urlpatterns = [
     path(f"{SITES}/<str:name>/files", files.file_tree),
     path(f"{SITES}/<str:name>/files/<path:path>", files.file_item),
     path("apis/director.io/v1/events", streams.all_events),
+    path("apis/director.io/v1/writes", audit.write_list),
     path("apis/director.io/v1/platforms", views.platform_list),
     path("apis/director.io/v1/platforms/<str:name>", views.platform_item),
     path("apis/director.io/v1/blockeddomains", views.blocked_domains),

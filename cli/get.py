@@ -11,7 +11,7 @@ import json
 import sys
 from typing import Any
 
-from cli import blocked, exit_codes, gitsources, platform, secrets, users
+from cli import blocked, exit_codes, gitsources, platform, secrets, users, writes
 from cli.client import SITES, TABLE_ACCEPT, Api
 from cli.common import api_from, config_from, error, reports_errors
 from cli.output import OUTPUT_FORMATS, print_sites, table_text, to_yaml
@@ -34,6 +34,7 @@ def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -
             *secrets.KINDS,
             *users.KINDS,
             *users.TOKEN_KINDS,
+            *writes.KINDS,
         ],
         help="the resource kind",
     )
@@ -43,7 +44,8 @@ def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     )
     parser.add_argument("-l", "--selector", help="label selector, such as tier=web,env in (prod,test)")
     parser.add_argument("-w", "--watch", action="store_true", help="after the listing, print every change")
-    parser.add_argument("--user", help="tokens: whose (admins; default: yours)")
+    parser.add_argument("--user", help="tokens: whose (admins; default: yours); writes: by whom")
+    parser.add_argument("--site", help="writes: to which site")
     parser.set_defaults(run=run)
 
 
@@ -65,6 +67,12 @@ def run(args: argparse.Namespace) -> int:
                 error("the platform takes neither -w nor -l")
                 return exit_codes.USAGE
             platform.show(api, args.name, output)
+            return exit_codes.OK
+        if args.kind in writes.KINDS:
+            if args.watch or args.selector or args.name:
+                error("writes take --site and --user, not a name, -w or -l")
+                return exit_codes.USAGE
+            writes.show(api, site=args.site, user=args.user, output=output)
             return exit_codes.OK
         if args.kind in users.KINDS + users.TOKEN_KINDS:
             if args.watch or args.selector:

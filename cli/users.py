@@ -143,7 +143,7 @@ def describe_user(api: Api, name: str) -> str:
 
 def delete_user(api: Api, name: str, reassign_to: str | None) -> None:
     params = {"reassignTo": reassign_to} if reassign_to else {}
-    api.json("DELETE", f"{USERS}/{name}", params=params | {"fieldManager": "dirctl"})
+    api.json("DELETE", f"{USERS}/{name}", params=params | {"fieldManager": "cli"})
     print(f"user/{name} deleted" + (f" (their sites are now {reassign_to}'s)" if reassign_to else ""))
 
 

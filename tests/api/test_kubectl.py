@@ -413,18 +413,16 @@ def test_the_kubeconfig_make_run_writes_works(api, kubectl_home, tmp_path):
 
 
 @pytest.fixture
-def dirctl_header(api, tmp_path) -> Callable[..., list[str]]:
-    """The column names `dirctl get sites` prints, to hold kubectl's to them."""
-
-    def columns(*, wide: bool) -> list[str]:
+def dirctl(api, tmp_path) -> Callable[..., subprocess.CompletedProcess[str]]:
+    def run(*args: str, who: str = "admin") -> subprocess.CompletedProcess[str]:
         environment = {k: v for k, v in os.environ.items() if not k.startswith("DIRECTOR_")} | {
             "DIRECTOR_SERVER": api.url,
             "DIRECTOR_CONFIG": str(tmp_path / "dirctl.yaml"),
             "DIRECTOR_CA": str(api.ca_file),
-            "DIRECTOR_TOKEN": api.tokens["admin"],
+            "DIRECTOR_TOKEN": api.tokens[who],
         }
-        listed = subprocess.run(
-            [sys.executable, "-m", "cli.main", "get", "sites", *(["-o", "wide"] if wide else [])],
+        return subprocess.run(
+            [sys.executable, "-m", "cli.main", *args],
             cwd=REPO,
             env=environment,
             capture_output=True,
@@ -432,6 +430,59 @@ def dirctl_header(api, tmp_path) -> Callable[..., list[str]]:
             timeout=60,
             check=False,
         )
-        return header(ok(listed))
+
+    return run
+
+
+@pytest.fixture
+def dirctl_header(dirctl) -> Callable[..., list[str]]:
+    """The column names `dirctl get sites` prints, to hold kubectl's to them."""
+
+    def columns(*, wide: bool) -> list[str]:
+        return header(ok(dirctl("get", "sites", *(["-o", "wide"] if wide else []))))
 
     return columns
+
+
+def test_every_write_says_who_made_it(kubectl, dirctl, api, tmp_path):
+    write_manifest(tmp_path / "site.yaml", site_manifest("audited"))
+    ok(kubectl("apply", "-f", "site.yaml"))
+    write_manifest(tmp_path / "site.yaml", site_manifest("audited", replicas=2))
+    ok(kubectl("apply", "--server-side", "-f", "site.yaml", who="alice"))
+    ok(dirctl("rollout", "undo", "site", "audited"))
+    with api.client("alice") as alice:
+        patched = alice.patch(
+            "/apis/director.io/v1/sites/audited?fieldManager=ui",
+            json={"spec": {"domains": ["audited.example.org"]}},
+            headers={"Content-Type": "application/merge-patch+json"},
+        )
+        assert patched.status_code == 200, patched.text
+
+    history = ok(dirctl("rollout", "history", "site", "audited"))
+    lines = [line.split() for line in history.splitlines()]
+    assert lines[0] == ["GENERATION", "WRITTEN", "BY", "MANAGER", "SPEC"]
+    made = {line[0]: line for line in lines[1:]}
+    assert made["4"][1] == "current" and made["4"][4:6] == ["alice", "ui"]
+    assert made["3"][3:5] == ["admin", "cli"]
+    assert made["2"][3:5] == ["alice", "kubectl"]
+    assert made["1"][3:5] == ["admin", "kubectl-client-side-apply"]
+
+    writes = [line.split() for line in ok(dirctl("get", "writes", "--site", "audited")).splitlines()]
+    assert writes[0] == ["TIME", "USER", "SITE", "OPERATION", "MANAGER", "GENERATION"]
+    assert [row[2:] for row in writes[1:]] == [
+        ["alice", "audited", "patch", "ui", "4"],
+        ["admin", "audited", "replace", "cli", "3"],
+        # kubectl's own follow-up: it gives its record of the last client-side apply a manager of its own.
+        ["alice", "audited", "apply", "kubectl-last-applied", "2"],
+        ["alice", "audited", "apply", "kubectl", "2"],
+        ["admin", "audited", "create", "kubectl-client-side-apply", "1"],
+    ]
+    by_alice = ok(dirctl("get", "writes", "--user", "alice"))
+    assert [row.split()[3] for row in by_alice.splitlines()[1:]] == ["audited"] * 3
+    # A user sees the writes to the sites they may read, and no others.
+    write_manifest(tmp_path / "bobs.yaml", site_manifest("bobs", ["bob"]))
+    ok(kubectl("apply", "-f", "bobs.yaml"))
+    seen_by_alice = ok(dirctl("get", "writes", who="alice"))
+    assert {row.split()[3] for row in seen_by_alice.splitlines()[1:]} == {"audited"}
+    hidden = dirctl("get", "writes", "--site", "bobs", who="alice")
+    assert hidden.returncode == 4 and 'site "bobs" not found' in hidden.stderr
