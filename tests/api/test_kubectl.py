@@ -17,7 +17,8 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
-KUBECTL = shutil.which("kubectl")
+# The machine's kubectl, or the one scripts/setup.sh puts in the venv where the machine has none.
+KUBECTL = shutil.which("kubectl") or shutil.which("kubectl", path=str(Path(sys.executable).parent))
 
 Kubectl = Callable[..., subprocess.CompletedProcess[str]]
 

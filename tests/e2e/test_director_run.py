@@ -7,6 +7,7 @@ demo or another test on the shared Swarm.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -73,7 +74,7 @@ def test_director_run_applies_the_examples_prints_urls_and_leaves_sites_serving_
             kubeconfig = settings.state_dir / "kubeconfig"
             assert f"export KUBECONFIG={kubeconfig}" in printed
             kubectl = subprocess.run(
-                ["kubectl", "get", "sites"],
+                [shutil.which("kubectl") or str(Path(sys.executable).with_name("kubectl")), "get", "sites"],
                 env=environment | {"KUBECONFIG": str(kubeconfig), "HOME": str(tmp_path)},
                 capture_output=True,
                 text=True,
