@@ -127,6 +127,8 @@ def test_explain_reads_the_schema_made_from_the_models(kubectl):
     assert "KIND:       Site" in explained and "GROUP:      director.io" in explained
     for field in ("cpus", "memory", "uploadLimit"):
         assert f"  {field}\t" in explained, explained
+    # The models' docstrings are the descriptions.
+    assert "What the site may use" in explained and "such as 256Mi" in explained
     site = ok(kubectl("explain", "site"))
     assert "spec\t<SiteSpec>" in site
     ref = ok(kubectl("explain", "gitsource.spec.ref"))
