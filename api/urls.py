@@ -61,7 +61,7 @@ urlpatterns = [
     path("shell-server/v1/publickey", shell_server.public_key_user),
     path("apis/auth.director.io/v1/sshkeys", sshkeys.ssh_keys),
     path("apis/auth.director.io/v1/sshkeys/<str:name>", sshkeys.ssh_key_item),
-    path(GITSOURCES, gitops_views.gitsource_collection),
+    path(GITSOURCES, streams.gitsources_collection),
     path(f"{GITSOURCES}/<str:name>", gitops_views.gitsource_item),
     path(f"{GITSOURCES}/<str:name>/events", gitops_views.gitsource_events),
     path("apis/director.io/v1/secrets", gitops_views.secret_collection),

@@ -316,55 +316,64 @@ def test_a_users_token_sees_only_their_sites(kubectl, tmp_path):
     assert names(ok(kubectl("get", "sites", who="bob"))) == ["bobs"]
 
 
-def test_a_watch_sees_an_apply(kubectl, kubeconfigs, kubectl_home, tmp_path):
+class Watch:
+    """`kubectl get KIND -w --output-watch-events` in the background, its lines read as they come."""
+
+    def __init__(self, command: list[str], environment: dict[str, str], cwd: Path) -> None:
+        self.process = subprocess.Popen(
+            command, cwd=cwd, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.seen: list[str] = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.put(line)
+
+    def wait_for(self, event: str, name: str) -> None:
+        deadline = time.monotonic() + 60
+        while not any(line.split()[:2] == [event, name] for line in self.seen):
+            assert time.monotonic() < deadline, f"the watch showed {self.seen} in 60 s, not {event} {name}"
+            try:
+                self.seen.append(self.lines.get(timeout=1))
+            except queue.Empty:
+                stderr = self.process.stderr.read() if self.process.stderr else ""
+                assert self.process.poll() is None, stderr
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=10)
+
+
+def watch(kind: str, who: str, kubeconfigs: dict[str, Path], home: Path, cwd: Path) -> Watch:
     assert KUBECTL is not None
+    command = [KUBECTL, "get", kind, "-w", "--output-watch-events"]
+    return Watch(command, _environment(kubeconfigs[who], home), cwd)
+
+
+def test_a_watch_sees_an_apply(kubectl, kubeconfigs, kubectl_home, tmp_path):
     write_manifest(tmp_path / "first.yaml", site_manifest("first"))
     ok(kubectl("apply", "-f", "first.yaml"))
-    watcher = subprocess.Popen(
-        [KUBECTL, "get", "sites", "-w", "--output-watch-events"],
-        cwd=tmp_path,
-        env=_environment(kubeconfigs["alice"], kubectl_home),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    lines: queue.Queue[str] = queue.Queue()
-
-    def read() -> None:
-        assert watcher.stdout is not None
-        for line in watcher.stdout:
-            lines.put(line)
-
-    threading.Thread(target=read, daemon=True).start()
-    seen: list[str] = []
-
-    def wait_for(event: str, name: str) -> None:
-        deadline = time.monotonic() + 60
-        while not any(line.split()[:2] == [event, name] for line in seen):
-            assert time.monotonic() < deadline, f"the watch showed {seen} in 60 s, not {event} {name}"
-            try:
-                seen.append(lines.get(timeout=1))
-            except queue.Empty:
-                assert watcher.poll() is None, watcher.stderr.read() if watcher.stderr else ""
-
+    watcher = watch("sites", "alice", kubeconfigs, kubectl_home, tmp_path)
     try:
         # The listing's row comes first; the watch goes on from the listing's resourceVersion, so nothing
         # applied after it is missed.
-        wait_for("ADDED", "first")
+        watcher.wait_for("ADDED", "first")
         write_manifest(tmp_path / "watched.yaml", site_manifest("watched"))
         ok(kubectl("apply", "-f", "watched.yaml"))
-        wait_for("ADDED", "watched")
+        watcher.wait_for("ADDED", "watched")
         ok(kubectl("label", "site", "watched", "seen=yes"))
-        wait_for("MODIFIED", "watched")
+        watcher.wait_for("MODIFIED", "watched")
         ok(kubectl("delete", "site", "watched", "--wait=false"))
-        wait_for("DELETED", "watched")
+        watcher.wait_for("DELETED", "watched")
     finally:
-        watcher.terminate()
-        watcher.wait(timeout=10)
-    assert header(seen[0]) == ["EVENT", "NAME", "TYPE", "AVAILABILITY", "READY", "REASON", "AGE"]
+        watcher.stop()
+    assert header(watcher.seen[0]) == ["EVENT", "NAME", "TYPE", "AVAILABILITY", "READY", "REASON", "AGE"]
 
 
-def test_gitsources_through_kubectl(kubectl, tmp_path):
+def test_gitsources_through_kubectl(kubectl, kubeconfigs, kubectl_home, tmp_path):
     source = {
         "apiVersion": "director.io/v1",
         "kind": "GitSource",
@@ -386,6 +395,14 @@ def test_gitsources_through_kubectl(kubectl, tmp_path):
     assert ok(kubectl("apply", "--server-side", "-f", "source.yaml", who="alice")).strip() == (
         "gitsource.director.io/club serverside-applied"
     )
+    watcher = watch("gitsources", "alice", kubeconfigs, kubectl_home, tmp_path)
+    try:
+        watcher.wait_for("ADDED", "club")
+        ok(kubectl("label", "gitsource", "club", "seen=yes", who="alice"))
+        watcher.wait_for("MODIFIED", "club")
+    finally:
+        watcher.stop()
+
     editor = tmp_path / "editor.sh"
     editor.write_text('#!/bin/sh\nsed -i "s/suspend: false/suspend: true/" "$1"\n')
     editor.chmod(0o755)
