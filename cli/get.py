@@ -118,7 +118,9 @@ def _print_objects(api: Api, args: argparse.Namespace, output: str) -> str:
 
 
 def _print_table(api: Api, args: argparse.Namespace, output: str) -> str:
-    listed: Document = api.json("GET", SITES, params=_params(args), headers={"Accept": TABLE_ACCEPT})
+    # Rows without objects (Kubernetes' default is each row's metadata): cells are all dirctl shows.
+    params = _params(args) | {"includeObject": "None"}
+    listed: Document = api.json("GET", SITES, params=params, headers={"Accept": TABLE_ACCEPT})
     rows = listed["rows"]
     if args.name and not rows:
         api.get_site(args.name)  # says why: not found (exit 4) or not yours (403)
@@ -140,8 +142,8 @@ def _print_table(api: Api, args: argparse.Namespace, output: str) -> str:
 
 
 def _watch(api: Api, args: argparse.Namespace, output: str, version: str) -> None:
-    params = _params(args) | {"resourceVersion": version}
     as_table = output not in ("yaml", "json")
+    params = _params(args) | {"resourceVersion": version} | ({"includeObject": "None"} if as_table else {})
     headers = {"Accept": TABLE_ACCEPT} if as_table else {}
     for event in api.watch(SITES, params, headers=headers):
         change = event.get("object") or {}

@@ -506,3 +506,31 @@ def test_every_write_says_who_made_it(kubectl, dirctl, api, tmp_path):
     assert {row.split()[3] for row in seen_by_alice.splitlines()[1:]} == {"audited"}
     hidden = dirctl("get", "writes", "--site", "bobs", who="alice")
     assert hidden.returncode == 4 and 'site "bobs" not found' in hidden.stderr
+
+
+def test_table_rows_carry_what_include_object_asks(api, kubectl, tmp_path):
+    document = site_manifest("tabled")
+    document["metadata"] = {"name": "tabled", "labels": {"tier": "web"}}
+    write_manifest(tmp_path / "site.yaml", document)
+    ok(kubectl("apply", "--server-side", "-f", "site.yaml"))
+    table = {"Accept": "application/json;as=Table;v=v1;g=meta.k8s.io"}
+    with api.client() as admin:
+        [default] = admin.get("/apis/director.io/v1/sites", headers=table).json()["rows"]
+        assert default["object"]["kind"] == "PartialObjectMetadata"
+        assert default["object"]["metadata"]["labels"] == {"tier": "web"}
+        # Ownership is Director's own bookkeeping, not shown as an annotation.
+        assert "director.io/managed-fields" not in default["object"]["metadata"].get("annotations", {})
+        [bare] = admin.get(
+            "/apis/director.io/v1/sites", params={"includeObject": "None"}, headers=table
+        ).json()["rows"]
+        assert set(bare) == {"cells"} and bare["cells"][0] == "tabled"
+        [whole] = admin.get(
+            "/apis/director.io/v1/sites", params={"includeObject": "Object"}, headers=table
+        ).json()["rows"]
+        assert whole["object"]["kind"] == "Site" and whole["object"]["spec"]["owners"] == ["alice"]
+        refused = admin.get("/apis/director.io/v1/sites", params={"includeObject": "All"}, headers=table)
+        assert (
+            refused.status_code == 400 and refused.json()["details"]["causes"][0]["field"] == "includeObject"
+        )
+    shown = ok(kubectl("get", "sites", "--show-labels"))
+    assert shown.splitlines()[1].split()[-1] == "tier=web"
