@@ -17,6 +17,8 @@ from tests.api.api_helpers import SITES, site_doc
 
 REPO = Path(__file__).resolve().parents[2]
 LOGIN = "/apis/auth.director.io/v1/login"
+# The users these tests make (and remove after each), besides the session's admin, alice and bob.
+MADE_HERE = ["carol", "dave", "erin", "mallory"]
 
 
 @pytest.fixture
@@ -49,7 +51,7 @@ def _no_users_left(api):
     yield
     from django.contrib.auth.models import User
 
-    User.objects.exclude(username__in=["admin", "alice", "bob", "shell-server"]).delete()
+    User.objects.filter(username__in=MADE_HERE).delete()
 
 
 def ok(result: subprocess.CompletedProcess[str]) -> str:
