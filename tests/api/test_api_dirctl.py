@@ -219,7 +219,11 @@ def test_delete_by_name_and_by_file_and_wait_for_finalizers(dirctl, tmp_path, st
     store.add_finalizer("gone2", "director.io/cleanup")
 
     def controller_finishes() -> None:
-        time.sleep(1.0)
+        # As the controller does: once the deletion is asked for (dirctl has had its answer), finish it.
+        deadline = time.monotonic() + 60
+        while store.get("gone2").metadata.deletion_timestamp is None:
+            assert time.monotonic() < deadline, "dirctl did not ask to delete gone2 within 60 s"
+            time.sleep(0.02)
         store.remove_finalizer("gone2", "director.io/cleanup")
 
     finisher = threading.Thread(target=controller_finishes)

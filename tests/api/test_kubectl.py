@@ -465,20 +465,20 @@ def dirctl_header(dirctl) -> Callable[..., list[str]]:
 
 
 def test_every_write_says_who_made_it(kubectl, dirctl, api, tmp_path):
-    write_manifest(tmp_path / "site.yaml", site_manifest("audited"))
+    write_manifest(tmp_path / "site.yaml", site_manifest("kubectl-audited"))
     ok(kubectl("apply", "-f", "site.yaml"))
-    write_manifest(tmp_path / "site.yaml", site_manifest("audited", replicas=2))
+    write_manifest(tmp_path / "site.yaml", site_manifest("kubectl-audited", replicas=2))
     ok(kubectl("apply", "--server-side", "-f", "site.yaml", who="alice"))
-    ok(dirctl("rollout", "undo", "site", "audited"))
+    ok(dirctl("rollout", "undo", "site", "kubectl-audited"))
     with api.client("alice") as alice:
         patched = alice.patch(
-            "/apis/director.io/v1/sites/audited?fieldManager=ui",
+            "/apis/director.io/v1/sites/kubectl-audited?fieldManager=ui",
             json={"spec": {"domains": ["audited.example.org"]}},
             headers={"Content-Type": "application/merge-patch+json"},
         )
         assert patched.status_code == 200, patched.text
 
-    history = ok(dirctl("rollout", "history", "site", "audited"))
+    history = ok(dirctl("rollout", "history", "site", "kubectl-audited"))
     lines = [line.split() for line in history.splitlines()]
     assert lines[0] == ["GENERATION", "WRITTEN", "BY", "MANAGER", "SPEC"]
     made = {line[0]: line for line in lines[1:]}
@@ -487,23 +487,23 @@ def test_every_write_says_who_made_it(kubectl, dirctl, api, tmp_path):
     assert made["2"][3:5] == ["alice", "kubectl"]
     assert made["1"][3:5] == ["admin", "kubectl-client-side-apply"]
 
-    writes = [line.split() for line in ok(dirctl("get", "writes", "--site", "audited")).splitlines()]
+    writes = [line.split() for line in ok(dirctl("get", "writes", "--site", "kubectl-audited")).splitlines()]
     assert writes[0] == ["TIME", "USER", "SITE", "OPERATION", "MANAGER", "GENERATION"]
     assert [row[2:] for row in writes[1:]] == [
-        ["alice", "audited", "patch", "ui", "4"],
-        ["admin", "audited", "replace", "cli", "3"],
+        ["alice", "kubectl-audited", "patch", "ui", "4"],
+        ["admin", "kubectl-audited", "replace", "cli", "3"],
         # kubectl's own follow-up: it gives its record of the last client-side apply a manager of its own.
-        ["alice", "audited", "apply", "kubectl-last-applied", "2"],
-        ["alice", "audited", "apply", "kubectl", "2"],
-        ["admin", "audited", "create", "kubectl-client-side-apply", "1"],
+        ["alice", "kubectl-audited", "apply", "kubectl-last-applied", "2"],
+        ["alice", "kubectl-audited", "apply", "kubectl", "2"],
+        ["admin", "kubectl-audited", "create", "kubectl-client-side-apply", "1"],
     ]
-    by_alice = ok(dirctl("get", "writes", "--user", "alice"))
-    assert [row.split()[3] for row in by_alice.splitlines()[1:]] == ["audited"] * 3
+    by_alice = ok(dirctl("get", "writes", "--user", "alice", "--site", "kubectl-audited"))
+    assert [row.split()[3] for row in by_alice.splitlines()[1:]] == ["kubectl-audited"] * 3
     # A user sees the writes to the sites they may read, and no others.
     write_manifest(tmp_path / "bobs.yaml", site_manifest("bobs", ["bob"]))
     ok(kubectl("apply", "-f", "bobs.yaml"))
     seen_by_alice = ok(dirctl("get", "writes", who="alice"))
-    assert {row.split()[3] for row in seen_by_alice.splitlines()[1:]} == {"audited"}
+    assert {row.split()[3] for row in seen_by_alice.splitlines()[1:]} == {"kubectl-audited"}
     hidden = dirctl("get", "writes", "--site", "bobs", who="alice")
     assert hidden.returncode == 4 and 'site "bobs" not found' in hidden.stderr
 
