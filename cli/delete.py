@@ -10,7 +10,9 @@ from cli.waiting import parse_timeout, wait_for_deletion
 
 
 def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subcommands.add_parser("delete", help="delete sites by name or by file, or a blocked domain")
+    parser = subcommands.add_parser(
+        "delete", help="delete sites by name or by file, or a user, token, gitsource..."
+    )
     parser.add_argument(
         "target", nargs="*", metavar="site NAME", help="`site NAME`, `site/NAME` or `blockeddomain DOMAIN`"
     )

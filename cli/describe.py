@@ -16,7 +16,9 @@ Document = dict[str, Any]
 
 
 def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subcommands.add_parser("describe", help="show a site (or the platform) in detail")
+    parser = subcommands.add_parser(
+        "describe", help="show a site (or a user, a gitsource, the platform) in detail"
+    )
     parser.add_argument(
         "target", nargs="+", metavar="site NAME", help="`site NAME`, `site/NAME` or `platform edge`"
     )

@@ -21,7 +21,9 @@ Document = dict[str, Any]
 
 def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subcommands.add_parser(
-        "get", help="list sites or show one", description="List sites (those you own; an admin sees all)."
+        "get",
+        help="list sites (or gitsources, users, tokens, writes...) or show one",
+        description="List sites (those you own; an admin sees all), or another kind.",
     )
     parser.add_argument(
         "kind",
