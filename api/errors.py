@@ -52,6 +52,9 @@ class ApiError(Exception):
     headers: dict[str, str] = field(default_factory=dict)
     # When to ask again (429): sent as Retry-After and, as Kubernetes does, details.retryAfterSeconds.
     retry_after_seconds: int | None = None
+    # What details.kind names, as Kubernetes does: the resource ("sites") for most failures, the kind ("Site")
+    # for an invalid object, which kubectl prints as `The Site "NAME" is invalid`.
+    kind: str = "sites"
 
     def __post_init__(self) -> None:
         super().__init__(self.message)
@@ -59,7 +62,7 @@ class ApiError(Exception):
             self.reason = _REASONS.get(self.code, "Unknown")
 
     def to_json(self) -> dict[str, Any]:
-        details: dict[str, Any] = {"kind": "sites", "group": "director.io"}
+        details: dict[str, Any] = {"kind": self.kind, "group": "director.io"}
         if self.name is not None:
             details["name"] = self.name
         if self.causes:
@@ -88,7 +91,9 @@ class ApiError(Exception):
         return response
 
 
-def invalid(error: ValidationError, *, name: str | None, prefix: tuple[str | int, ...] = ()) -> ApiError:
+def invalid(
+    error: ValidationError, *, name: str | None, prefix: tuple[str | int, ...] = (), kind: str = "Site"
+) -> ApiError:
     """422 with one cause per field a person must fix, in the words specs/ uses for the CLI."""
     causes = [
         Cause(field=field_path(prefix + tuple(problem.loc)), message=problem.message)
@@ -97,8 +102,8 @@ def invalid(error: ValidationError, *, name: str | None, prefix: tuple[str | int
     summary = "; ".join(
         f"{cause.field}: {cause.message}" if cause.field else cause.message for cause in causes
     )
-    subject = f'Site "{name}"' if name else "Site"
-    return ApiError(422, f"{subject} is invalid: {summary}", causes=causes, name=name)
+    subject = f'{kind} "{name}"' if name else kind
+    return ApiError(422, f"{subject} is invalid: {summary}", causes=causes, name=name, kind=kind)
 
 
 def status_success(message: str, *, name: str | None = None) -> dict[str, Any]:

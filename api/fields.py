@@ -26,6 +26,10 @@ from specs import jsonio
 MANAGED_FIELDS_ANNOTATION = "director.io/managed-fields"
 FIELD_MANAGER_PATTERN = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
 DEFAULT_UPDATE_MANAGER = "api"
+LAST_APPLIED_ANNOTATION = "kubectl.kubernetes.io/last-applied-configuration"
+# The manager `kubectl apply --server-side` writes as: its first apply takes over, without conflicts, the
+# fields `kubectl apply` (client-side) set, as Kubernetes does, so moving to server-side apply is one command.
+KUBECTL_SERVER_SIDE_MANAGER = "kubectl"
 
 Path = tuple[str, ...]
 Document = dict[str, Any]
@@ -213,6 +217,8 @@ def apply(
                 shorter = owned if len(owned) <= len(path) else path
                 if get_path(result, shorter) != get_path(after, shorter):
                     conflicts.setdefault(owned, set()).add(other)
+    if conflicts and not force and manager == KUBECTL_SERVER_SIDE_MANAGER:
+        force = set(conflicts) <= _set_by_client_side_apply(result)
     if conflicts and not force:
         causes = [
             Cause(_display(path), f'conflict with "{owner}": {_display(path)}', reason="FieldManagerConflict")
@@ -239,7 +245,36 @@ def apply(
         fields = {path for path in entry.fields if path not in conflicts} if force else set(entry.fields)
         updated[name] = ManagerEntry(entry.operation, entry.time, fields)
     updated[manager] = _entry(previous, "Apply", new_fields)
+    if manager == KUBECTL_SERVER_SIDE_MANAGER:
+        _keep_last_applied_current(after, applied)
     return after, updated
+
+
+def _keep_last_applied_current(after: Document, applied: Document) -> None:
+    """An object `kubectl apply` (client-side) managed keeps its record of the last apply in step with what
+    `kubectl apply --server-side` applies, as Kubernetes does, so going back to client-side apply computes its
+    patches from the configuration actually in force."""
+    annotations = (after.get("metadata") or {}).get("annotations")
+    if not isinstance(annotations, dict) or LAST_APPLIED_ANNOTATION not in annotations:
+        return
+    recorded = copy.deepcopy(applied)
+    recorded_annotations = (recorded.get("metadata") or {}).get("annotations")
+    if isinstance(recorded_annotations, dict):
+        recorded_annotations.pop(LAST_APPLIED_ANNOTATION, None)
+    annotations[LAST_APPLIED_ANNOTATION] = json.dumps(recorded, sort_keys=True, separators=(",", ":")) + "\n"
+
+
+def _set_by_client_side_apply(live: Document) -> set[Path]:
+    """The fields the last `kubectl apply` (client-side) set that still hold the value it gave them: those
+    whose conflicts an upgrade to server-side apply may take over. Fields changed since belong to others."""
+    annotations = (live.get("metadata") or {}).get("annotations") or {}
+    try:
+        last_applied = json.loads(annotations.get(LAST_APPLIED_ANNOTATION) or "null")
+    except json.JSONDecodeError:
+        return set()
+    if not isinstance(last_applied, dict):
+        return set()
+    return {path for path, value in owned_leaves(last_applied).items() if get_path(live, path) == value}
 
 
 def record_update(

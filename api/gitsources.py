@@ -21,9 +21,10 @@ from django.contrib.auth.models import User
 from django.http import HttpRequest, HttpResponse
 from pydantic import ValidationError
 
-from api import content, fields
+from api import content, fields, listing
 from api.auth import Principal
 from api.errors import ApiError, Cause, invalid, status_success
+from api.selectors import name_selector
 from api.sites import WriteOptions
 from specs import jsonio, yamlio
 from specs.gitsource import KIND_GITSOURCE, GitSource
@@ -70,9 +71,7 @@ def _validated(document: Document, name: str) -> GitSource:
     try:
         return GitSource.model_validate(document)
     except ValidationError as error:
-        raised = invalid(error, name=name)
-        raised.message = raised.message.replace("Site", "GitSource", 1)
-        raise raised from None
+        raise invalid(error, name=name, kind=KIND_GITSOURCE) from None
 
 
 def _writable(body: Any, name: str | None) -> Document:
@@ -224,9 +223,12 @@ class GitSourceService:
             )
         given = _writable(body, name)
         precondition = given["metadata"].pop("resourceVersion", None)
-        given_check = copy.deepcopy(given)
-        given_check.setdefault("spec", {}).setdefault("applyAs", self.principal.username)
-        _validated(given_check, name)  # what the manager states must be valid on its own
+        if "spec" in given:
+            # What the manager states of the spec must be valid on its own, so errors point at its document.
+            # An apply of metadata alone (kubectl's own record of its last apply) is checked merged.
+            given_check = copy.deepcopy(given)
+            given_check["spec"].setdefault("applyAs", self.principal.username)
+            _validated(given_check, name)
 
         def compute(old: GitSource | None) -> Document:
             live = old.to_document(include_status=False) if old is not None else None
@@ -322,13 +324,24 @@ def collection(request: HttpRequest, principal: Principal, options: WriteOptions
     if request.method == "POST":
         created = service(principal).create(content.parse_body(request), options)
         return content.render(request, document_of(created), status=201)
-    return content.render(request, list_document(service(principal).list()))
+    sources = service(principal).list()
+    only_name = name_selector(request.GET.get("fieldSelector"))
+    if only_name is not None:
+        sources = [source for source in sources if source.name == only_name]
+    if listing.wants_table(request.headers.get("Accept", "")):
+        include = listing.include_object(request.GET.get("includeObject"))
+        return content.render(request, listing.gitsource_table(sources, include))
+    return content.render(request, list_document(sources))
 
 
 def item(request: HttpRequest, principal: Principal, name: str, options: WriteOptions) -> HttpResponse:
     sources = service(principal)
     if request.method == "GET":
-        return content.render(request, document_of(sources.get(name)))
+        source = sources.get(name)
+        if listing.wants_table(request.headers.get("Accept", "")):
+            include = listing.include_object(request.GET.get("includeObject"))
+            return content.render(request, listing.gitsource_table([source], include))
+        return content.render(request, document_of(source))
     if request.method == "PATCH":
         kind = content.media_type(request)
         if kind in (content.APPLY_PATCH_YAML, content.APPLY_PATCH_JSON):

@@ -13,11 +13,13 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Literal, TypeVar, cast
 
 from pydantic import TypeAdapter
 
+from api.errors import ApiError, Cause
 from api.fields import MANAGED_FIELDS_ANNOTATION
+from specs.gitsource import GitRef, GitSource
 from specs.models import API_VERSION, Site
 
 _SITE = TypeAdapter(Site)
@@ -37,8 +39,13 @@ COLUMNS = [
 ]
 _AGE_COLUMN = 5
 _COLUMN_DEFINITIONS = [
-    {"name": name, "type": kind, "priority": 1 if wide else 0} for name, kind, wide in COLUMNS
+    {"name": name, "type": kind, "format": "name" if name == "Name" else "", "priority": 1 if wide else 0}
+    for name, kind, wide in COLUMNS
 ]
+# What each row carries besides its cells, as Kubernetes' includeObject says: nothing (dirctl), the object's
+# metadata (the default: kubectl's --show-labels and -L read it), or the whole object.
+IncludeObject = Literal["None", "Metadata", "Object"]
+INCLUDE_OBJECT_CHOICES: tuple[IncludeObject, ...] = ("None", "Metadata", "Object")
 
 Rendering = TypeVar("Rendering")
 
@@ -129,6 +136,24 @@ def _age_and_next_change(seconds: int) -> tuple[str, int]:
     return f"{seconds}s", seconds + 1
 
 
+def partial_metadata(site: Site) -> dict[str, Any]:
+    """The row's object for includeObject=Metadata: the site's metadata (a PartialObjectMetadata)."""
+    document = site.model_dump(mode="json", by_alias=True, exclude_none=True, include={"metadata"})
+    metadata = document["metadata"]
+    annotations = metadata.get("annotations")
+    if annotations and MANAGED_FIELDS_ANNOTATION in annotations:
+        metadata["annotations"] = {k: v for k, v in annotations.items() if k != MANAGED_FIELDS_ANNOTATION}
+    return {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": metadata}
+
+
+def row_object(site: Site, include: IncludeObject) -> dict[str, Any] | None:
+    if include == "None":
+        return None
+    if include == "Metadata":
+        return partial_metadata(site)
+    return dict(json.loads(_JSON.of(site)[1]))
+
+
 def row(site: Site, now: datetime) -> list[Any]:
     cells = _cells(site)
     cells.insert(_AGE_COLUMN, age(site.metadata.creation_timestamp, now))
@@ -160,9 +185,11 @@ def _cells(site: Site) -> list[Any]:
 class _Row:
     """A row as JSON, made anew only when its age reads differently (an hour-old site's, once an hour)."""
 
-    __slots__ = ("after_age", "before_age", "created", "shown", "version")
+    __slots__ = ("after_age", "before_age", "created", "objects", "shown", "site", "version")
 
     def __init__(self, site: Site) -> None:
+        self.site = site
+        self.objects: dict[str, str] = {}
         cells = _cells(site)
         before = json.dumps({"cells": cells[:_AGE_COLUMN]}, separators=(",", ":"))
         after = json.dumps(cells[_AGE_COLUMN:], separators=(",", ":"))
@@ -187,11 +214,23 @@ class _Row:
         self.shown = (until, text)
         return text
 
+    def json_with(self, now: float, include: IncludeObject) -> str:
+        text = self.json(now)
+        if include == "None":
+            return text
+        rendered = self.objects.get(include)
+        if rendered is None:
+            shown = row_object(self.site, include)
+            rendered = self.objects[include] = json.dumps(shown, separators=(",", ":"))
+        return f'{text[:-1]},"object":{rendered}}}'
+
 
 _ROWS = _PerSite(_Row)
 
 
-def site_table(sites: list[Site], *, definitions: bool = True) -> dict[str, Any]:
+def site_table(
+    sites: list[Site], *, definitions: bool = True, include: IncludeObject = "Metadata"
+) -> dict[str, Any]:
     """Rows of cells; priority-1 columns are the `-o wide` ones. A watch sends its one-row tables without
     the column definitions, which the client has from the listing."""
     now = datetime.now(UTC)
@@ -202,11 +241,18 @@ def site_table(sites: list[Site], *, definitions: bool = True) -> dict[str, Any]
     }
     if definitions:
         table["columnDefinitions"] = _COLUMN_DEFINITIONS
-    table["rows"] = [{"cells": row(site, now)} for site in sites]
+    rows = []
+    for site in sites:
+        entry: dict[str, Any] = {"cells": row(site, now)}
+        shown = row_object(site, include)
+        if shown is not None:
+            entry["object"] = shown
+        rows.append(entry)
+    table["rows"] = rows
     return table
 
 
-def site_table_json(sites: list[Site]) -> bytes:
+def site_table_json(sites: list[Site], include: IncludeObject = "Metadata") -> bytes:
     """site_table(sites) as compact JSON, from the kept rows."""
     rows = [_ROWS.of(site) for site in sites]
     _ROWS.trim(sites)
@@ -220,8 +266,93 @@ def site_table_json(sites: list[Site]) -> bytes:
         },
         separators=(",", ":"),
     )
-    return f'{head[:-1]},"rows":[{",".join([each.json(now) for each in rows])}]}}'.encode()
+    return f'{head[:-1]},"rows":[{",".join([each.json_with(now, include) for each in rows])}]}}'.encode()
 
 
 def wants_table(accept: str) -> bool:
     return "as=Table" in accept
+
+
+def include_object(raw: str | None) -> IncludeObject:
+    """The includeObject query parameter: Metadata unless it says otherwise."""
+    if not raw:
+        return "Metadata"
+    for choice in INCLUDE_OBJECT_CHOICES:
+        if raw == choice:
+            return choice
+    raise ApiError(
+        400,
+        f"includeObject must be None, Metadata or Object, got {raw!r}",
+        causes=[Cause("includeObject", "None, Metadata or Object")],
+    )
+
+
+# ---- gitsources --------------------------------------------------------------------------------------
+
+GITSOURCE_COLUMNS = [
+    ("Name", "string", False),
+    ("Ready", "string", False),
+    ("Reason", "string", False),
+    ("Applied", "string", False),
+    ("Sites", "integer", False),
+    ("Suspended", "string", False),
+    ("Age", "string", False),
+    ("URL", "string", True),
+    ("Ref", "string", True),
+    ("Apply-As", "string", True),
+    ("Message", "string", True),
+]
+
+
+def _ref_text(ref: GitRef) -> str:
+    if ref.commit:
+        return f"commit {ref.commit[:12]}"
+    return f"branch {ref.branch}" if ref.branch else f"tag {ref.tag}" if ref.tag else "-"
+
+
+def gitsource_table(sources: list[GitSource], include: IncludeObject = "Metadata") -> dict[str, Any]:
+    """GitSources as `dirctl get gitsources` shows them (a Table, for kubectl)."""
+    now = datetime.now(UTC)
+    rows = []
+    for source in sources:
+        ready = source.status.condition("Ready") if source.status is not None else None
+        sync = source.status.sync if source.status is not None else None
+        cells = [
+            source.name,
+            ready.status if ready is not None else "Unknown",
+            ready.reason if ready is not None else "",
+            (sync.applied_revision or "-")[:12] if sync is not None else "-",
+            len(sync.inventory) if sync is not None else 0,
+            "True" if source.spec.suspend else "False",
+            age(source.metadata.creation_timestamp, now),
+            source.spec.url,
+            _ref_text(source.spec.ref),
+            source.spec.apply_as or "",
+            " ".join(ready.message.split()) if ready is not None else "",
+        ]
+        entry: dict[str, Any] = {"cells": cells}
+        if include != "None":
+            document = source.to_document()
+            metadata: dict[str, Any] = dict(cast(dict[str, Any], document["metadata"]))
+            annotations = metadata.get("annotations")
+            if isinstance(annotations, dict) and MANAGED_FIELDS_ANNOTATION in annotations:
+                metadata["annotations"] = {
+                    k: v for k, v in annotations.items() if k != MANAGED_FIELDS_ANNOTATION
+                }
+            entry["object"] = (
+                {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": metadata}
+                if include == "Metadata"
+                else document | {"metadata": metadata}
+            )
+        rows.append(entry)
+    versions = [int(source.metadata.resource_version or 0) for source in sources]
+    return {
+        "kind": "Table",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": {"resourceVersion": str(max(versions, default=0))},
+        "columnDefinitions": [
+            {"name": name, "type": kind, "format": "name" if name == "Name" else "", "priority": int(wide)}
+            for name, kind, wide in GITSOURCE_COLUMNS
+        ],
+        "rows": rows,
+    }

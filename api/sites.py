@@ -84,7 +84,9 @@ def _unknown_owners(old: Site | None, new: Site) -> None:
     ]
     if causes:
         listing = "; ".join(f"{cause.field}: {cause.message}" for cause in causes)
-        raise ApiError(422, f'site "{new.name}" has unknown owners: {listing}', causes=causes, name=new.name)
+        raise ApiError(
+            422, f'site "{new.name}" has unknown owners: {listing}', causes=causes, name=new.name, kind="Site"
+        )
 
 
 def document_of(site: Site, *, include_status: bool = True) -> Document:

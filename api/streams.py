@@ -1,4 +1,4 @@
-"""The endpoints that may stream: the sites collection (`?watch=true`), events, and logs.
+"""The endpoints that may stream: the sites and gitsources collections (`?watch=true`), events, and logs.
 
 They are async views so a long watch holds no worker thread; the blocking parts (the database, the
 record store) run on worker threads.
@@ -22,7 +22,7 @@ from django.http import HttpRequest, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 from django.views.decorators.csrf import csrf_exempt
 
-from api import content, listing, views
+from api import content, gitsources, listing, views
 from api.auth import Principal, authenticate_request
 from api.errors import ApiError, Cause, method_not_allowed
 from api.listcache import Change, ListingCache, Subscriber, Subscription
@@ -30,6 +30,7 @@ from api.policy import can_read
 from api.runtime import event_log, listing_cache, log_source, site_service, site_store
 from api.selectors import name_selector, parse_label_selector
 from api.sites import document_of
+from specs.gitsource import GitSource
 from specs.models import API_VERSION, UID_PATTERN, Site
 from store.events import ReconcileEvent
 from store.records import RecordError, WatchEvent
@@ -92,20 +93,19 @@ def _watch_sites(request: HttpRequest, principal: Principal) -> StreamingHttpRes
     selector = request.GET.get("labelSelector")
     label_filter = parse_label_selector(selector) if selector else None
     only_name = name_selector(request.GET.get("fieldSelector"))
-    since = request.GET.get("resourceVersion")
-    try:
-        since_version = int(since) if since else 0
-    except ValueError:
-        raise ApiError(400, "resourceVersion must be a number") from None
+    since_version = _since_version(request)
     deadline = _deadline(_timeout(request))
 
     def visible(site: Site) -> bool:
         return can_read(principal, site) and (label_filter is None or label_filter(site.metadata.labels))
 
     as_table = listing.wants_table(request.headers.get("Accept", ""))
+    include = listing.include_object(request.GET.get("includeObject"))
 
     def render(site: Site) -> dict[str, Any]:
-        return listing.site_table([site], definitions=False) if as_table else document_of(site)
+        if as_table:
+            return listing.site_table([site], definitions=False, include=include)
+        return document_of(site)
 
     async def stream() -> AsyncIterator[bytes]:
         # The last state this client was shown of each site: a deletion is reported with it, as in Kubernetes.
@@ -197,6 +197,70 @@ def _unsubscribe_when_done(cache: ListingCache, subscribing: asyncio.Future[Subs
             cache.unsubscribe(subscription[0])
 
 
+def _since_version(request: HttpRequest) -> int:
+    """The resourceVersion a watch goes on from (its listing's): older states are not sent again."""
+    since = request.GET.get("resourceVersion")
+    try:
+        return int(since) if since else 0
+    except ValueError:
+        raise ApiError(400, "resourceVersion must be a number") from None
+
+
+# ---- gitsources -------------------------------------------------------------------------------------
+
+
+@async_endpoint("GET", "POST")
+async def gitsources_collection(request: HttpRequest, principal: Principal) -> HttpResponseBase:
+    if request.method == "POST" or not views.query_flag(request, "watch"):
+        options = views.write_options(request)
+        return await views.in_worker_thread(gitsources.collection)(request, principal, options)
+    return _watch_gitsources(request, principal)
+
+
+def _watch_gitsources(request: HttpRequest, principal: Principal) -> StreamingHttpResponse:
+    """`kubectl get gitsources -w`: a watch of the sources' records (few, so no shared cache as for sites),
+    each change shown to a caller who may read the source, a source they no longer may as deleted."""
+    only_name = name_selector(request.GET.get("fieldSelector"))
+    since_version = _since_version(request)
+    deadline = _deadline(_timeout(request))
+    as_table = listing.wants_table(request.headers.get("Accept", ""))
+    include = listing.include_object(request.GET.get("includeObject"))
+
+    def render(source: GitSource) -> dict[str, Any]:
+        if not as_table:
+            return gitsources.document_of(source)
+        table = listing.gitsource_table([source], include)
+        del table["columnDefinitions"]  # the client has them from the listing
+        return table
+
+    async def stream() -> AsyncIterator[bytes]:
+        shown: dict[str, GitSource] = {}
+        events = gitsources.gitsource_store().watch(initial=True)
+        try:
+            while True:
+                try:
+                    event = await asyncio.wait_for(anext(events), _remaining(deadline))
+                except (TimeoutError, StopAsyncIteration):
+                    return
+                if only_name is not None and event.name != only_name:
+                    continue
+                source = event.site
+                if event.type == "DELETED" or source is None or not gitsources.can_read(principal, source):
+                    last = shown.pop(event.name, None)
+                    if last is not None:
+                        yield _line({"type": "DELETED", "object": render(last)})
+                    continue
+                kind = "MODIFIED" if event.name in shown else "ADDED"
+                shown[event.name] = source
+                if int(source.metadata.resource_version or 0) > since_version:
+                    yield _line({"type": kind, "object": render(source)})
+        finally:
+            with contextlib.suppress(Exception):
+                await events.aclose()  # type: ignore[attr-defined]
+
+    return StreamingHttpResponse(stream(), content_type=WATCH_CONTENT_TYPE)
+
+
 def _deadline(timeout: float | None) -> float | None:
     return None if timeout is None else time.monotonic() + timeout
 
@@ -283,7 +347,7 @@ def _site_events(site: _OneSite, limit: int, before: int | None) -> list[Reconci
     return event_log().query(site.name, uid=site.uid, limit=limit, before_id=before)
 
 
-def _query_events(
+def query_events(
     principal: Principal, site: _OneSite | None, limit: int, before: int | None
 ) -> list[ReconcileEvent]:
     if site is not None:
@@ -316,7 +380,7 @@ async def _events_response(request: HttpRequest, principal: Principal, name: str
         site = await views.in_worker_thread(_site_scope)(request, principal, name)
     limit, before = _page_arguments(request)
     if not views.query_flag(request, "watch"):
-        events = await views.in_worker_thread(_query_events)(principal, site, limit, before)
+        events = await views.in_worker_thread(query_events)(principal, site, limit, before)
         return content.render(request, _event_list(events, limit))
     deadline = _deadline(_timeout(request))
 
@@ -325,7 +389,7 @@ async def _events_response(request: HttpRequest, principal: Principal, name: str
         # lastTime), so progress is tracked by (id, count), not by id alone.
         seen: dict[int, int] = {}
         while True:
-            events = await views.in_worker_thread(_query_events)(principal, site, limit, None)
+            events = await views.in_worker_thread(query_events)(principal, site, limit, None)
             for event in reversed(events):
                 if seen.get(event.id) == event.count:
                     continue

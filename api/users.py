@@ -1,10 +1,11 @@
-"""Director's users, for administrators: create, disable and enable, reset a password, make or unmake admin.
+"""Director's users, for administrators: create, disable and enable, delete, reset a password, make or
+unmake admin.
 
-Service functions the web UI's admin pages call now, and API endpoints and dirctl verbs can call later:
-each takes the caller's Principal and refuses anyone but an administrator (403), so no caller can skip the
-check. A user name is what `spec.owners` names, so it follows the owners' pattern. Passwords pass Django's
-validators (settings.AUTH_PASSWORD_VALIDATORS). A disabled user is refused by every API process and page at
-the next request (api/auth.py checks `is_active` each time), and their sites keep running.
+Service functions the web UI's admin pages and the API (api/user_views.py, so dirctl) call: each takes the
+caller's Principal and refuses anyone but an administrator (403), so no caller can skip the check. A user
+name is what `spec.owners` names, so it follows the owners' pattern. Passwords pass Django's validators
+(settings.AUTH_PASSWORD_VALIDATORS). A disabled user is refused by every API process and page at the next
+request (api/auth.py checks `is_active` each time), and their sites keep running.
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ from django.db import IntegrityError, transaction
 
 from api.auth import ADMIN_GROUP, Principal, ensure_admin_group
 from api.errors import ApiError, Cause
+from api.gitsources import service as gitsource_service
+from api.runtime import site_service
+from api.sites import WriteOptions
 from specs.models import OWNER_PATTERN
 
 _USERNAME = re.compile(OWNER_PATTERN)
@@ -74,7 +78,9 @@ def _user(username: str) -> User:
 
 
 def get_user(principal: Principal, username: str) -> UserInfo:
-    _require_admin(principal, "read users")
+    """A user, for an administrator or for that user themselves."""
+    if username != principal.username or principal.is_component:
+        _require_admin(principal, "read other users")
     return _info(_user(username), _admin_ids())
 
 
@@ -176,3 +182,64 @@ def change_own_password(user: User, old_password: str, password: str) -> None:
     _checked_password(password, user)
     user.set_password(password)
     user.save(update_fields=["password"])
+
+
+def sites_owned_by(principal: Principal, username: str) -> list[str]:
+    """The names of the sites `username` is among the owners of."""
+    return sorted(site.name for site in site_service(principal).list() if username in site.spec.owners)
+
+
+def _sources_applying_as(principal: Principal, username: str) -> list[str]:
+    return sorted(
+        source.name for source in gitsource_service(principal).list() if source.spec.apply_as == username
+    )
+
+
+def delete_user(principal: Principal, username: str, *, reassign_to: str | None, field_manager: str) -> None:
+    """Delete a user with their tokens, SSH keys and secrets. Refused while they own sites (they would be
+    nobody's to manage) unless `reassign_to` names the user who takes each of them over, and while a
+    GitSource applies as them (it would apply as nobody)."""
+    _require_admin(principal, "delete users")
+    if username == principal.username:
+        raise ApiError(
+            409,
+            "you cannot delete yourself: ask another administrator",
+            causes=[Cause("username", "yourself")],
+        )
+    user = _user(username)
+    sources = _sources_applying_as(principal, username)
+    if sources:
+        raise ApiError(
+            409,
+            f'user "{username}" is what gitsource(s) {", ".join(sources)} apply as: '
+            "give them another spec.applyAs or delete them first",
+            causes=[Cause("spec.applyAs", f"gitsource {name}") for name in sources],
+        )
+    owned = sites_owned_by(principal, username)
+    if owned and reassign_to is None:
+        raise ApiError(
+            409,
+            f'user "{username}" owns site(s) {", ".join(owned)}: give them to another user with '
+            "--reassign-to USER (reassignTo), or change their owners first",
+            causes=[Cause("reassignTo", f"site {name} is theirs") for name in owned],
+        )
+    if owned and reassign_to is not None:
+        _reassign_sites(principal, username, reassign_to, owned, field_manager)
+    user.delete()
+
+
+def _reassign_sites(principal: Principal, username: str, heir: str, sites: list[str], manager: str) -> None:
+    if heir == username:
+        raise ApiError(422, "reassignTo must be another user", causes=[Cause("reassignTo", "the same user")])
+    if not User.objects.filter(username=heir, is_active=True).exists():
+        raise ApiError(
+            422,
+            f'reassignTo: no active user is named "{heir}"',
+            causes=[Cause("reassignTo", "must be an active user")],
+        )
+    service = site_service(principal)
+    for name in sites:
+        owners = service.get(name).spec.owners
+        # Each write is one site's: a failure part-way leaves the rest with the user, who is not yet deleted.
+        given = list(dict.fromkeys(heir if owner == username else owner for owner in owners))
+        service.merge_patch(name, {"spec": {"owners": given}}, WriteOptions(field_manager=manager))

@@ -10,6 +10,7 @@ from functools import wraps
 from typing import Any, TypeVar
 
 from asgiref.sync import sync_to_async
+from django.contrib.auth.models import User
 from django.db import close_old_connections
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
@@ -35,6 +36,8 @@ from specs.models import API_VERSION, Site
 GROUP = "director.io"
 VERSION = "v1"
 AUTH_GROUP_VERSION = "auth.director.io/v1"
+# Kubernetes' own group kubectl asks who it is in (`kubectl auth whoami`): api/kube.py.
+AUTHENTICATION_GROUP = "authentication.k8s.io"
 OUTCOME_HEADER = "Director-Outcome"
 
 T = TypeVar("T")
@@ -81,7 +84,19 @@ def query_flag(request: HttpRequest, name: str) -> bool:
     raise ApiError(400, f"{name} must be true or false, got {value!r}", causes=[Cause(name, "true or false")])
 
 
+# kubectl sends fieldValidation=Strict (or Warn, Ignore). Director's models refuse unknown and duplicate
+# fields whatever is asked: a field silently dropped could be a limit a person thinks is set.
+FIELD_VALIDATION_CHOICES = ("Strict", "Warn", "Ignore")
+
+
 def write_options(request: HttpRequest) -> WriteOptions:
+    validation = request.GET.get("fieldValidation")
+    if validation is not None and validation not in FIELD_VALIDATION_CHOICES:
+        raise ApiError(
+            400,
+            f"fieldValidation must be Strict, Warn or Ignore, got {validation!r}",
+            causes=[Cause("fieldValidation", "Strict, Warn or Ignore")],
+        )
     dry_run = request.GET.getlist("dryRun")
     if any(value != "All" for value in dry_run):
         raise ApiError(400, "dryRun must be All", causes=[Cause("dryRun", "the only value is All")])
@@ -107,15 +122,11 @@ def site_list_document(sites: list[Site]) -> dict[str, Any]:
 
 @endpoint("GET")
 def discovery_root(request: HttpRequest, principal: Principal) -> HttpResponse:
-    version = {"groupVersion": f"{GROUP}/{VERSION}", "version": VERSION}
-    return content.render(
-        request,
-        {
-            "kind": "APIGroupList",
-            "apiVersion": "v1",
-            "groups": [{"name": GROUP, "versions": [version], "preferredVersion": version}],
-        },
-    )
+    groups = []
+    for group in (GROUP, AUTHENTICATION_GROUP):
+        version = {"groupVersion": f"{group}/{VERSION}", "version": VERSION}
+        groups.append({"name": group, "versions": [version], "preferredVersion": version})
+    return content.render(request, {"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
 
 
 @endpoint("GET")
@@ -134,7 +145,8 @@ def discovery_group(request: HttpRequest, principal: Principal) -> HttpResponse:
                     "namespaced": False,
                     "kind": "Site",
                     "verbs": verbs,
-                    "shortNames": ["site"],
+                    # `kubectl get director` lists Director's own kinds.
+                    "categories": ["director"],
                 },
                 {
                     "name": "sites/status",
@@ -191,6 +203,7 @@ def discovery_group(request: HttpRequest, principal: Principal) -> HttpResponse:
                     "namespaced": False,
                     "kind": "GitSource",
                     "verbs": ["create", "delete", "get", "list", "patch"],
+                    "categories": ["director"],
                 },
                 {
                     "name": "secrets",
@@ -215,9 +228,10 @@ def list_sites(request: HttpRequest, principal: Principal) -> HttpResponse:
     if only_name is not None:
         sites = [site for site in sites if site.name == only_name]
     if listing.wants_table(request.headers.get("Accept", "")):
+        include = listing.include_object(request.GET.get("includeObject"))
         if content.wants_yaml(request):
-            return content.render(request, listing.site_table(sites))
-        return HttpResponse(listing.site_table_json(sites), content_type=content.JSON)
+            return content.render(request, listing.site_table(sites, include=include))
+        return HttpResponse(listing.site_table_json(sites, include), content_type=content.JSON)
     if content.wants_yaml(request):
         return content.render(request, site_list_document(sites))
     return HttpResponse(listing.site_list_json(sites), content_type=content.JSON)
@@ -232,7 +246,12 @@ def create_site(request: HttpRequest, principal: Principal) -> HttpResponse:
 def site_item(request: HttpRequest, principal: Principal, name: str) -> HttpResponse:
     service = site_service(principal)
     if request.method == "GET":
-        return content.render(request, document_of(service.get(name)))
+        site = service.get(name)
+        if listing.wants_table(request.headers.get("Accept", "")):
+            # `kubectl get site NAME` asks for one row, with the listing's columns.
+            include = listing.include_object(request.GET.get("includeObject"))
+            return content.render(request, listing.site_table([site], include=include))
+        return content.render(request, document_of(site))
     if request.method == "PUT":
         site = service.replace(name, content.parse_body(request), write_options(request))
         return content.render(request, document_of(site))
@@ -367,18 +386,43 @@ def _token_request(request: HttpRequest) -> tuple[str, object]:
     return name, body.get(EXPIRES_IN_FIELD)
 
 
+def _token_owner(request: HttpRequest, principal: Principal) -> User | None:
+    """Whose tokens `?user=NAME` asks for: another user's only for an admin. None: the caller's own."""
+    username = request.GET.get("user")
+    if not username or username == principal.username:
+        return None
+    if not principal.is_admin:
+        raise ApiError(
+            403,
+            f'user "{principal.username}" may not manage the tokens of "{username}": admins only',
+            causes=[Cause("user", "only admins name another user")],
+        )
+    owner = User.objects.filter(username=username).first()
+    if owner is None:
+        raise ApiError(404, f'no user is named "{username}"', causes=[Cause("user", "no such user")])
+    return owner
+
+
 @endpoint("GET", "POST")
 def tokens(request: HttpRequest, principal: Principal) -> HttpResponse:
     if principal.is_component:
         raise ApiError(403, "a component credential may not manage tokens")
+    owner = _token_owner(request, principal)
     if request.method == "POST":
         name, expires_in = _token_request(request)
-        parent = ApiToken.objects.select_related("user").get(pk=principal.token_id)
-        expires = token_expiry(expires_in, parent)
-        token, secret = issue_token(parent.user, name, expires=expires, parent=parent)
+        if owner is not None:
+            # An admin's token for another user: it is theirs, not made with one of theirs, so it has no
+            # parent and ends when asked (at most the configured lifetime).
+            token, secret = issue_token(owner, name, expires=token_expiry(expires_in, None))
+        else:
+            parent = ApiToken.objects.select_related("user").get(pk=principal.token_id)
+            expires = token_expiry(expires_in, parent)
+            token, secret = issue_token(parent.user, name, expires=expires, parent=parent)
         return content.render(request, token_document(token, secret) | {"kind": "Token"}, status=201)
     listed = ApiToken.objects.select_related("user").filter(
-        user_id=principal.user_id, revoked__isnull=True, expires__gt=timezone.now()
+        user_id=owner.pk if owner is not None else principal.user_id,
+        revoked__isnull=True,
+        expires__gt=timezone.now(),
     )
     return content.render(
         request,

@@ -23,10 +23,18 @@ def add_connection_options(parser: argparse.ArgumentParser, *, suppress: bool) -
     group.add_argument(
         "--token", default=default, help="an API token (overrides DIRECTOR_TOKEN and the config)"
     )
+    group.add_argument(
+        "--ca",
+        default=default,
+        metavar="FILE",
+        help="the CA certificate the API's is signed by (overrides DIRECTOR_CA and the config)",
+    )
 
 
 def config_from(args: argparse.Namespace) -> CliConfig:
-    return load_config(getattr(args, "server", None), getattr(args, "token", None))
+    return load_config(
+        getattr(args, "server", None), getattr(args, "token", None), ca=getattr(args, "ca", None)
+    )
 
 
 def api_from(args: argparse.Namespace) -> Api:

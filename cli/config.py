@@ -1,10 +1,12 @@
 """dirctl's configuration, as kubectl does it: a file under the user's config directory, overridden by
-DIRECTOR_SERVER / DIRECTOR_TOKEN, overridden by --server / --token.
+DIRECTOR_SERVER / DIRECTOR_TOKEN / DIRECTOR_CA, overridden by --server / --token / --ca.
 
 The file (YAML, mode 0600 since it holds a token):
 
-    server: http://127.0.0.1:8000
+    server: https://127.0.0.1:8000
     token: dir_...
+    ca: |               # the CA that signed the API's certificate (PEM), or a path to it; without it,
+      -----BEGIN ...    # the system's trusted authorities
     output: wide        # optional default for `get -o`
 """
 
@@ -19,7 +21,20 @@ import yaml
 CONFIG_ENV = "DIRECTOR_CONFIG"
 SERVER_ENV = "DIRECTOR_SERVER"
 TOKEN_ENV = "DIRECTOR_TOKEN"
+CA_ENV = "DIRECTOR_CA"
+SETTINGS = ("server", "token", "ca", "output")
 OUTPUT_CHOICES = ("", "wide", "yaml", "json", "name")
+
+
+class _BlockDumper(yaml.SafeDumper):
+    """Multi-line texts (a CA's PEM) as YAML block scalars, readable as they are."""
+
+
+def _text(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style="|" if "\n" in value else None)
+
+
+_BlockDumper.add_representer(str, _text)
 
 
 class ConfigError(Exception):
@@ -30,6 +45,8 @@ class ConfigError(Exception):
 class CliConfig:
     server: str = ""
     token: str = ""
+    # The CA certificate the server's must be signed by: PEM text, or the path of a file holding it.
+    ca: str = ""
     output: str = ""
 
 
@@ -53,11 +70,11 @@ def read_config_file(path: Path) -> CliConfig:
     except yaml.YAMLError as error:
         raise ConfigError(f"{path}: not valid YAML: {' '.join(str(error).split())}") from None
     if not isinstance(document, dict):
-        raise ConfigError(f"{path}: must be a mapping with server, token and output")
-    unknown = sorted(set(document) - {"server", "token", "output"})
+        raise ConfigError(f"{path}: must be a mapping with server, token, ca and output")
+    unknown = sorted(set(document) - set(SETTINGS))
     if unknown:
-        raise ConfigError(f"{path}: unknown setting {', '.join(unknown)} (known: server, token, output)")
-    values = {key: document.get(key) or "" for key in ("server", "token", "output")}
+        raise ConfigError(f"{path}: unknown setting {', '.join(unknown)} (known: {', '.join(SETTINGS)})")
+    values = {key: document.get(key) or "" for key in SETTINGS}
     for key, value in values.items():
         if not isinstance(value, str):
             raise ConfigError(f"{path}: {key} must be a text")
@@ -66,25 +83,42 @@ def read_config_file(path: Path) -> CliConfig:
     return CliConfig(**values)
 
 
-def load_config(server: str | None = None, token: str | None = None, path: Path | None = None) -> CliConfig:
+def load_config(
+    server: str | None = None, token: str | None = None, path: Path | None = None, ca: str | None = None
+) -> CliConfig:
     config = read_config_file(path or default_config_path())
     config = replace(
         config,
         server=os.environ.get(SERVER_ENV) or config.server,
         token=os.environ.get(TOKEN_ENV) or config.token,
+        ca=os.environ.get(CA_ENV) or config.ca,
     )
-    return replace(config, server=server or config.server, token=token or config.token)
+    return replace(config, server=server or config.server, token=token or config.token, ca=ca or config.ca)
+
+
+def read_ca(path: str) -> str:
+    """The PEM text of a CA certificate file, for the config (`dirctl login --ca FILE`)."""
+    try:
+        text = Path(path).expanduser().read_text()
+    except (OSError, UnicodeDecodeError) as error:
+        problem = getattr(error, "strerror", None) or error
+        raise ConfigError(f"--ca {path}: cannot be read: {problem}") from None
+    if "-----BEGIN CERTIFICATE-----" not in text:
+        raise ConfigError(f"--ca {path}: not a PEM certificate (-----BEGIN CERTIFICATE-----)")
+    return text
 
 
 def save_config(config: CliConfig, path: Path | None = None) -> Path:
     target = path or default_config_path()
     target.parent.mkdir(parents=True, exist_ok=True)
     document = {"server": config.server, "token": config.token}
+    if config.ca:
+        document["ca"] = config.ca
     if config.output:
         document["output"] = config.output
     temporary = target.with_name(f".{target.name}.tmp")
     descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(descriptor, "w") as handle:
-        yaml.safe_dump(document, handle, sort_keys=False)
+        yaml.dump(document, handle, Dumper=_BlockDumper, sort_keys=False)
     os.replace(temporary, target)
     return target

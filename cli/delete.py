@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import argparse
 
-from cli import blocked, exit_codes, gitsources, secrets
+from cli import blocked, exit_codes, gitsources, secrets, users
 from cli.common import api_from, error, parse_target, reports_errors
 from cli.waiting import parse_timeout, wait_for_deletion
 
 
 def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subcommands.add_parser("delete", help="delete sites by name or by file, or a blocked domain")
+    parser = subcommands.add_parser(
+        "delete", help="delete sites by name or by file, or a user, token, gitsource..."
+    )
     parser.add_argument(
         "target", nargs="*", metavar="site NAME", help="`site NAME`, `site/NAME` or `blockeddomain DOMAIN`"
     )
@@ -22,11 +24,25 @@ def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     parser.add_argument("--dry-run", choices=["server"], help="ask the server whether it would delete")
     parser.add_argument("--ignore-not-found", action="store_true", help="a missing site is not an error")
     parser.add_argument("--owner", help="whose secret (admins): `delete secret NAME --owner USER`")
+    parser.add_argument(
+        "--reassign-to", metavar="USER", help="`delete user NAME`: who takes over the sites the user owns"
+    )
     parser.set_defaults(run=run)
 
 
 @reports_errors
 def run(args: argparse.Namespace) -> int:
+    if args.target and args.target[0].partition("/")[0] in users.KINDS + users.TOKEN_KINDS:
+        words = args.target[0].split("/", 1) if len(args.target) == 1 else args.target
+        if len(words) != 2:
+            error(f"name it: `delete {words[0]} {'ID' if words[0] in users.TOKEN_KINDS else 'NAME'}`")
+            return exit_codes.USAGE
+        with api_from(args) as api:
+            if words[0] in users.KINDS:
+                users.delete_user(api, words[1], args.reassign_to)
+            else:
+                users.delete_token(api, words[1])
+        return exit_codes.OK
     if args.target and args.target[0].partition("/")[0] in gitsources.KINDS + secrets.KINDS:
         words = args.target[0].split("/", 1) if len(args.target) == 1 else args.target
         if len(words) != 2:

@@ -8,7 +8,7 @@ import io
 from datetime import UTC, datetime
 from typing import Any
 
-from cli import exit_codes, gitsources, platform
+from cli import exit_codes, gitsources, platform, users
 from cli.common import api_from, parse_target, reports_errors
 from cli.output import EVENT_COLUMNS, age, event_row, table
 
@@ -16,7 +16,9 @@ Document = dict[str, Any]
 
 
 def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subcommands.add_parser("describe", help="show a site (or the platform) in detail")
+    parser = subcommands.add_parser(
+        "describe", help="show a site (or a user, a gitsource, the platform) in detail"
+    )
     parser.add_argument(
         "target", nargs="+", metavar="site NAME", help="`site NAME`, `site/NAME` or `platform edge`"
     )
@@ -27,6 +29,10 @@ def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -
 @reports_errors
 def run(args: argparse.Namespace) -> int:
     words = args.target[0].split("/", 1) if len(args.target) == 1 else args.target
+    if words[0] in users.KINDS and len(words) == 2:
+        with api_from(args) as api:
+            print(users.describe_user(api, words[1]), end="")
+        return exit_codes.OK
     if words[0] in gitsources.KINDS and len(words) == 2:
         with api_from(args) as api:
             print(gitsources.describe_one(api, words[1], args.events), end="")

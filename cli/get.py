@@ -11,7 +11,7 @@ import json
 import sys
 from typing import Any
 
-from cli import blocked, exit_codes, gitsources, platform, secrets
+from cli import blocked, exit_codes, gitsources, platform, secrets, users, writes
 from cli.client import SITES, TABLE_ACCEPT, Api
 from cli.common import api_from, config_from, error, reports_errors
 from cli.output import OUTPUT_FORMATS, print_sites, table_text, to_yaml
@@ -21,11 +21,23 @@ Document = dict[str, Any]
 
 def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subcommands.add_parser(
-        "get", help="list sites or show one", description="List sites (those you own; an admin sees all)."
+        "get",
+        help="list sites (or gitsources, users, tokens, writes...) or show one",
+        description="List sites (those you own; an admin sees all), or another kind.",
     )
     parser.add_argument(
         "kind",
-        choices=["sites", "site", *platform.KINDS, *blocked.KINDS, *gitsources.KINDS, *secrets.KINDS],
+        choices=[
+            "sites",
+            "site",
+            *platform.KINDS,
+            *blocked.KINDS,
+            *gitsources.KINDS,
+            *secrets.KINDS,
+            *users.KINDS,
+            *users.TOKEN_KINDS,
+            *writes.KINDS,
+        ],
         help="the resource kind",
     )
     parser.add_argument("name", nargs="?", help="one object's name")
@@ -34,6 +46,8 @@ def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     )
     parser.add_argument("-l", "--selector", help="label selector, such as tier=web,env in (prod,test)")
     parser.add_argument("-w", "--watch", action="store_true", help="after the listing, print every change")
+    parser.add_argument("--user", help="tokens: whose (admins; default: yours); writes: by whom")
+    parser.add_argument("--site", help="writes: to which site")
     parser.set_defaults(run=run)
 
 
@@ -55,6 +69,21 @@ def run(args: argparse.Namespace) -> int:
                 error("the platform takes neither -w nor -l")
                 return exit_codes.USAGE
             platform.show(api, args.name, output)
+            return exit_codes.OK
+        if args.kind in writes.KINDS:
+            if args.watch or args.selector or args.name:
+                error("writes take --site and --user, not a name, -w or -l")
+                return exit_codes.USAGE
+            writes.show(api, site=args.site, user=args.user, output=output)
+            return exit_codes.OK
+        if args.kind in users.KINDS + users.TOKEN_KINDS:
+            if args.watch or args.selector:
+                error(f"{args.kind} take neither -w nor -l")
+                return exit_codes.USAGE
+            if args.kind in users.KINDS:
+                users.show_users(api, args.name, output)
+            else:
+                users.show_tokens(api, args.user, output)
             return exit_codes.OK
         if args.kind in gitsources.KINDS + secrets.KINDS:
             if args.watch or args.selector:
@@ -91,7 +120,9 @@ def _print_objects(api: Api, args: argparse.Namespace, output: str) -> str:
 
 
 def _print_table(api: Api, args: argparse.Namespace, output: str) -> str:
-    listed: Document = api.json("GET", SITES, params=_params(args), headers={"Accept": TABLE_ACCEPT})
+    # Rows without objects (Kubernetes' default is each row's metadata): cells are all dirctl shows.
+    params = _params(args) | {"includeObject": "None"}
+    listed: Document = api.json("GET", SITES, params=params, headers={"Accept": TABLE_ACCEPT})
     rows = listed["rows"]
     if args.name and not rows:
         api.get_site(args.name)  # says why: not found (exit 4) or not yours (403)
@@ -113,8 +144,8 @@ def _print_table(api: Api, args: argparse.Namespace, output: str) -> str:
 
 
 def _watch(api: Api, args: argparse.Namespace, output: str, version: str) -> None:
-    params = _params(args) | {"resourceVersion": version}
     as_table = output not in ("yaml", "json")
+    params = _params(args) | {"resourceVersion": version} | ({"includeObject": "None"} if as_table else {})
     headers = {"Accept": TABLE_ACCEPT} if as_table else {}
     for event in api.watch(SITES, params, headers=headers):
         change = event.get("object") or {}

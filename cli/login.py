@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from cli import exit_codes
 from cli.client import Api
 from cli.common import error, reports_errors
-from cli.config import CliConfig, default_config_path, load_config, read_config_file, save_config
+from cli.config import CliConfig, default_config_path, load_config, read_ca, read_config_file, save_config
 
 
 def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -18,7 +18,8 @@ def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         "login",
         help="log in to a Director API and save the token",
         description="Ask for the password (or read it from stdin with --password-stdin), obtain an API token "
-        "and save server and token in the config file.",
+        "and save server, token and CA in the config file. Over HTTPS, --ca FILE names the CA certificate "
+        "the server's is signed by (make run: STATE_DIR/tls/ca.crt); it is saved too.",
     )
     parser.add_argument("-u", "--username", help="user name (default: asked)")
     parser.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
@@ -27,17 +28,19 @@ def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -
 
 @reports_errors
 def run(args: argparse.Namespace) -> int:
+    given_ca = getattr(args, "ca", None)
     config = load_config(getattr(args, "server", None), None)
     if not config.server:
-        error("say which API to log in to: dirctl login --server http://HOST:PORT")
+        error("say which API to log in to: dirctl login --server https://HOST:PORT [--ca FILE]")
         return exit_codes.USAGE
+    ca = read_ca(given_ca) if given_ca else config.ca
     username = args.username or input("User name: ").strip()
     password = sys.stdin.readline().rstrip("\n") if args.password_stdin else getpass.getpass("Password: ")
-    with Api(CliConfig(server=config.server)) as api:
+    with Api(CliConfig(server=config.server, ca=ca)) as api:
         token = api.login(username, password)
     path = default_config_path()
     saved = read_config_file(path)
-    save_config(CliConfig(server=config.server, token=token["token"], output=saved.output), path)
+    save_config(CliConfig(server=config.server, token=token["token"], ca=ca, output=saved.output), path)
     print(f"Logged in to {config.server} as {token['user']}; the token is saved in {path}")
     print(f"The token expires {expiry_text(token.get('expires'))}: run `dirctl login` again then.")
     return exit_codes.OK

@@ -22,6 +22,7 @@ from cli import (
     rollout,
     schema,
     suspend,
+    users,
     wait,
 )
 from cli.common import add_connection_options
@@ -39,6 +40,7 @@ VERBS = (
     rollout,
     reconcile,
     suspend,
+    users,
     keys,
     login,
     schema,

@@ -1,10 +1,11 @@
-"""`dirctl rollout history site NAME` and `dirctl rollout undo site NAME [--to-generation N]`."""
+"""`dirctl rollout history site NAME` (each generation with who wrote it, when, through which field manager)
+and `dirctl rollout undo site NAME [--to-generation N]`."""
 
 from __future__ import annotations
 
 import argparse
 
-from cli import exit_codes
+from cli import exit_codes, writes
 from cli.common import api_from, error, parse_target, reports_errors
 from cli.output import table
 
@@ -41,9 +42,19 @@ def run_history(args: argparse.Namespace) -> int:
     with api_from(args) as api:
         current = api.get_site(name)
         history = api.history(name)
-    rows = [[str(current["metadata"]["generation"]), "current", _summary(current["spec"])]]
-    rows += [[str(item["metadata"]["generation"]), "", _summary(item["spec"])] for item in history]
-    table(["GENERATION", "", "SPEC"], rows)
+        made = writes.by_generation(
+            writes.list_writes(api, site=name, user=None, limit=1000),
+            current["metadata"].get("creationTimestamp"),
+        )
+
+    def row(item: writes.Document, mark: str) -> list[str]:
+        generation = int(item["metadata"]["generation"])
+        write = made.get(generation)
+        who = [writes.when(write), write["user"], write["fieldManager"]] if write else ["-", "-", "-"]
+        return [str(generation), mark, *who, _summary(item["spec"])]
+
+    rows = [row(current, "current")] + [row(item, "") for item in history]
+    table(["GENERATION", "", "WRITTEN", "BY", "MANAGER", "SPEC"], rows)
     return exit_codes.OK
 
 

@@ -5,7 +5,8 @@
     python -m orchestrator.api_server shell-credential  # (re)issue the shell server's credential
 
 Configuration: DIRECTOR_STATE_DIR, DIRECTOR_API_PORT (8000), DIRECTOR_API_HOST (127.0.0.1),
-DIRECTOR_DATABASE_URL (SQLite under the state directory by default).
+DIRECTOR_DATABASE_URL (SQLite under the state directory by default); HTTPS as orchestrator/tls.py says
+(a CA and a server certificate made in STATE_DIR/tls/ on the first start).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from specs.config import Settings
+from specs.config import Settings, api_ca_file, api_tls_enabled
 
 DEFAULT_API_PORT = 8000
 DEMO_ADMIN = "admin"
@@ -34,7 +35,7 @@ def api_port() -> int:
 
 
 def api_url(host: str = "127.0.0.1", port: int | None = None) -> str:
-    return f"http://{host}:{port or api_port()}"
+    return f"{'https' if api_tls_enabled() else 'http'}://{host}:{port or api_port()}"
 
 
 def setup_django() -> None:
@@ -51,6 +52,8 @@ def migrate() -> None:
 
 
 DEMO_PASSWORD_FILE = "demo-admin-password"
+KUBECONFIG_FILE = "kubeconfig"
+KUBE_CLUSTER = "director"
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,8 @@ class DemoAdmin:
     # The password the demo admin signs in to the web UI with, kept in the state directory (not the
     # repository); None once its owner changed it.
     ui_password: str | None = None
+    # kubectl's configuration for the demo admin: the cluster (server and CA), the token, a context.
+    kubeconfig: Path | None = None
 
 
 def demo_password_path(state_dir: Path) -> Path:
@@ -84,8 +89,42 @@ def _keep_demo_password(state_dir: Path, password: str) -> None:
         handle.write(password + "\n")
 
 
+def kubeconfig_path(state_dir: Path) -> Path:
+    return state_dir / KUBECONFIG_FILE
+
+
+def write_kubeconfig(path: Path, server: str, token: str, username: str, ca_pem: str | None) -> Path:
+    """A kubeconfig (mode 0600: it holds the token) with one cluster, one user and the context joining them.
+    The CA goes in as data, so the file works wherever it is copied."""
+    import base64
+
+    import yaml
+
+    cluster: dict[str, str] = {"server": server}
+    if ca_pem:
+        cluster["certificate-authority-data"] = base64.b64encode(ca_pem.encode()).decode()
+    user = f"{username}@{KUBE_CLUSTER}"
+    document = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": KUBE_CLUSTER, "cluster": cluster}],
+        "users": [{"name": user, "user": {"token": token}}],
+        "contexts": [{"name": KUBE_CLUSTER, "context": {"cluster": KUBE_CLUSTER, "user": user}}],
+        "current-context": KUBE_CLUSTER,
+        "preferences": {},
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        yaml.safe_dump(document, handle, sort_keys=False)
+    os.replace(partial, path)
+    return path
+
+
 def ensure_demo_admin(server: str, config_path: Path | None = None, username: str = DEMO_ADMIN) -> DemoAdmin:
-    """Create the demo admin (idempotent), give it a token, and write a dirctl config that uses it.
+    """Create the demo admin (idempotent), give it a token, and write a dirctl config and a kubeconfig
+    (STATE_DIR/kubeconfig) that use it, trusting the API's CA.
 
     The token is reissued on every call (the old `make-run` tokens are revoked): a secret cannot be read
     back from its hash, and the config file must hold a working one.
@@ -119,9 +158,12 @@ def ensure_demo_admin(server: str, config_path: Path | None = None, username: st
     for old in ApiToken.objects.filter(user=user, name=DEMO_TOKEN_NAME, revoked__isnull=True):
         revoke_token(old)
     _token, secret = issue_token(user, DEMO_TOKEN_NAME)
+    ca_file = api_ca_file(state_dir) if server.startswith("https:") else None
+    ca_pem = ca_file.read_text() if ca_file is not None else ""
     path = config_path or default_config_path()
-    save_config(CliConfig(server=server, token=secret, output=""), path)
-    return DemoAdmin(username, password, path, server, ui_password or password)
+    save_config(CliConfig(server=server, token=secret, ca=ca_pem, output=""), path)
+    kubeconfig = write_kubeconfig(kubeconfig_path(state_dir), server, secret, username, ca_pem)
+    return DemoAdmin(username, password, path, server, ui_password or password, kubeconfig)
 
 
 def ensure_demo_users(names: list[str]) -> list[str]:
@@ -190,10 +232,15 @@ def serve(host: str | None = None, port: int | None = None) -> None:
     register_docker_log_source()
     register_docker_terminals()
     from api.runtime import warm_caches
+    from orchestrator.tls import TlsError, server_tls
     from ui.asgi import application
 
-    threading.Thread(target=warm_caches, name="warm-caches", daemon=True).start()
     bind = host or os.environ.get("DIRECTOR_API_HOST", "127.0.0.1")
+    try:
+        tls = server_tls(Settings.from_env().state_dir, bind)
+    except TlsError as problem:
+        raise SystemExit(f"director api: {problem}") from None
+    threading.Thread(target=warm_caches, name="warm-caches", daemon=True).start()
     # Watches and the UI's live streams never end by themselves: a stop closes them after a short grace.
     uvicorn.run(
         application,
@@ -202,6 +249,8 @@ def serve(host: str | None = None, port: int | None = None) -> None:
         log_level="warning",
         lifespan="off",
         timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS,
+        ssl_certfile=str(tls.certfile) if tls is not None else None,
+        ssl_keyfile=str(tls.keyfile) if tls is not None else None,
     )
 
 
@@ -235,6 +284,7 @@ def main(argv: list[str] | None = None) -> None:
     if created:
         print(f"demo users (no password until an admin sets one): {', '.join(created)}")
     print(f"dirctl is configured for {demo.server} in {demo.config_path}")
+    print(f"kubectl is configured in {demo.kubeconfig}: export KUBECONFIG={demo.kubeconfig}")
 
 
 if __name__ == "__main__":

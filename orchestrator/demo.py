@@ -14,6 +14,7 @@ import contextlib
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -24,9 +25,15 @@ from pathlib import Path
 from types import FrameType
 from typing import IO
 
-from orchestrator.api_server import DEMO_ADMIN, api_url, demo_password_path, read_demo_password
+from orchestrator.api_server import (
+    DEMO_ADMIN,
+    api_url,
+    demo_password_path,
+    kubeconfig_path,
+    read_demo_password,
+)
 from shell.config import DEFAULT_SSH_PORT, host_key_fingerprints
-from specs.config import Settings
+from specs.config import Settings, api_ca_file, api_ca_path
 from specs.yamlio import load_path
 
 API_START_SECONDS = 60.0
@@ -71,13 +78,18 @@ class Child:
         self._log.close()
 
 
-def _wait_for_api(url: str, api: Child) -> None:
+def _wait_for_api(url: str, api: Child, state_dir: Path) -> None:
     deadline = time.monotonic() + API_START_SECONDS
     while time.monotonic() < deadline:
         if api.exited() is not None:
             raise DemoFailed(api.exit_report())
         try:
-            urllib.request.urlopen(f"{url}/apis", timeout=2).close()
+            # The API makes its CA as it starts: until then there is nothing to trust, nor to ask.
+            ca = api_ca_file(state_dir)
+            if url.startswith("https:") and ca is None:
+                raise ConnectionRefusedError(f"no CA in {api_ca_path(state_dir)} yet")
+            context = ssl.create_default_context(cafile=str(ca)) if ca is not None else None
+            urllib.request.urlopen(f"{url}/apis", timeout=2, context=context).close()
             return
         except urllib.error.HTTPError:
             return  # 401 without a token: it answers.
@@ -143,6 +155,9 @@ def _print_summary(settings: Settings, examples: Path, url: str) -> None:
     print("\nDirector is running.")
     print(f"  web UI:     {url}/   (sign in as {sign_in}; kept in {demo_password_path(settings.state_dir)})")
     print(f"  API:        {url}   (dirctl is configured: try `dirctl get sites -o wide`)")
+    kubeconfig = kubeconfig_path(settings.state_dir)
+    print(f"  kubectl:    export KUBECONFIG={kubeconfig}   (then `kubectl get sites`)")
+    print(f"  CA:         {api_ca_path(settings.state_dir)}   (the API's certificate is signed by it)")
     edge = f"http://127.0.0.1:{settings.http_port}/"
     print(f"  edge:       {edge} (Nginx in Swarm, service {settings.edge_service})")
     print(f"  state:      {settings.state_dir}  (records, events, site files; logs in log/)")
@@ -180,7 +195,7 @@ def run(examples: Path) -> int:
     try:
         with _children(settings) as (controller, api):
             print(f"started the controller (log {controller.log_path}) and the API (log {api.log_path})")
-            _wait_for_api(url, api)
+            _wait_for_api(url, api, settings.state_dir)
             shell = _start_shell(settings, url)
             try:
                 _run_demo(settings, examples, url, controller, api, shell, lambda: stop_requested)

@@ -31,7 +31,7 @@ from reconcilers.platform import EdgePlatform, platform_record
 from reconcilers.routes import SiteRoutes
 from reconcilers.service import SiteServices
 from reconcilers.swarm_cache import SwarmCache
-from specs.config import Settings
+from specs.config import Settings, api_ca_path
 from store.events import EventLog
 from store.records import GitSourceStore, NotFound, PlatformStore, SiteStore
 
@@ -63,7 +63,7 @@ def build_controller(
     # Sources apply their documents through the API, as the users they act for.
     workdir = settings.state_dir / "gitsources"
     sync = GitSync(
-        api=DirectorApi(api_base_url(), controller_credential()),
+        api=DirectorApi(api_base_url(), controller_credential(), ca_file=api_ca_path(settings.state_dir)),
         git=Git(workdir),
         sites=sites,
         sources=(sources := GitSourceStore(settings.state_dir)),

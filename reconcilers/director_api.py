@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal, Protocol
 
 import httpx
@@ -70,19 +72,31 @@ def _refusal(response: httpx.Response) -> ApiRefusal:
 
 
 class DirectorApi:
-    def __init__(self, base_url: str, credential: CredentialSource, *, timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        credential: CredentialSource,
+        *,
+        timeout: float = 30.0,
+        ca_file: Path | None = None,
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self._credential = credential
         self._timeout = timeout
+        # The CA the API's certificate is signed by; read when a client is made, since the API makes it on
+        # its first start, which may come after the controller's.
+        self._ca_file = ca_file
         self._client: httpx.AsyncClient | None = None
 
     def _http(self) -> httpx.AsyncClient:
         if self._client is None:
+            ca = self._ca_file if self._ca_file is not None and self._ca_file.exists() else None
             self._client = httpx.AsyncClient(
                 base_url=self.base_url,
                 timeout=httpx.Timeout(self._timeout, connect=5.0),
                 limits=httpx.Limits(max_connections=16, max_keepalive_connections=16),
                 headers={"User-Agent": "director-controller"},
+                verify=ssl.create_default_context(cafile=str(ca) if ca else None),
             )
         return self._client
 
@@ -109,6 +123,8 @@ class DirectorApi:
                 response = await self._http().request(method, path, headers=sent, **kwargs)
             except httpx.HTTPError as error:
                 reason = str(error) or type(error).__name__
+                # The next try makes a new client, which reads the CA again.
+                await self.close()
                 raise ApiUnavailable(
                     f"the Director API at {self.base_url} could not be reached: {reason}"
                 ) from None

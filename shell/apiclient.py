@@ -5,7 +5,9 @@ belongs to, which sites that person may enter, and a terminal session (a websock
 from __future__ import annotations
 
 import json
+import ssl
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -56,13 +58,17 @@ def _user(document: dict[str, Any]) -> ShellUser:
 
 
 class ShellApi:
-    def __init__(self, base_url: str, token: str) -> None:
+    def __init__(self, base_url: str, token: str, ca: Path | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self._token = token
+        # Over HTTPS the API's certificate is checked against `ca` (the one the API made), else the system's
+        # authorities: the same for the requests and for the sessions' websockets.
+        self._tls = ssl.create_default_context(cafile=str(ca) if ca else None)
         self._http = httpx.AsyncClient(
             base_url=self.base_url,
             headers={"Authorization": f"Bearer {token}"},
             timeout=REQUEST_TIMEOUT_SECONDS,
+            verify=self._tls,
         )
 
     async def aclose(self) -> None:
@@ -118,6 +124,7 @@ class ShellApi:
                 # The API ends idle sessions itself; pings would only end a busy one on a slow network.
                 ping_interval=None,
                 proxy=None,
+                ssl=self._tls if url.startswith("wss:") else None,
             )
         except (OSError, TimeoutError) as error:
             raise ApiUnavailable(f"the API at {self.base_url} did not answer: {error}") from None

@@ -4,7 +4,9 @@ DIRECTOR_SSH_PORT            the port it listens on (2222)
 DIRECTOR_SSH_BIND            the address it listens on (0.0.0.0; `director run` uses 127.0.0.1)
 DIRECTOR_SSH_PASSWORDS       "yes" (the default) lets people log in with their Director password too; "no"
                              allows SSH keys only
-DIRECTOR_API_URL             the API it asks (http://127.0.0.1:$DIRECTOR_API_PORT)
+DIRECTOR_API_URL             the API it asks (https://127.0.0.1:$DIRECTOR_API_PORT)
+DIRECTOR_API_CA              the CA the API's certificate is signed by (STATE_DIR/tls/ca.crt, the one the API
+                             made, when it is there; else the system's authorities)
 DIRECTOR_SHELL_TOKEN         its /shell-server/-scoped credential, or else
 DIRECTOR_SHELL_TOKEN_FILE    a file holding it (STATE_DIR/shell-server/token, mode 0600)
 DIRECTOR_STATE_DIR           where the host keys live (ssh/ssh_host_ed25519_key, ssh/ssh_host_rsa_key)
@@ -18,8 +20,9 @@ from pathlib import Path
 
 import asyncssh
 
+from specs.config import api_ca_file, default_api_url
+
 DEFAULT_SSH_PORT = 2222
-DEFAULT_API_PORT = 8000
 HOST_KEY_ALGORITHMS: tuple[tuple[str, str, dict[str, int]], ...] = (
     ("ed25519", "ssh-ed25519", {}),
     ("rsa", "ssh-rsa", {"key_size": 3072}),
@@ -49,6 +52,7 @@ class ShellSettings:
     api_url: str
     token: str
     state_dir: Path
+    api_ca: Path | None = None
 
     @property
     def host_key_dir(self) -> Path:
@@ -60,9 +64,7 @@ class ShellSettings:
         passwords = os.environ.get("DIRECTOR_SSH_PASSWORDS", "yes").strip().lower()
         if passwords not in ("yes", "no"):
             raise ConfigError(f"DIRECTOR_SSH_PASSWORDS must be yes or no, got {passwords!r}")
-        api_url = os.environ.get("DIRECTOR_API_URL") or (
-            f"http://127.0.0.1:{_port('DIRECTOR_API_PORT', DEFAULT_API_PORT)}"
-        )
+        api_url = os.environ.get("DIRECTOR_API_URL") or default_api_url(_port("DIRECTOR_API_PORT", 8000))
         token = os.environ.get("DIRECTOR_SHELL_TOKEN", "").strip()
         if not token:
             path = Path(os.environ.get("DIRECTOR_SHELL_TOKEN_FILE") or token_file(state_dir))
@@ -81,6 +83,7 @@ class ShellSettings:
             api_url=api_url.rstrip("/"),
             token=token,
             state_dir=state_dir,
+            api_ca=api_ca_file(state_dir),
         )
 
 

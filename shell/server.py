@@ -379,7 +379,7 @@ class DirectorSession(asyncssh.SSHServerSession):  # type: ignore[type-arg]
 
 async def serve(settings: ShellSettings) -> None:
     keys = ensure_host_keys(settings.host_key_dir)
-    api = ShellApi(settings.api_url, settings.token)
+    api = ShellApi(settings.api_url, settings.token, settings.api_ca)
     server = await asyncssh.create_server(
         lambda: DirectorSSHServer(api, settings),
         settings.bind,

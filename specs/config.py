@@ -131,3 +131,41 @@ class Settings:
     def site_urls(self, name: str, domains: list[str]) -> list[str]:
         port = "" if self.http_port == 80 else f":{self.http_port}"
         return [f"http://{host}{port}/" for host in [f"{name}.{self.sites_domain}", *domains]]
+
+
+# ---- the API's HTTPS, as every process on this machine reaches it --------------------------------------
+
+API_TLS_ENV = "DIRECTOR_API_TLS"
+API_CA_ENV = "DIRECTOR_API_CA"
+TLS_DIR = "tls"
+CA_CERT_FILE = "ca.crt"
+DEFAULT_API_PORT = 8000
+
+
+def api_tls_enabled() -> bool:
+    """Whether the API serves HTTPS: yes unless DIRECTOR_API_TLS=off (allowed only on loopback, behind a
+    proxy that terminates TLS itself)."""
+    raw = os.environ.get(API_TLS_ENV, "on").strip().lower() or "on"
+    if raw not in ("on", "off"):
+        raise ValueError(f"{API_TLS_ENV} must be on or off, got {raw!r}")
+    return raw == "on"
+
+
+def default_api_url(port: int | None = None) -> str:
+    """The API on loopback, as `director run` starts it: what the shell server and the controller ask
+    unless DIRECTOR_API_URL says otherwise."""
+    scheme = "https" if api_tls_enabled() else "http"
+    return f"{scheme}://127.0.0.1:{port or _env_int('DIRECTOR_API_PORT', DEFAULT_API_PORT)}"
+
+
+def api_ca_path(state_dir: Path) -> Path:
+    """Where the CA certificate the API's clients on this machine trust is: DIRECTOR_API_CA, else the one
+    the API makes in the state directory on its first start."""
+    explicit = os.environ.get(API_CA_ENV, "").strip()
+    return Path(explicit) if explicit else state_dir / TLS_DIR / CA_CERT_FILE
+
+
+def api_ca_file(state_dir: Path) -> Path | None:
+    """The CA certificate file the API's clients trust, if it is there; None: the system's authorities."""
+    path = api_ca_path(state_dir)
+    return path if path.exists() else None

@@ -243,9 +243,11 @@ Finalizer = Annotated[str, StringConstraints(max_length=253, pattern=r"^[a-z0-9.
 
 
 class Model(BaseModel):
-    """camelCase on the wire, snake_case in Python; unknown fields refused."""
+    """camelCase on the wire, snake_case in Python; unknown fields refused. A field's docstring is its
+    description in the JSON schema, which `kubectl explain` and `dirctl schema` show."""
 
     model_config = ConfigDict(
+        use_attribute_docstrings=True,
         extra="forbid",
         alias_generator=to_camel,
         populate_by_name=True,
@@ -275,12 +277,18 @@ class HealthCheck(Model):
 
 
 class Resources(Model):
+    """What the site may use: limits of its containers, and of one upload to it."""
+
     cpus: Annotated[
         float, Field(gt=0, le=MAX_CPUS, allow_inf_nan=False, strict=True), AfterValidator(_check_cpus)
     ] = DEFAULT_CPUS
+    """CPUs each container may use, such as 0.5 (users up to 1; admins more)."""
     memory: MemoryQuantity = DEFAULT_MEMORY
+    """Memory each container may use, such as 256Mi (users up to 1Gi)."""
     upload_limit: UploadQuantity = DEFAULT_UPLOAD_LIMIT
+    """The largest request body the edge passes to the site, such as 10Mi (users up to 100Mi)."""
     pids: Annotated[int, Field(ge=MIN_PIDS, le=MAX_PIDS, strict=True)] = DEFAULT_PIDS
+    """Processes (threads too) each container may run at once: a fork bomb stops there (users up to 256)."""
 
     @property
     def memory_bytes(self) -> int:
@@ -316,18 +324,32 @@ class Cache(Model):
 
 
 class SiteSpec(Model):
+    """What the site should be: the controller makes the service, routes and files match it."""
+
     type: Literal["static", "dynamic"] = "static"
+    """static: Nginx serves the site's files; dynamic: containers of spec.image answer."""
     purpose: Literal["user", "project", "activity", "other"] = "project"
+    """What the site is for: a person's own, a project, a club or activity, or other."""
     owners: Annotated[list[OwnerName], Field(max_length=MAX_OWNERS)] = Field(default_factory=list)
+    """The users who see and change the site (administrators see every site)."""
     domains: Annotated[list[Hostname], Field(max_length=MAX_DOMAINS)] = Field(default_factory=list)
+    """Host names the site answers on besides NAME.<sites domain>, such as example.org."""
     availability: Literal["enabled", "not-served", "disabled"] = "enabled"
+    """enabled: served; not-served: kept but not served; disabled: stopped by an administrator."""
     image: ImageRef | None = None
+    """The container image of a dynamic site, such as nginx:1.27."""
     command: Annotated[list[CommandArg], Field(min_length=1, max_length=MAX_COMMAND_ARGS)] | None = None
+    """A dynamic site's command, instead of the image's own."""
     env: Annotated[dict[EnvName, EnvValue], Field(max_length=MAX_ENV_ENTRIES)] = Field(default_factory=dict)
+    """Environment variables of a dynamic site's containers."""
     replicas: Annotated[int, Field(ge=0, le=MAX_REPLICAS, strict=True)] = 1
+    """How many containers a dynamic site runs (users up to 3)."""
     health_check: HealthCheck | None = None
+    """An HTTP check a dynamic site's containers must pass to count as healthy."""
     resources: Resources = Field(default_factory=Resources)
+    """Limits of the site's containers and uploads."""
     cache: Cache | None = None
+    """Lets the edge answer with a dynamic site's last good pages while the site fails."""
 
     @field_validator("owners", "domains")
     @classmethod
@@ -436,6 +458,8 @@ class Resource(Model):
 
 
 class Site(Resource):
+    """A website Director hosts: its spec says what it should be, its status what it is."""
+
     api_version: Literal["director.io/v1"] = API_VERSION
     kind: Literal["Site"] = KIND_SITE
     metadata: ObjectMeta

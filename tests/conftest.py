@@ -48,10 +48,11 @@ from docker_cleanup import (
 def no_personal_dirctl_config(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """Keep the tester's own dirctl configuration (written by `make run`) out of every test and child process:
     a test that means to run offline must not reach a live API with an admin token."""
-    saved = {name: os.environ.get(name) for name in ("DIRECTOR_CONFIG", "DIRECTOR_SERVER", "DIRECTOR_TOKEN")}
+    names = ("DIRECTOR_CONFIG", "DIRECTOR_SERVER", "DIRECTOR_TOKEN", "DIRECTOR_CA", "KUBECONFIG")
+    saved = {name: os.environ.get(name) for name in names}
     os.environ["DIRECTOR_CONFIG"] = str(tmp_path_factory.mktemp("dirctl") / "absent-config.yaml")
-    os.environ.pop("DIRECTOR_SERVER", None)
-    os.environ.pop("DIRECTOR_TOKEN", None)
+    for name in names[1:]:
+        os.environ.pop(name, None)
     yield
     for name, value in saved.items():
         if value is None:

@@ -1,7 +1,8 @@
-"""A live API: the real ASGI app under uvicorn in its own process, on loopback, over a temporary state dir.
+"""A live API: the real ASGI app under uvicorn in its own process, on loopback, over HTTPS as in production
+(the CA and certificate made in the temporary state dir), over a temporary state dir.
 
 The test process opens the same state directory and database to arrange users, tokens and records as the
-controller or an administrator would.
+controller or an administrator would. Its clients trust the state dir's CA: `verify=api.tls`.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -33,10 +35,25 @@ class Api:
     url: str
     state_dir: Path
     tokens: dict[str, str]
+    # Trusts the CA the servers' certificates are signed by (ca_file), and nothing else.
+    tls: ssl.SSLContext
+    ca_file: Path
 
     def client(self, who: str | None = "admin", **kwargs) -> httpx.Client:
         headers = {"Authorization": f"Bearer {self.tokens[who]}"} if who else {}
-        return httpx.Client(base_url=self.url, headers=headers, timeout=30, **kwargs)
+        kwargs.setdefault("headers", {})
+        kwargs["headers"] = headers | kwargs["headers"]
+        return httpx.Client(base_url=self.url, timeout=30, verify=self.tls, **kwargs)
+
+
+def server_certificates(state_dir: Path) -> tuple[ssl.SSLContext, Path]:
+    """The state dir's CA and server certificate, made as the server makes them; a context trusting the CA."""
+    from orchestrator.tls import ensure_certificates, wanted_names
+    from specs.config import api_ca_path
+
+    ensure_certificates(state_dir, wanted_names())
+    ca_file = api_ca_path(state_dir)
+    return ssl.create_default_context(cafile=str(ca_file)), ca_file
 
 
 def free_port() -> int:
@@ -98,10 +115,11 @@ def start_server(
     process = subprocess.Popen(
         [sys.executable, "-m", "tests.api.live_server", str(port)], cwd=REPO, env=env, stdout=log, stderr=log
     )
+    tls, _ = server_certificates(state_dir)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
-            if httpx.get(f"http://127.0.0.1:{port}/apis", timeout=1).status_code == 401:
+            if httpx.get(f"https://127.0.0.1:{port}/apis", timeout=1, verify=tls).status_code == 401:
                 return process
         except httpx.TransportError:
             time.sleep(0.05)
@@ -119,8 +137,9 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
     tokens = _make_users()
     port = free_port()
     process = start_server(state_dir, port)
+    tls, ca_file = server_certificates(state_dir)
     try:
-        yield Api(f"http://127.0.0.1:{port}", state_dir, tokens)
+        yield Api(f"https://127.0.0.1:{port}", state_dir, tokens, tls, ca_file)
     finally:
         process.terminate()
         process.wait(timeout=10)
@@ -135,7 +154,7 @@ def more_servers(api: Api) -> Iterator[Callable[[dict[str, str] | None], str]]:
     def start(settings: dict[str, str] | None = None) -> str:
         port = free_port()
         processes.append(start_server(api.state_dir, port, settings))
-        return f"http://127.0.0.1:{port}"
+        return f"https://127.0.0.1:{port}"
 
     yield start
     for process in processes:

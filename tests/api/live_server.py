@@ -1,5 +1,6 @@
-"""The API server process the tests talk to: the real ASGI app under uvicorn, with a log source that reads
-`<state>/test-logs/<site>.log` instead of Docker (the Docker one is tested in test_service_logs.py)."""
+"""The API server process the tests talk to: the real ASGI app under uvicorn over HTTPS (the certificate the
+API server makes in the state dir), with a log source that reads `<state>/test-logs/<site>.log` instead of
+Docker (the Docker one is tested in test_service_logs.py)."""
 
 from __future__ import annotations
 
@@ -42,10 +43,22 @@ def main() -> None:
     import uvicorn
 
     from api.logsource import register_log_source
+    from orchestrator.tls import server_tls
     from ui.asgi import application
 
-    register_log_source(FileLogSource(Path(os.environ["DIRECTOR_STATE_DIR"]) / "test-logs"))
-    uvicorn.run(application, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+    state_dir = Path(os.environ["DIRECTOR_STATE_DIR"])
+    register_log_source(FileLogSource(state_dir / "test-logs"))
+    tls = server_tls(state_dir, "127.0.0.1")
+    assert tls is not None, "the tests' servers serve HTTPS"
+    uvicorn.run(
+        application,
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        lifespan="off",
+        ssl_certfile=str(tls.certfile),
+        ssl_keyfile=str(tls.keyfile),
+    )
 
 
 if __name__ == "__main__":

@@ -225,7 +225,7 @@ def test_tokens_are_created_listed_revoked_and_login_issues_one(api):
     assert wrong.status_code == 401
     token = login.json()["token"]
     headers = {"Authorization": f"Bearer {token}"}
-    with httpx.Client(base_url=api.url, headers=headers) as client:
+    with httpx.Client(verify=api.tls, base_url=api.url, headers=headers) as client:
         assert client.get(SITES).status_code == 200
         created = client.post("/apis/auth.director.io/v1/tokens", json={"name": "ci"})
         assert created.status_code == 201

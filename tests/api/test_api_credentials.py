@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import ssl
 import subprocess
 import sys
 import time
@@ -64,9 +65,18 @@ def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
+# The context trusting the servers' CA (all of them share the state dir, and so the CA): set per test.
+TLS: list[ssl.SSLContext] = []
+
+
+@pytest.fixture(autouse=True)
+def _trust_the_servers(api) -> None:
+    TLS[:] = [api.tls]
+
+
 def login(url: str, username: str, password: str, address: str | None = None) -> httpx.Response:
     headers = {"X-Forwarded-For": address} if address else {}
-    return httpx.post(f"{url}{LOGIN}", auth=(username, password), headers=headers, timeout=60)
+    return httpx.post(f"{url}{LOGIN}", auth=(username, password), headers=headers, timeout=60, verify=TLS[0])
 
 
 def first_not_throttled(
@@ -171,7 +181,7 @@ def test_many_user_names_tried_from_one_address_wait_as_one(strict):
 
 def test_the_shell_server_s_password_checks_count_with_the_api_s(api, strict):
     make_user("sshed", "sshed-password")
-    shell = httpx.Client(base_url=strict[0], headers=bearer(api.tokens["shell"]), timeout=60)
+    shell = httpx.Client(verify=api.tls, base_url=strict[0], headers=bearer(api.tokens["shell"]), timeout=60)
 
     def authenticate(password: str, address: object) -> httpx.Response:
         return shell.post(
@@ -224,7 +234,9 @@ def test_a_token_ends_after_its_lifetime_and_says_to_log_in_again(api):
     expires = parse_time(logged_in.json()["expires"])
     assert before + timedelta(days=30) <= expires <= datetime.now(UTC) + timedelta(days=30)
 
-    with httpx.Client(base_url=api.url, headers=bearer(logged_in.json()["token"]), timeout=60) as parent:
+    with httpx.Client(
+        verify=api.tls, base_url=api.url, headers=bearer(logged_in.json()["token"]), timeout=60
+    ) as parent:
         short = parent.post(TOKENS, json={"name": "short", "expiresInSeconds": 1})
         assert short.status_code == 201, short.text
         assert parse_time(short.json()["expires"]) <= datetime.now(UTC) + timedelta(seconds=1)
@@ -232,7 +244,9 @@ def test_a_token_ends_after_its_lifetime_and_says_to_log_in_again(api):
         assert listed["dirctl"]["expires"] == logged_in.json()["expires"]
 
     deadline = time.monotonic() + 30
-    with httpx.Client(base_url=api.url, headers=bearer(short.json()["token"]), timeout=60) as client:
+    with httpx.Client(
+        verify=api.tls, base_url=api.url, headers=bearer(short.json()["token"]), timeout=60
+    ) as client:
         while (answer := client.get(SITES)).status_code == 200:
             assert time.monotonic() < deadline, "the 1 s token still works after 30 s"
             time.sleep(0.05)
@@ -243,7 +257,9 @@ def test_a_token_ends_after_its_lifetime_and_says_to_log_in_again(api):
     ApiToken.objects.filter(pk=logged_in.json()["id"]).update(
         expires=datetime.now(UTC) - timedelta(seconds=1)
     )
-    with httpx.Client(base_url=api.url, headers=bearer(logged_in.json()["token"]), timeout=60) as client:
+    with httpx.Client(
+        verify=api.tls, base_url=api.url, headers=bearer(logged_in.json()["token"]), timeout=60
+    ) as client:
         ended = client.get(SITES)
     assert ended.status_code == 401 and "expired" in ended.json()["message"]
 
@@ -262,7 +278,9 @@ def test_a_token_asks_for_a_lifetime_within_the_longest_and_within_its_parent(ap
         parent = alice.post(TOKENS, json={"name": "minute", "expiresInSeconds": 60})
         assert parent.status_code == 201
 
-    with httpx.Client(base_url=api.url, headers=bearer(parent.json()["token"]), timeout=60) as minute:
+    with httpx.Client(
+        verify=api.tls, base_url=api.url, headers=bearer(parent.json()["token"]), timeout=60
+    ) as minute:
         outliving = minute.post(TOKENS, json={"name": "hour", "expiresInSeconds": 3600})
         assert outliving.status_code == 422
         assert "no later than" in outliving.json()["message"]
@@ -326,9 +344,13 @@ def test_login_takes_a_password_never_a_token(api):
 
 def test_revoking_a_token_revokes_every_token_made_with_it(api):
     logged_in = login(api.url, "bob", "bob-password").json()
-    with httpx.Client(base_url=api.url, headers=bearer(logged_in["token"]), timeout=60) as parent:
+    with httpx.Client(
+        verify=api.tls, base_url=api.url, headers=bearer(logged_in["token"]), timeout=60
+    ) as parent:
         child = parent.post(TOKENS, json={"name": "child"}).json()
-    with httpx.Client(base_url=api.url, headers=bearer(child["token"]), timeout=60) as made_by_child:
+    with httpx.Client(
+        verify=api.tls, base_url=api.url, headers=bearer(child["token"]), timeout=60
+    ) as made_by_child:
         grandchild = made_by_child.post(TOKENS, json={"name": "grandchild"}).json()
     assert (child["parent"], grandchild["parent"]) == (logged_in["id"], child["id"])
 
@@ -337,7 +359,9 @@ def test_revoking_a_token_revokes_every_token_made_with_it(api):
         # Bob's other tokens are not the revoked one's: they keep working.
         assert bob.get(SITES).status_code == 200
     for token in (logged_in, child, grandchild):
-        with httpx.Client(base_url=api.url, headers=bearer(token["token"]), timeout=60) as client:
+        with httpx.Client(
+            verify=api.tls, base_url=api.url, headers=bearer(token["token"]), timeout=60
+        ) as client:
             answer = client.get(SITES)
         assert answer.status_code == 401 and "revoked" in answer.json()["message"], token["id"]
 
@@ -350,7 +374,8 @@ def test_a_user_disabled_in_the_database_is_refused_by_every_process_at_the_next
 
     token = token_of(make_user("leaving"))
     servers = [
-        httpx.Client(base_url=url, headers=bearer(token), timeout=60) for url in (api.url, second_server)
+        httpx.Client(verify=api.tls, base_url=url, headers=bearer(token), timeout=60)
+        for url in (api.url, second_server)
     ]
     try:
         # Each process has just let the token in.
@@ -373,7 +398,9 @@ def test_an_admin_removed_from_the_admins_is_an_ordinary_user_at_the_next_reques
     demoted.groups.add(ensure_admin_group())
     with api.client("bob") as bob:
         assert bob.post(SITES, json=site_doc("bobs-own", owners=["bob"])).status_code == 201
-    with httpx.Client(base_url=second_server, headers=bearer(token_of(demoted)), timeout=60) as client:
+    with httpx.Client(
+        verify=api.tls, base_url=second_server, headers=bearer(token_of(demoted)), timeout=60
+    ) as client:
         assert client.get(f"{SITES}/bobs-own").status_code == 200
         demoted.groups.remove(ensure_admin_group())
         assert client.get(f"{SITES}/bobs-own").status_code in (403, 404)
@@ -381,7 +408,9 @@ def test_an_admin_removed_from_the_admins_is_an_ordinary_user_at_the_next_reques
 
 def test_a_token_revoked_through_one_process_is_refused_by_another_at_once(api, second_server):
     token = login(api.url, "alice", "alice-password").json()
-    with httpx.Client(base_url=second_server, headers=bearer(token["token"]), timeout=60) as elsewhere:
+    with httpx.Client(
+        verify=api.tls, base_url=second_server, headers=bearer(token["token"]), timeout=60
+    ) as elsewhere:
         assert elsewhere.get(SITES).status_code == 200
         with api.client("alice") as alice:
             assert alice.delete(f"{TOKENS}/{token['id']}").status_code == 200

@@ -30,7 +30,10 @@ def test_the_demo_admin_is_created_once_and_its_config_works(api, tmp_path):
 
     # The older demo token was revoked, the new one is an admin's.
     sites = f"{api.url}/apis/director.io/v1/sites"
-    assert httpx.get(sites, headers={"Authorization": f"Bearer {first_token}"}).status_code == 401
+    assert (
+        httpx.get(sites, headers={"Authorization": f"Bearer {first_token}"}, verify=api.tls).status_code
+        == 401
+    )
     environment = {k: v for k, v in os.environ.items() if not k.startswith("DIRECTOR_")}
     result = subprocess.run(
         [sys.executable, "-m", "cli.main", "get", "sites"],

@@ -31,7 +31,11 @@ def dirctl(api, tmp_path):
         timeout: float = 60,
     ) -> subprocess.CompletedProcess[str]:
         environment = {k: v for k, v in os.environ.items() if not k.startswith("DIRECTOR_")}
-        environment |= {"DIRECTOR_SERVER": api.url, "DIRECTOR_CONFIG": str(tmp_path / "dirctl.yaml")}
+        environment |= {
+            "DIRECTOR_SERVER": api.url,
+            "DIRECTOR_CONFIG": str(tmp_path / "dirctl.yaml"),
+            "DIRECTOR_CA": str(api.ca_file),
+        }
         if who is not None:
             environment["DIRECTOR_TOKEN"] = api.tokens[who]
         environment |= env or {}
@@ -180,6 +184,7 @@ def test_get_watch_streams_changes(api, dirctl, tmp_path):
         "DIRECTOR_SERVER": api.url,
         "DIRECTOR_TOKEN": api.tokens["admin"],
         "DIRECTOR_CONFIG": str(tmp_path / "none.yaml"),
+        "DIRECTOR_CA": str(api.ca_file),
     }
     watcher = subprocess.Popen(
         [sys.executable, "-m", "cli.main", "get", "sites", "-w", "-o", "wide"],
@@ -214,7 +219,11 @@ def test_delete_by_name_and_by_file_and_wait_for_finalizers(dirctl, tmp_path, st
     store.add_finalizer("gone2", "director.io/cleanup")
 
     def controller_finishes() -> None:
-        time.sleep(1.0)
+        # As the controller does: once the deletion is asked for (dirctl has had its answer), finish it.
+        deadline = time.monotonic() + 60
+        while store.get("gone2").metadata.deletion_timestamp is None:
+            assert time.monotonic() < deadline, "dirctl did not ask to delete gone2 within 60 s"
+            time.sleep(0.02)
         store.remove_finalizer("gone2", "director.io/cleanup")
 
     finisher = threading.Thread(target=controller_finishes)
@@ -339,21 +348,26 @@ def test_login_writes_the_config_and_config_precedence(api, dirctl, tmp_path):
         "login",
         "--server",
         api.url,
+        "--ca",
+        str(api.ca_file),
         "-u",
         "alice",
         "--password-stdin",
         who=None,
         stdin="alice-password\n",
-        env={"DIRECTOR_SERVER": ""},
+        env={"DIRECTOR_SERVER": "", "DIRECTOR_CA": ""},
     )
     assert login.returncode == 0, login.stderr
     assert "The token expires at " in login.stdout and "(in 30 days)" in login.stdout
     saved = yaml.safe_load(config.read_text())
     assert saved["server"] == api.url and saved["token"].startswith("dir_")
+    # The CA itself is kept, so the file works wherever the CA file goes.
+    assert saved["ca"] == api.ca_file.read_text()
     assert oct(config.stat().st_mode & 0o777) == "0o600"
     alice_site = write_sites(tmp_path / "a.yaml", site_doc("alices"))
-    # Only the file: server and token come from it.
-    assert dirctl("apply", "-f", str(alice_site), who=None, env={"DIRECTOR_SERVER": ""}).returncode == 0
+    # Only the file: server, token and CA come from it.
+    only_the_file = {"DIRECTOR_SERVER": "", "DIRECTOR_CA": ""}
+    assert dirctl("apply", "-f", str(alice_site), who=None, env=only_the_file).returncode == 0
     # The environment overrides the file, and flags override the environment.
     assert dirctl("get", "sites", who=None, env={"DIRECTOR_TOKEN": "dir_bad"}).returncode == 3
     flagged = dirctl("get", "sites", "--token", saved["token"], who=None, env={"DIRECTOR_TOKEN": "dir_bad"})
@@ -374,6 +388,21 @@ def test_an_expired_token_says_to_log_in_again(api, dirctl):
     assert "expired" in result.stderr and "dirctl login" in result.stderr
 
 
+def test_a_server_whose_certificate_is_not_signed_by_the_configured_ca_is_refused(api, dirctl, tmp_path):
+    from orchestrator.tls import ensure_certificates
+
+    elsewhere = tmp_path / "elsewhere"
+    ensure_certificates(elsewhere, ["127.0.0.1"])
+    other_ca = str(elsewhere / "tls" / "ca.crt")
+    refused = dirctl("get", "sites", env={"DIRECTOR_CA": other_ca})
+    assert refused.returncode == 3
+    assert "certificate is not trusted" in refused.stderr and "--ca FILE" in refused.stderr
+    # Without a CA of its own, dirctl trusts the system's authorities, which never signed this server's.
+    assert dirctl("get", "sites", env={"DIRECTOR_CA": ""}).returncode == 3
+    unreadable = dirctl("get", "sites", env={"DIRECTOR_CA": str(tmp_path / "missing.crt")})
+    assert unreadable.returncode == 3 and "cannot be used" in unreadable.stderr
+
+
 def test_no_configuration_says_how_to_get_one(dirctl, tmp_path):
     result = dirctl("get", "sites", who=None, env={"DIRECTOR_SERVER": ""})
     assert result.returncode == 3 and "dirctl login --server" in result.stderr
@@ -384,6 +413,7 @@ def _background(api, tmp_path, *args: str) -> subprocess.Popen[str]:
         "DIRECTOR_SERVER": api.url,
         "DIRECTOR_TOKEN": api.tokens["admin"],
         "DIRECTOR_CONFIG": str(tmp_path / "none.yaml"),
+        "DIRECTOR_CA": str(api.ca_file),
     }
     return subprocess.Popen(
         [sys.executable, "-m", "cli.main", *args],

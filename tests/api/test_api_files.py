@@ -101,8 +101,8 @@ def test_paths_leaving_the_site_and_links_are_refused(api, site_dir, path, code,
 
 def _raw(api, method: str, path: str, body: bytes | None = None) -> tuple[int, dict]:
     """A request with its path sent exactly as written: HTTP clients would resolve `..` themselves."""
-    host, port = api.url.removeprefix("http://").split(":")
-    connection = http.client.HTTPConnection(host, int(port), timeout=30)
+    host, port = api.url.removeprefix("https://").split(":")
+    connection = http.client.HTTPSConnection(host, int(port), timeout=30, context=api.tls)
     try:
         connection.request(
             method, path, body=body, headers={"Authorization": f"Bearer {api.tokens['alice']}"}

@@ -132,7 +132,7 @@ def test_secrets_are_never_returned_and_each_user_sees_only_their_own(api, contr
         assert bob.get(f"{SECRETS}/club-git").status_code == 404
         assert bob.get(f"{SECRETS}/club-git", params={"owner": "alice"}).status_code == 403
     headers = {"Authorization": f"Bearer {controller_token}"}
-    with httpx.Client(base_url=api.url, headers=headers) as controller:
+    with httpx.Client(verify=api.tls, base_url=api.url, headers=headers) as controller:
         values = controller.get("/controller/v1/gitsources/club/credentials")
         assert values.status_code == 200, values.text
         assert values.json()["stringData"] == {"username": "alice", "password": "hunter22"}
@@ -141,7 +141,7 @@ def test_secrets_are_never_returned_and_each_user_sees_only_their_own(api, contr
         assert controller.get(SECRETS).status_code == 403
     with api.client("alice") as alice:
         assert alice.delete(f"{SECRETS}/club-git").status_code == 200
-    with httpx.Client(base_url=api.url, headers=headers) as controller:
+    with httpx.Client(verify=api.tls, base_url=api.url, headers=headers) as controller:
         assert controller.get("/controller/v1/gitsources/club/credentials").status_code == 404
 
 
@@ -151,7 +151,7 @@ def test_a_source_reads_only_the_secrets_of_its_apply_as_user(api, controller_to
     with api.client("alice") as alice:
         apply(alice, source_doc("club", secretRef={"name": "bobs-key"}))
     headers = {"Authorization": f"Bearer {controller_token}"}
-    with httpx.Client(base_url=api.url, headers=headers) as controller:
+    with httpx.Client(verify=api.tls, base_url=api.url, headers=headers) as controller:
         answer = controller.get("/controller/v1/gitsources/club/credentials")
     assert answer.status_code == 404
     assert "bob-only" not in answer.text
@@ -164,7 +164,7 @@ def test_only_the_controller_may_act_as_a_user_and_only_through_a_source_manager
     acting = {"Authorization": f"Bearer {controller_token}", "Impersonate-User": "alice"}
     document = site_doc("gitmade", owners=["alice"])
     document["metadata"]["labels"] = {"director.io/gitsource": "club"}
-    with httpx.Client(base_url=api.url, headers=acting) as controller:
+    with httpx.Client(verify=api.tls, base_url=api.url, headers=acting) as controller:
         as_cli = controller.patch(
             f"{SITES}/gitmade", params={"fieldManager": "cli"}, content=json.dumps(document), headers=APPLY
         )
@@ -210,7 +210,7 @@ def test_a_source_never_takes_over_nor_deletes_a_site_it_did_not_create(api, con
     other = site_doc("othersource", owners=["alice"])
     other["metadata"]["labels"] = {"director.io/gitsource": "other"}
     acting = {"Authorization": f"Bearer {controller_token}", "Impersonate-User": "alice"}
-    with httpx.Client(base_url=api.url, headers=acting) as controller:
+    with httpx.Client(verify=api.tls, base_url=api.url, headers=acting) as controller:
         assert (
             controller.patch(
                 f"{SITES}/othersource",
@@ -249,7 +249,7 @@ def test_the_webhook_takes_only_a_good_signature_and_wakes_the_source(api):
         apply(alice, source_doc("club", webhook={"secretRef": {"name": "club-hook"}}))
     store = GitSourceStore(api.state_dir)
     before = store.get("club").metadata.annotations
-    with httpx.Client(base_url=api.url) as anyone:
+    with httpx.Client(verify=api.tls, base_url=api.url) as anyone:
         assert anyone.post("/hooks/gitsources/club", content=body).status_code == 401
         wrong = anyone.post(
             "/hooks/gitsources/club", content=body, headers={"X-Hub-Signature-256": _signature("guess", body)}
@@ -291,7 +291,7 @@ def test_a_storm_of_webhook_calls_is_rate_limited(api):
         alice.post(SECRETS, json={"metadata": {"name": "storm-hook"}, "stringData": {"hmac": "k"}})
         apply(alice, source_doc("storm", webhook={"secretRef": {"name": "storm-hook"}}))
     headers = {"X-Hub-Signature-256": _signature("k", body)}
-    with httpx.Client(base_url=api.url) as anyone:
+    with httpx.Client(verify=api.tls, base_url=api.url) as anyone:
         codes = [
             anyone.post("/hooks/gitsources/storm", content=body, headers=headers).status_code
             for _ in range(40)
@@ -314,6 +314,7 @@ def dirctl(api, tmp_path):
         environment = {k: v for k, v in os.environ.items() if not k.startswith("DIRECTOR_")}
         environment |= {
             "DIRECTOR_SERVER": api.url,
+            "DIRECTOR_CA": str(api.ca_file),
             "DIRECTOR_CONFIG": str(tmp_path / "dirctl.yaml"),
             "DIRECTOR_TOKEN": api.tokens[who],
         }

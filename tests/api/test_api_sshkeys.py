@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from websockets.exceptions import InvalidStatus
-from websockets.sync.client import connect
+from websockets.sync.client import connect as websocket_connect
 
 KEYS = "/apis/auth.director.io/v1/sshkeys"
 PUBLICKEY = "/shell-server/v1/publickey"
@@ -113,6 +113,19 @@ def test_the_shell_server_learns_whose_key_it_is_and_nobody_else_may_ask(api, ke
 
 def _ws(api, path: str) -> str:
     return "ws" + api.url.removeprefix("http") + path
+
+
+def connect(url: str, **options):
+    """A websocket to the live server, trusting its CA."""
+    return websocket_connect(url, ssl=API_TLS[0], **options)
+
+
+API_TLS: list = []
+
+
+@pytest.fixture(autouse=True)
+def _trust_the_server(api) -> None:
+    API_TLS[:] = [api.tls]
 
 
 def test_only_the_shell_server_s_credential_opens_its_session_socket(api):

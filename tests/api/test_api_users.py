@@ -47,7 +47,7 @@ def test_create_disable_reset_and_make_admin(api):
     users.set_active(admin, "dora", False)
     import httpx
 
-    refused = httpx.get(f"{api.url}{SITES}", headers={"Authorization": f"Bearer {token}"})
+    refused = httpx.get(f"{api.url}{SITES}", headers={"Authorization": f"Bearer {token}"}, verify=api.tls)
     assert refused.status_code == 401 and "disabled" in refused.json()["message"]
     users.set_active(admin, "dora", True)
 

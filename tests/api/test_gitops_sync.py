@@ -45,7 +45,7 @@ class Harness:
         self.api = api
         self.sites = SiteStore(api.state_dir)
         self.sources = GitSourceStore(api.state_dir)
-        self.client = DirectorApi(api.url, StaticCredential(token))
+        self.client = DirectorApi(api.url, StaticCredential(token), ca_file=api.ca_file)
         self.sync = GitSync(
             api=self.client, git=Git(workdir), sites=self.sites, sources=self.sources, workdir=workdir
         )
@@ -453,7 +453,7 @@ async def test_a_webhook_wakes_the_controller_and_a_storm_costs_a_bounded_number
 
         body = b'{"ref": "refs/heads/main"}'
         signature = "sha256=" + hmac.new(b"k3y", body, hashlib.sha256).hexdigest()
-        async with httpx.AsyncClient(base_url=api.url) as hooks:
+        async with httpx.AsyncClient(verify=api.tls, base_url=api.url) as hooks:
             wrong = await hooks.post(
                 "/hooks/gitsources/hooked", content=body, headers={"X-Hub-Signature-256": "sha256=00"}
             )

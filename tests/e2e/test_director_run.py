@@ -7,6 +7,7 @@ demo or another test on the shared Swarm.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -53,9 +54,10 @@ def test_director_run_applies_the_examples_prints_urls_and_leaves_sites_serving_
             assert f"http://robotics.example.org:{settings.http_port}/" in printed
             # The web UI's address, with the demo admin's password kept in the state directory.
             password = (settings.state_dir / "demo-admin-password").read_text().strip()
-            api_url = f"http://127.0.0.1:{environment['DIRECTOR_API_PORT']}"
+            api_url = f"https://127.0.0.1:{environment['DIRECTOR_API_PORT']}"
             assert f"web UI:     {api_url}/   (sign in as user admin, password {password};" in printed
-            assert _signs_in(api_url, "admin", password)
+            ca_file = settings.state_dir / "tls" / "ca.crt"
+            assert _signs_in(api_url, "admin", password, ca_file)
 
             # The dirctl configuration it wrote works at once, as the README promises.
             listed = subprocess.run(
@@ -68,6 +70,24 @@ def test_director_run_applies_the_examples_prints_urls_and_leaves_sites_serving_
             )
             assert listed.returncode == 0, listed.stderr
             assert listed.stdout.split() == ["site/clock", "site/club", "site/hello"]
+            # And the kubeconfig it wrote, with the command it printed, as the README shows.
+            kubeconfig = settings.state_dir / "kubeconfig"
+            assert f"export KUBECONFIG={kubeconfig}" in printed
+            kubectl = subprocess.run(
+                [shutil.which("kubectl") or str(Path(sys.executable).with_name("kubectl")), "get", "sites"],
+                env=environment | {"KUBECONFIG": str(kubeconfig), "HOME": str(tmp_path)},
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )
+            assert kubectl.returncode == 0, kubectl.stderr
+            assert [line.split()[:2] for line in kubectl.stdout.splitlines()] == [
+                ["NAME", "TYPE"],
+                ["clock", "dynamic"],
+                ["club", "dynamic"],
+                ["hello", "static"],
+            ]
             assert serves(settings, host_of(settings, "hello"), 200, "<h1>hello</h1>")
             assert serves(settings, "robotics.example.org", 200)
             assert f"ssh -p {ssh_port} USER/SITE@127.0.0.1" in printed
@@ -84,16 +104,19 @@ def test_director_run_applies_the_examples_prints_urls_and_leaves_sites_serving_
     assert serves(settings, host_of(settings, "clock"), 200)
 
 
-def _signs_in(url: str, username: str, password: str) -> bool:
+def _signs_in(url: str, username: str, password: str, ca_file: Path) -> bool:
     import re
+    import ssl
 
     import httpx
 
-    with httpx.Client(base_url=url, timeout=30) as client:
+    trusted = ssl.create_default_context(cafile=str(ca_file))
+    with httpx.Client(base_url=url, timeout=30, verify=trusted) as client:
         token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', client.get("/login").text)
         assert token is not None
         form = {"csrfmiddlewaretoken": token[1], "username": username, "password": password}
-        return client.post("/login", data=form).status_code == 302
+        # Over HTTPS Django's CSRF check wants the page's origin, as a browser sends it.
+        return client.post("/login", data=form, headers={"Origin": url}).status_code == 302
 
 
 def _ssh_and_sftp_as_the_readme_shows(environment: dict[str, str], port: int, tmp_path: Path) -> None:

@@ -61,6 +61,8 @@ def director(test_run, base_image, swarm, tmp_path_factory) -> Iterator[Director
         "DIRECTOR_STATE_DIR": str(state),
         "DIRECTOR_API_PORT": str(port),
         "DIRECTOR_INSTANCE": instance,
+        # Plain HTTP on loopback (DIRECTOR_API_TLS=off): the controller's own client is what is tested here.
+        "DIRECTOR_API_TLS": "off",
     }
     log = (state / "api.log").open("ab")
     api = subprocess.Popen(

@@ -56,6 +56,8 @@ def director(
         "DIRECTOR_SITE_IMAGE": base_image,
         "DIRECTOR_API_PORT": str(api_port),
         "DIRECTOR_API_URL": api_url,
+        # Plain HTTP on loopback: the shell server, not the API's TLS, is what these tests are about.
+        "DIRECTOR_API_TLS": "off",
         "DIRECTOR_SSH_PORT": str(ssh_port),
         "DIRECTOR_SSH_BIND": "127.0.0.1",
         "DIRECTOR_RESYNC_SECONDS": "10",

@@ -55,6 +55,8 @@ def environment(settings: Settings, port: int) -> dict[str, str]:
         "DIRECTOR_API_PORT": str(port),
         "DJANGO_SETTINGS_MODULE": "ui.settings",
         "PYTHONPATH": str(REPO),
+        # The pages are what is tested here, on loopback, as behind a proxy that terminates TLS.
+        "DIRECTOR_API_TLS": "off",
     }
 
 
