@@ -43,6 +43,7 @@ FORM_FIELDS = (
     "cpus",
     "memory",
     "upload_limit",
+    "pids",
 )
 LABELS = {
     "name": "Name",
@@ -63,6 +64,7 @@ LABELS = {
     "cpus": "CPUs",
     "memory": "Memory",
     "upload_limit": "Upload limit",
+    "pids": "Processes",
 }
 # A cause's field path (its first parts) -> the input it belongs to.
 _PATH_TO_FIELD = (
@@ -84,6 +86,7 @@ _PATH_TO_FIELD = (
     ("spec.resources.cpus", "cpus"),
     ("spec.resources.memory", "memory"),
     ("spec.resources.uploadLimit", "upload_limit"),
+    ("spec.resources.pids", "pids"),
 )
 
 
@@ -125,6 +128,7 @@ def values_of(site: Site) -> dict[str, str]:
         "cpus": f"{spec.resources.cpus:g}",
         "memory": spec.resources.memory,
         "upload_limit": spec.resources.upload_limit,
+        "pids": str(spec.resources.pids),
     }
 
 
@@ -178,6 +182,7 @@ def document_from(values: Mapping[str, str], problems: Problems) -> dict[str, An
             "cpus": _number(values, "cpus", float, problems),
             "memory": values.get("memory", "").strip(),
             "uploadLimit": values.get("upload_limit", "").strip(),
+            "pids": _number(values, "pids", int, problems),
         },
     }
     replicas = _number(values, "replicas", int, problems)

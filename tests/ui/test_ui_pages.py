@@ -357,3 +357,18 @@ def test_a_person_changes_their_password(page: Page, server: UiServer):
     page.get_by_label("New password again").fill(PASSWORDS["bob"])
     page.get_by_role("button", name="Change password").click()
     expect(page.get_by_role("status")).to_contain_text("Your password is changed")
+
+
+def test_a_process_limit_above_the_users_ceiling_is_shown_at_its_field(page: Page, server: UiServer, store):
+    make_site(store, server, "forky", owners=["alice"])
+    sign_in(page, server, "alice")
+    page.goto(f"{server.url}/sites/forky/edit")
+    expect(page.get_by_label("Processes")).to_have_value("256")
+    page.get_by_label("Processes").fill("5000")
+    page.get_by_role("button", name="Save", exact=True).click()
+    expect(page.locator("#notes-pids")).to_contain_text("only an admin")
+    assert store.get("forky").spec.resources.pids == 256
+    page.get_by_label("Processes").fill("64")
+    page.get_by_role("button", name="Save", exact=True).click()
+    expect(page.get_by_role("status")).to_contain_text("Saved")
+    assert store.get("forky").spec.resources.pids == 64
