@@ -1,4 +1,4 @@
-"""The controller end to end on the real Swarm: apply-to-served latency, 1,000 sites, and one resync.
+"""The controller end to end on the real Swarm: apply-to-served latency, 1,000 sites, and their resyncs.
 
 1. Apply-to-served latency (`director controller` as a subprocess): a static site, record written to first
    200 through the edge; a dynamic site, the same, interleaved with a plain `docker service create` of the
@@ -7,9 +7,9 @@
 2. 1,000 static sites from an empty state to all Ready (a sample fetched for a 200 through the edge), and
    the controller's RSS. With `first`: the records written before the controller starts, timed from its
    start (the edge included) to all Ready, with its CPU seconds and RSS.
-3. One resync of the 1,000 converged sites, the controller in this process with its Docker client counting
-   every call: calls by method, writes, CPU seconds, wall time and RSS. The cold start before it (a fresh
-   controller meeting 1,000 converged sites) is reported too.
+3. Resyncs of the 1,000 converged sites (5, every 10 s), the controller in this process with its Docker
+   client counting every call: calls by method, writes, CPU seconds (median), wall time and RSS. The cold
+   start before them (a fresh controller meeting 1,000 converged sites) is reported too.
 4. 100 dynamic sites from an empty state to all serving (records written to every site's first 200 through
    the edge), side by side with `docker stack deploy` of the same 100 services (image, command, env,
    limits, restart policy, mounts, dnsrr, the same overlay network) timed to every service answering from
@@ -17,8 +17,8 @@
 
 Everything is created under throwaway instances and removed at the end.
 
-    .venv/bin/python -m bench.reconcile_loop [--rounds 10] [--sites 1000] [--burst 100] [--burst-rounds 1]
-        [--workers N] [--parts latency,many,resync,first,burst]
+    .venv/bin/python -m bench.reconcile_loop [--rounds 10] [--sites 1000] [--resyncs 5] [--burst 100]
+        [--burst-rounds 1] [--workers N] [--parts latency,many,resync,first,burst]
 """
 
 from __future__ import annotations
@@ -356,7 +356,12 @@ def _calls_line(calls: Counter[str]) -> str:
     return f"{sum(calls.values())} Docker API calls ({listed})"
 
 
-async def resync_in_process(settings: Settings, count: int) -> None:
+def _resync_interval(count: int) -> float:
+    """The in-process controller's resync period: room for a round of `count` sites between two."""
+    return max(10.0, count / 100)
+
+
+async def resync_in_process(settings: Settings, count: int, rounds: int) -> None:
     # As `director controller` runs it: blocking Docker, store and event-log calls in a larger pool.
     asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(THREADS, thread_name_prefix="pool"))
     client, api = counting_client(make_client())
@@ -365,7 +370,8 @@ async def resync_in_process(settings: Settings, count: int) -> None:
     runtime_log.addHandler(reconciles)
     runtime_log.setLevel(logging.DEBUG)
     runtime_log.propagate = False
-    options = ControllerOptions(resync_seconds=RESYNC_SECONDS, resync_jitter=0.0)
+    interval = _resync_interval(count)
+    options = ControllerOptions(resync_seconds=interval, resync_jitter=0.0)
     controller = build_controller(settings, options, client)
     started = time.monotonic()
     cpu_started = _cpu_seconds()
@@ -380,26 +386,41 @@ async def resync_in_process(settings: Settings, count: int) -> None:
             f"cold start (fresh controller, {count} converged sites): all reconciled in "
             f"{cold_done - started:.1f} s, {cold_cpu:.1f} CPU s; {_calls_line(cold_calls)}"
         )
-        resync_at = reconciles.rounds_done["start"] + RESYNC_SECONDS
-        if cold_done > resync_at - 1:
-            print("  (the cold start ran into the next resync: the figures below overlap it)")
-        await asyncio.sleep(max(0.0, resync_at - 0.3 - time.monotonic()))
-        window_start = time.monotonic()
-        cpu_before = _cpu_seconds()
-        await _until(lambda: reconciles.by_trigger["resync"] >= count, 300, "the resync's reconciles")
-        window_end = time.monotonic()
-        cpu = _cpu_seconds() - cpu_before
-        calls = api.between(window_start, window_end)
-        writes = {
-            name: n for name, n in calls.items() if name.startswith(("create", "update", "remove", "kill"))
-        }
-        resync_seconds = reconciles.last_at - resync_at
+        cpus: list[float] = []
+        walls: list[float] = []
+        for round_number in range(1, rounds + 1):
+            previous = "start" if round_number == 1 else "resync"
+            resync_at = reconciles.rounds_done[previous] + interval
+            if reconciles.last_at > resync_at - 1:
+                print("  (a round ran into the next resync: the figures below overlap it)")
+            await asyncio.sleep(max(0.0, resync_at - 0.3 - time.monotonic()))
+            window_start = time.monotonic()
+            cpu_before = _cpu_seconds()
+            await _until(
+                lambda n=round_number: reconciles.by_trigger["resync"] >= n * count,
+                300,
+                "the resync's reconciles",
+            )
+            window_end = time.monotonic()
+            cpus.append(_cpu_seconds() - cpu_before)
+            walls.append(reconciles.last_at - reconciles.rounds_done["resync"])
+            calls = api.between(window_start, window_end)
+            writes = {
+                name: n
+                for name, n in calls.items()
+                if name.startswith(("create", "update", "remove", "kill"))
+            }
+            print(
+                f"  resync {round_number}: {walls[-1]:.2f} s wall after the listing, {cpus[-1]:.2f} CPU s; "
+                f"{_calls_line(calls)}; writes: {sum(writes.values())}"
+            )
         print(
-            f"one resync of {count} converged sites: {resync_seconds:.2f} s wall, {cpu:.2f} CPU s; "
-            f"{_calls_line(calls)}; writes: {sum(writes.values())}"
+            f"one resync of {count} converged sites, median of {rounds}: {statistics.median(cpus):.2f} CPU s "
+            f"(min {min(cpus):.2f}, max {max(cpus):.2f}; target <= 0.5 at 1,000), "
+            f"{statistics.median(walls):.2f} s wall"
         )
         print(f"  reconcile results: {dict(reconciles.results)}")
-        print(f"controller RSS (in-process, after the resync): {rss_mb():.0f} MB")
+        print(f"controller RSS (in-process, after the resyncs): {rss_mb():.0f} MB")
     finally:
         controller.stop()
         await asyncio.wait_for(running, 60)
@@ -597,6 +618,7 @@ def main() -> None:
     parser.add_argument(
         "--workers", type=int, default=None, help="the controller's workers in many and first (its default)"
     )
+    parser.add_argument("--resyncs", type=int, default=5, help="resyncs measured in-process, median (5)")
     parser.add_argument("--burst", type=int, default=100, help="dynamic sites started at once (100)")
     parser.add_argument("--burst-rounds", type=int, default=1, help="bursts of each kind, alternated (1)")
     parser.add_argument(
@@ -619,7 +641,7 @@ def main() -> None:
             with throwaway_instance(client, image, "benchk") as settings:
                 converge_many(settings, arguments.sites, arguments.workers)
                 if "resync" in parts:
-                    asyncio.run(resync_in_process(settings, arguments.sites))
+                    asyncio.run(resync_in_process(settings, arguments.sites, arguments.resyncs))
         if "first" in parts:
             with throwaway_instance(client, image, "benchf") as settings:
                 converge_from_records(settings, arguments.sites, arguments.workers)
