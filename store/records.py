@@ -163,7 +163,7 @@ _FileKey = tuple[int, int, int]
 _Parsed = TypeVar("_Parsed")
 
 
-def _file_key(path: Path) -> _FileKey | None:
+def _file_key(path: Path | str) -> _FileKey | None:
     try:
         st = os.stat(path)
     except FileNotFoundError:
@@ -335,6 +335,8 @@ class RecordStore(Generic[R]):
         self.specs_dir = self.state_dir / "specs" / kind.plural
         self.status_dir = self.state_dir / "status" / kind.plural
         self.history_dir = self.state_dir / "history" / kind.plural
+        self._specs_prefix = f"{self.specs_dir}{os.sep}"
+        self._status_prefix = f"{self.status_dir}{os.sep}"
         self._lock_path = self.state_dir / ".lock"
         self._index_path = self.state_dir / ".cache" / f"{kind.plural}.json"
         self._index_loaded = False
@@ -1055,10 +1057,11 @@ class RecordStore(Generic[R]):
                 await pump_task
 
     def _keys_of(self, name: str) -> tuple[_FileKey, _FileKey | None] | None:
-        spec_key = _file_key(self.specs_dir / f"{name}{_RECORD_SUFFIX}")
+        # Joined as strings: pathlib's joins cost more than the stat calls, on every reconcile of a resync.
+        spec_key = _file_key(f"{self._specs_prefix}{name}{_RECORD_SUFFIX}")
         if spec_key is None:
             return None
-        return spec_key, _file_key(self.status_dir / f"{name}{_RECORD_SUFFIX}")
+        return spec_key, _file_key(f"{self._status_prefix}{name}{_RECORD_SUFFIX}")
 
     def _scan_specs(self) -> dict[str, _FileKey]:
         keys: dict[str, _FileKey] = {}
