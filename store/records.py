@@ -46,6 +46,8 @@ from typing import Any, Generic, Literal, TypeVar
 import yaml
 from pydantic import ValidationError
 from watchfiles import Change, awatch
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+from yaml.representer import SafeRepresenter
 
 from specs import yamlio
 from specs.gitsource import GitSource, GitSourceStatus
@@ -176,10 +178,36 @@ def _now() -> datetime:
 
 
 def _dump(document: dict[str, object]) -> bytes:
-    text: str = yaml.dump(
-        document, Dumper=_Dumper, default_flow_style=False, sort_keys=False, allow_unicode=True
-    )
+    """The YAML text yaml.dump(document, default_flow_style=False, sort_keys=False, allow_unicode=True)
+    writes, in about half its time: the node tree of a JSON-shaped document is built here, without the
+    representer's general machinery (alias tracking, a type lookup per value), and serialized as it would."""
+    text: str = yaml.serialize(_node(document), Dumper=_Dumper, allow_unicode=True)
     return text.encode()
+
+
+_TAG = "tag:yaml.org,2002:"
+_FLOATS = SafeRepresenter()
+
+
+def _node(value: object) -> Node:
+    """The node SafeRepresenter makes of a JSON-shaped value (dicts, lists, str, int, float, bool, None)."""
+    if isinstance(value, str):
+        return ScalarNode(f"{_TAG}str", value)
+    if isinstance(value, dict):
+        pairs = [(_node(key), _node(item)) for key, item in value.items()]
+        return MappingNode(f"{_TAG}map", pairs, flow_style=False)
+    if isinstance(value, list):
+        return SequenceNode(f"{_TAG}seq", [_node(item) for item in value], flow_style=False)
+    if value is None:
+        return ScalarNode(f"{_TAG}null", "null")
+    if isinstance(value, bool):
+        return ScalarNode(f"{_TAG}bool", "true" if value else "false")
+    if isinstance(value, int):
+        return ScalarNode(f"{_TAG}int", str(value))
+    if isinstance(value, float):
+        node: Node = _FLOATS.represent_float(value)
+        return node
+    raise TypeError(f"a record holds JSON values only, not {type(value).__name__}")
 
 
 # What a YAML reader would not take literally in a JSON string: YAML 1.1's extra line breaks (NEL, LS, PS),

@@ -424,3 +424,51 @@ def test_cached_is_the_listed_record_until_either_file_changes(store: SiteStore)
     other.update(site)
     assert store.cached("blog") is None
     assert store.get("blog").spec.replicas == 2
+
+
+def test_a_spec_record_is_the_yaml_that_yaml_dump_writes(store: SiteStore):
+    # Values a YAML writer must quote, escape or fold: what the store writes must read back the same, and
+    # be the very text libyaml's dump gives, as it always was (diffs of history see no change of style).
+    odd = [
+        "",
+        " leading space",
+        "yes",
+        "null",
+        "~",
+        "1.0",
+        "0x1F",
+        "2026-01-01",
+        "a: b",
+        "# not a comment",
+        "- item",
+        "line one\nline two\n",
+        "tab\there",
+        "quote ' and \" and \\",
+        "é ü 中文 \U0001f600",
+        "\x85\u2028\u2029\ufeff\x7f\x9b",
+        "{flow} [seq] &anchor *alias !tag %directive @at `tick`",
+        "x" * 200,
+    ]
+    env = {f"VALUE_{index}": value for index, value in enumerate(odd)}
+    annotations = {f"example.org/a{index}": value for index, value in enumerate(odd)}
+    for name, cpus in (("plain", 0.5), ("whole", 2.0), ("small", 0.01), ("odd", 1.2345678901234)):
+        site = Site(
+            metadata=ObjectMeta(name=name, annotations=annotations),
+            spec=SiteSpec.model_validate(
+                {
+                    "type": "dynamic",
+                    "image": "example.org/app:1",
+                    "command": ["sh", "-c", "echo 'a: b' # {x}"],
+                    "env": env,
+                    "resources": {"cpus": cpus},
+                }
+            ),
+        )
+        stored = store.add_finalizer(store.create(site).name, FINALIZER)
+        text = store.spec_path(name).read_text()
+        document = stored.to_document(include_status=False)
+        assert text == yaml.dump(
+            document, Dumper=yaml.CSafeDumper, default_flow_style=False, sort_keys=False, allow_unicode=True
+        )
+        assert yaml.safe_load(text) == document
+        assert SiteStore(store.state_dir).get(name) == stored
