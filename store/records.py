@@ -336,14 +336,16 @@ class _ParseCache:
                 self._entries[path] = (key, value)
         return value
 
-    def remember(self, path: Path, value: object) -> None:
-        """Cache what this process just wrote, so its own next list() need not parse it back."""
+    def remember(self, path: Path, value: object) -> _FileKey | None:
+        """Cache what this process just wrote, so its own next list() need not parse it back; the file's
+        identity (None: gone already)."""
         key = _file_key(path)
         with self._lock:
             if key is None:
                 self._entries.pop(path, None)
             else:
                 self._entries[path] = (key, value)
+        return key
 
     def forget(self, path: Path) -> None:
         with self._lock:
@@ -977,8 +979,11 @@ class RecordStore(Generic[R]):
 
     def _put_status(self, name: str, status: Model) -> tuple[R, _StatusRecord[Model]]:
         """Write the status record (under the lock); the shared spec it belongs to, and what was written."""
+        # The spec's identity before it is read: the record cached below can only be found stale, never
+        # taken for a newer version than it is.
+        spec_key = _file_key(self.spec_path(name))
         stored = self._shared_spec(name)
-        if stored is None:
+        if stored is None or spec_key is None:
             raise NotFound(f"site {name!r} not found")
         path = self.status_path(name)
         previous = None
@@ -997,7 +1002,10 @@ class RecordStore(Generic[R]):
             status=self.kind.status.model_validate(status.model_dump()),
         )
         write_atomic(path, _status_text(record), sync_directory=False)
-        self._cache.remember(path, record)
+        status_key = self._cache.remember(path, record)
+        if status_key is not None:
+            # The record as list() and cached() will show it: the next reconcile reads it without a parse.
+            self._entries[name] = ((spec_key, status_key), self._merge(stored, record, copy=False))
         self._written(name)
         return stored, record
 

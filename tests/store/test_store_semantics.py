@@ -424,6 +424,11 @@ def test_cached_is_the_listed_record_until_either_file_changes(store: SiteStore)
     other.update(site)
     assert store.cached("blog") is None
     assert store.get("blog").spec.replicas == 2
+    # This store's own status write leaves the record as it now stands, for the next reader.
+    store.update_status("blog", SiteStatus(observed_generation=2))
+    written = store.cached("blog")
+    assert written is not None and written == store.get("blog")
+    assert written.status == SiteStatus(observed_generation=2) and written.spec.replicas == 2
 
 
 def test_a_spec_record_is_the_yaml_that_yaml_dump_writes(store: SiteStore):
