@@ -178,9 +178,10 @@ def _now() -> datetime:
 
 
 def _dump(document: dict[str, object]) -> bytes:
-    """The YAML text yaml.dump(document, default_flow_style=False, sort_keys=False, allow_unicode=True)
-    writes, in about half its time: the node tree of a JSON-shaped document is built here, without the
-    representer's general machinery (alias tracking, a type lookup per value), and serialized as it would."""
+    """The text yaml.dump(document, Dumper=CSafeDumper, default_flow_style=False, sort_keys=False,
+    allow_unicode=True) writes, in about half its time: the node tree of a JSON-shaped document is built
+    here, without the representer's general machinery (alias tracking, a type lookup per value), and
+    serialized by the same emitter."""
     text: str = yaml.serialize(_node(document), Dumper=_Dumper, allow_unicode=True)
     return text.encode()
 
