@@ -7,6 +7,7 @@ construction; the benchmark's own helpers are given it), so one removal by label
 
 from __future__ import annotations
 
+import os
 import secrets
 import shutil
 import sys
@@ -55,21 +56,25 @@ def throwaway_instance(client: docker.DockerClient, image: str, prefix: str = "b
 
 
 class ControllerProcess(swarm_helpers.ControllerProcess):
-    """`director controller` as a subprocess over `settings` with `workers` workers (and none of the tests'
-    short step timeout and backoff), its log in the state dir."""
+    """`director controller` as a subprocess over `settings` with `workers` workers (None: its default), and
+    none of the tests' short step timeout and backoff, its log in the state dir."""
 
-    def __init__(self, settings: Settings, *, resync_seconds: int = 30, workers: int = 16) -> None:
+    def __init__(self, settings: Settings, *, resync_seconds: int = 30, workers: int | None = None) -> None:
         super().__init__(
             settings,
             settings.state_dir / "controller.log",
             resync_seconds=resync_seconds,
-            arguments=["--workers", str(workers)],
+            arguments=[] if workers is None else ["--workers", str(workers)],
         )
         self.workers = workers
 
     def rss_mb(self) -> float:
         assert self.process is not None
         return rss_mb(self.process.pid)
+
+    def cpu_seconds(self) -> float:
+        assert self.process is not None
+        return cpu_seconds(self.process.pid)
 
     def stop(self, timeout: float = 40) -> None:
         super().stop(timeout)
@@ -83,6 +88,13 @@ def rss_mb(pid: int | str = "self") -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     raise RuntimeError(f"no VmRSS for process {pid}")
+
+
+def cpu_seconds(pid: int | str = "self") -> float:
+    """User and system CPU seconds a process has used so far."""
+    # The fields after the command name, which is in parentheses and may itself hold spaces.
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def http_status(settings: Settings, host: str, timeout: float = 5.0) -> tuple[int, str]:

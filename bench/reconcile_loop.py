@@ -1,14 +1,15 @@
-"""The controller end to end on the real Swarm: apply-to-served latency, 1,000 sites, and one resync.
+"""The controller end to end on the real Swarm: apply-to-served latency, 1,000 sites, and their resyncs.
 
 1. Apply-to-served latency (`director controller` as a subprocess): a static site, record written to first
    200 through the edge; a dynamic site, the same, interleaved with a plain `docker service create` of the
    same image and command (dnsrr, same overlay network) timed to its first 200 as fetched by curl from a
    helper container on that network. Medians and the dynamic/plain ratio.
 2. 1,000 static sites from an empty state to all Ready (a sample fetched for a 200 through the edge), and
-   the controller's RSS.
-3. One resync of the 1,000 converged sites, the controller in this process with its Docker client counting
-   every call: calls by method, writes, CPU seconds, wall time and RSS. The cold start before it (a fresh
-   controller meeting 1,000 converged sites) is reported too.
+   the controller's RSS. With `first`: the records written before the controller starts, timed from its
+   start (the edge included) to all Ready, with its CPU seconds and RSS.
+3. Resyncs of the 1,000 converged sites (5, every 10 s), the controller in this process with its Docker
+   client counting every call: calls by method, writes, CPU seconds (median), wall time and RSS. The cold
+   start before them (a fresh controller meeting 1,000 converged sites) is reported too.
 4. 100 dynamic sites from an empty state to all serving (records written to every site's first 200 through
    the edge), side by side with `docker stack deploy` of the same 100 services (image, command, env,
    limits, restart policy, mounts, dnsrr, the same overlay network) timed to every service answering from
@@ -16,8 +17,8 @@
 
 Everything is created under throwaway instances and removed at the end.
 
-    .venv/bin/python -m bench.reconcile_loop [--rounds 10] [--sites 1000] [--burst 100] [--burst-rounds 1]
-        [--parts latency,many,resync,burst]
+    .venv/bin/python -m bench.reconcile_loop [--rounds 10] [--sites 1000] [--resyncs 5] [--burst 100]
+        [--burst-rounds 1] [--workers N] [--parts latency,many,resync,first,burst]
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import random
 import resource
 import statistics
@@ -36,6 +38,7 @@ from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import docker
 import docker.errors
@@ -61,6 +64,7 @@ from specs.config import Settings
 from specs.models import ObjectMeta, Site, SiteSpec
 from store.records import SiteStore
 
+_Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 LOCAL_IMAGE = "director-local/site:latest"
 SERVE_PUBLIC = ["sh", "-c", 'exec python3 -m http.server "$PORT" --bind "$HOST" --directory /site/public']
 EDGE_START_SECONDS = 120
@@ -203,8 +207,41 @@ def measure_latency(client: docker.DockerClient, image: str, rounds: int) -> Non
 # -- 2. 1,000 static sites -----------------------------------------------------------------------------
 
 
-def converge_many(settings: Settings, count: int) -> None:
-    controller = ControllerProcess(settings, resync_seconds=RESYNC_SECONDS)
+class ReadyCount:
+    """How many status records say Ready=True, re-reading only the files that changed since the last count:
+    a list() of the store every poll would parse and validate every record, and rewrite the store's shared
+    index, taking CPU from the controller being measured on the same cores."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._directory = settings.state_dir / "status" / "sites"
+        self._seen: dict[str, tuple[tuple[int, int, int], bool]] = {}
+
+    def __call__(self) -> int:
+        current: dict[str, tuple[tuple[int, int, int], bool]] = {}
+        for entry in os.scandir(self._directory):
+            if entry.name.startswith(".") or not entry.name.endswith(".yaml"):
+                continue
+            with contextlib.suppress(FileNotFoundError):
+                st = entry.stat()
+                key = (st.st_mtime_ns, st.st_size, st.st_ino)
+                seen = self._seen.get(entry.name)
+                if seen is None or seen[0] != key:
+                    seen = (key, _ready(entry.path))
+                current[entry.name] = seen
+        self._seen = current
+        return sum(ready for _, ready in current.values())
+
+
+def _ready(path: str) -> bool:
+    with contextlib.suppress(FileNotFoundError, yaml.YAMLError):
+        document = yaml.load(Path(path).read_bytes(), Loader=_Loader)
+        conditions = document.get("status", {}).get("conditions", []) if isinstance(document, dict) else []
+        return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+    return False
+
+
+def converge_many(settings: Settings, count: int, workers: int | None) -> None:
+    controller = ControllerProcess(settings, resync_seconds=RESYNC_SECONDS, workers=workers)
     controller.start()
     try:
         wait_until(_edge_answers(settings), EDGE_START_SECONDS, "the edge", 0.1)
@@ -215,15 +252,8 @@ def converge_many(settings: Settings, count: int) -> None:
             store.create(_site(name))
         written = time.monotonic() - started
 
-        def all_ready() -> bool:
-            sites, _ = store.list()
-            ready = 0
-            for found in sites:
-                condition = found.status.condition("Ready") if found.status else None
-                ready += condition is not None and condition.status == "True"
-            return ready == count
-
-        wait_until(all_ready, 600, f"{count} sites Ready", poll=0.5)
+        ready = ReadyCount(settings)
+        wait_until(lambda: ready() == count, 600, f"{count} sites Ready", poll=0.5)
         converged = time.monotonic() - started
         # Ready follows the edge's SIGHUP; Nginx's new workers take a moment more to load the routes.
         sample = random.Random(7).sample(names, min(100, count))
@@ -233,7 +263,48 @@ def converge_many(settings: Settings, count: int) -> None:
             f"after the first write ({count / converged:.0f} sites/s); a sample of {len(sample)} all "
             f"answered 200 with their page (the last {max(waited):.2f} s after all were Ready)"
         )
-        print(f"controller RSS with {count} converged sites: {controller.rss_mb():.0f} MB")
+        print(
+            f"controller RSS with {count} converged sites: {controller.rss_mb():.0f} MB; "
+            f"CPU {controller.cpu_seconds():.1f} s ({workers or 'default'} workers)"
+        )
+    finally:
+        controller.stop()
+
+
+# -- 2b. the controller started over records written before it ------------------------------------------
+
+
+def converge_from_records(settings: Settings, count: int, workers: int | None) -> None:
+    """`count` static Site records written first, then `director controller` started over them with nothing
+    in the world (no edge, no directories): seconds from its start to all Ready, its CPU and RSS."""
+    store = SiteStore(settings.state_dir)
+    names = [f"first-{index:05d}" for index in range(count)]
+    writing = time.monotonic()
+    for name in names:
+        store.create(_site(name))
+    written = time.monotonic() - writing
+    controller = ControllerProcess(settings, resync_seconds=RESYNC_SECONDS, workers=workers)
+    started = time.monotonic()
+    controller.start()
+    try:
+        edge_up = wait_until(_edge_answers(settings), EDGE_START_SECONDS, "the edge", 0.1)
+        ready = ReadyCount(settings)
+        wait_until(lambda: ready() == count, 900, f"{count} sites Ready", poll=0.5)
+        converged = time.monotonic() - started
+        cpu = controller.cpu_seconds()
+        sample = random.Random(7).sample(names, min(100, count))
+        waited = [wait_until(_served(settings, name), 10, name, poll=0.01) for name in sample]
+        print(
+            f"{count} static site records written first ({written:.1f} s), then the controller started "
+            f"({workers or 'default'} workers): edge answering after {edge_up:.1f} s, all Ready "
+            f"{converged:.1f} s after its start ({count / converged:.0f} sites/s; target <= 60 s at 10,000); "
+            f"a sample of {len(sample)} answered 200 (the last {max(waited):.2f} s after)"
+        )
+        print(
+            f"controller with {count} sites: CPU {cpu:.1f} s to all Ready "
+            f"({cpu / count * 1000:.1f} ms/site), "
+            f"RSS {controller.rss_mb():.0f} MB (target <= 150 MB at 10,000)"
+        )
     finally:
         controller.stop()
 
@@ -285,7 +356,12 @@ def _calls_line(calls: Counter[str]) -> str:
     return f"{sum(calls.values())} Docker API calls ({listed})"
 
 
-async def resync_in_process(settings: Settings, count: int) -> None:
+def _resync_interval(count: int) -> float:
+    """The in-process controller's resync period: room for a round of `count` sites between two."""
+    return max(10.0, count / 100)
+
+
+async def resync_in_process(settings: Settings, count: int, rounds: int) -> None:
     # As `director controller` runs it: blocking Docker, store and event-log calls in a larger pool.
     asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(THREADS, thread_name_prefix="pool"))
     client, api = counting_client(make_client())
@@ -294,7 +370,8 @@ async def resync_in_process(settings: Settings, count: int) -> None:
     runtime_log.addHandler(reconciles)
     runtime_log.setLevel(logging.DEBUG)
     runtime_log.propagate = False
-    options = ControllerOptions(resync_seconds=RESYNC_SECONDS, resync_jitter=0.0)
+    interval = _resync_interval(count)
+    options = ControllerOptions(resync_seconds=interval, resync_jitter=0.0)
     controller = build_controller(settings, options, client)
     started = time.monotonic()
     cpu_started = _cpu_seconds()
@@ -309,26 +386,41 @@ async def resync_in_process(settings: Settings, count: int) -> None:
             f"cold start (fresh controller, {count} converged sites): all reconciled in "
             f"{cold_done - started:.1f} s, {cold_cpu:.1f} CPU s; {_calls_line(cold_calls)}"
         )
-        resync_at = reconciles.rounds_done["start"] + RESYNC_SECONDS
-        if cold_done > resync_at - 1:
-            print("  (the cold start ran into the next resync: the figures below overlap it)")
-        await asyncio.sleep(max(0.0, resync_at - 0.3 - time.monotonic()))
-        window_start = time.monotonic()
-        cpu_before = _cpu_seconds()
-        await _until(lambda: reconciles.by_trigger["resync"] >= count, 300, "the resync's reconciles")
-        window_end = time.monotonic()
-        cpu = _cpu_seconds() - cpu_before
-        calls = api.between(window_start, window_end)
-        writes = {
-            name: n for name, n in calls.items() if name.startswith(("create", "update", "remove", "kill"))
-        }
-        resync_seconds = reconciles.last_at - resync_at
+        cpus: list[float] = []
+        walls: list[float] = []
+        for round_number in range(1, rounds + 1):
+            previous = "start" if round_number == 1 else "resync"
+            resync_at = reconciles.rounds_done[previous] + interval
+            if reconciles.last_at > resync_at - 1:
+                print("  (a round ran into the next resync: the figures below overlap it)")
+            await asyncio.sleep(max(0.0, resync_at - 0.3 - time.monotonic()))
+            window_start = time.monotonic()
+            cpu_before = _cpu_seconds()
+            await _until(
+                lambda n=round_number: reconciles.by_trigger["resync"] >= n * count,
+                300,
+                "the resync's reconciles",
+            )
+            window_end = time.monotonic()
+            cpus.append(_cpu_seconds() - cpu_before)
+            walls.append(reconciles.last_at - reconciles.rounds_done["resync"])
+            calls = api.between(window_start, window_end)
+            writes = {
+                name: n
+                for name, n in calls.items()
+                if name.startswith(("create", "update", "remove", "kill"))
+            }
+            print(
+                f"  resync {round_number}: {walls[-1]:.2f} s wall after the listing, {cpus[-1]:.2f} CPU s; "
+                f"{_calls_line(calls)}; writes: {sum(writes.values())}"
+            )
         print(
-            f"one resync of {count} converged sites: {resync_seconds:.2f} s wall, {cpu:.2f} CPU s; "
-            f"{_calls_line(calls)}; writes: {sum(writes.values())}"
+            f"one resync of {count} converged sites, median of {rounds}: {statistics.median(cpus):.2f} CPU s "
+            f"(min {min(cpus):.2f}, max {max(cpus):.2f}; target <= 0.5 at 1,000), "
+            f"{statistics.median(walls):.2f} s wall"
         )
         print(f"  reconcile results: {dict(reconciles.results)}")
-        print(f"controller RSS (in-process, after the resync): {rss_mb():.0f} MB")
+        print(f"controller RSS (in-process, after the resyncs): {rss_mb():.0f} MB")
     finally:
         controller.stop()
         await asyncio.wait_for(running, 60)
@@ -516,13 +608,17 @@ def measure_burst(client: docker.DockerClient, image: str, count: int, rounds: i
     print(f"{count} dynamic sites from empty, Director / docker stack deploy: {ratio:.2f}x (target <= 0.7x)")
 
 
-PARTS = ("latency", "many", "resync", "burst")
+PARTS = ("latency", "many", "resync", "first", "burst")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=10, help="latency measurements of each kind (10)")
     parser.add_argument("--sites", type=int, default=1000, help="static sites to converge and resync (1000)")
+    parser.add_argument(
+        "--workers", type=int, default=None, help="the controller's workers in many and first (its default)"
+    )
+    parser.add_argument("--resyncs", type=int, default=5, help="resyncs measured in-process, median (5)")
     parser.add_argument("--burst", type=int, default=100, help="dynamic sites started at once (100)")
     parser.add_argument("--burst-rounds", type=int, default=1, help="bursts of each kind, alternated (1)")
     parser.add_argument(
@@ -543,9 +639,12 @@ def main() -> None:
             measure_latency(client, image, arguments.rounds)
         if "many" in parts:
             with throwaway_instance(client, image, "benchk") as settings:
-                converge_many(settings, arguments.sites)
+                converge_many(settings, arguments.sites, arguments.workers)
                 if "resync" in parts:
-                    asyncio.run(resync_in_process(settings, arguments.sites))
+                    asyncio.run(resync_in_process(settings, arguments.sites, arguments.resyncs))
+        if "first" in parts:
+            with throwaway_instance(client, image, "benchf") as settings:
+                converge_from_records(settings, arguments.sites, arguments.workers)
         if "burst" in parts:
             measure_burst(client, image, arguments.burst, arguments.burst_rounds)
     finally:

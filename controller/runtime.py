@@ -42,7 +42,7 @@ from controller.types import FINALIZER, Request, Trigger
 from controller.watch import FingerprintCache, StoreWatch, classify
 from specs.models import LastReconcile, Model, Resource
 from store.events import EventLog
-from store.records import BeingDeleted, InvalidRecord, NotFound, StoreError
+from store.records import BeingDeleted, NotFound, RecordError, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -324,17 +324,29 @@ class Controller:
     async def _reconcile(self, kind: AnyKind, item: WorkItem) -> _Done:
         name = item.request.name
         reconcile_id = _new_id()
-        try:
-            record = await asyncio.to_thread(kind.records.get, name)
-        except NotFound:
+        # The record as the store shares it (the reconcile only reads it): read on the loop when that is two
+        # stat calls, as for every record of a resync; in a thread when it must be parsed.
+        found = kind.records.cached(name)
+        if found is None:
+            found = await asyncio.to_thread(kind.records.current, name)
+        if found is None:
             return await self._finalize_orphan(kind, item, reconcile_id)
-        except InvalidRecord as error:
+        if isinstance(found, RecordError):
             # Never act on a record that cannot be read: the watch wakes us when it is mended.
-            log.warning("%s %s: record unreadable, not reconciled: %s", kind.name, name, error.message)
+            log.warning("%s %s: record unreadable, not reconciled: %s", kind.name, name, found.message)
             await self._recorder.record(
-                name, None, reconcile_id, item.trigger, "read", "failed", 0.0, str(error), uid=None
+                name,
+                None,
+                reconcile_id,
+                item.trigger,
+                "read",
+                "failed",
+                0.0,
+                f"{found.path}: {found.message}",
+                uid=None,
             )
             return _Done(Result())
+        record = found
         if record.metadata.deletion_timestamp is not None:
             return await self._finalize_record(kind, item, record, reconcile_id)
         generation = record.metadata.generation
@@ -351,35 +363,15 @@ class Controller:
             self._fingerprints[kind.name].remember(record)
         started = time.monotonic()
         stored = record.status
-        passing = asyncio.ensure_future(
-            self._pass(
-                [(r.name, partial(r.reconcile, record)) for r in kind.reconcilers],
-                item,
-                reconcile_id,
-                failure_step="reconcile",
-                stop_on_failure=True,
+        calls: list[tuple[str, StepCall]] = [(r.name, partial(r.reconcile, record)) for r in kind.reconcilers]
+        if stored is not None and getattr(stored, "observed_generation", None) == generation:
+            # A generation already applied has no progress to report: the pass runs as it is, no task
+            # and no timer around it (a resync's thousands of converged records).
+            done = await self._pass(calls, item, reconcile_id, failure_step="reconcile", stop_on_failure=True)
+        else:
+            done, stored = await self._pass_reporting_progress(
+                kind, item, stored, generation, calls, reconcile_id
             )
-        )
-        try:
-            # A new generation is said to be in progress only if applying it takes a while: most passes end
-            # sooner, and a status write of "applying" just before the final one would cost a durable
-            # write per record and say nothing anyone could see.
-            finished, _ = await asyncio.wait({passing}, timeout=self._options.progress_after)
-            if not finished and (
-                stored is None or getattr(stored, "observed_generation", None) != generation
-            ):
-                applying = reconciling_status(
-                    kind.status_model,
-                    stored,
-                    generation=generation,
-                    message=f"applying generation {generation}",
-                    now=_now(),
-                )
-                stored = await self._write_status(kind, name, stored, applying)
-            done = await passing
-        except asyncio.CancelledError:
-            passing.cancel()
-            raise
         result, verdict = _conclude(kind, done)
 
         async def finish(delay: float | None) -> None:
@@ -410,6 +402,38 @@ class Controller:
             )
 
         return _Done(result, finish)
+
+    async def _pass_reporting_progress(
+        self,
+        kind: AnyKind,
+        item: WorkItem,
+        stored: Model | None,
+        generation: int | None,
+        calls: list[tuple[str, StepCall]],
+        reconcile_id: str,
+    ) -> tuple[Pass, Model | None]:
+        """The pass of a new generation, and the status stored once it is done."""
+        passing = asyncio.ensure_future(
+            self._pass(calls, item, reconcile_id, failure_step="reconcile", stop_on_failure=True)
+        )
+        try:
+            # A new generation is said to be in progress only if applying it takes a while: most passes end
+            # sooner, and a status write of "applying" just before the final one would cost a durable
+            # write per record and say nothing anyone could see.
+            finished, _ = await asyncio.wait({passing}, timeout=self._options.progress_after)
+            if not finished:
+                applying = reconciling_status(
+                    kind.status_model,
+                    stored,
+                    generation=generation,
+                    message=f"applying generation {generation}",
+                    now=_now(),
+                )
+                stored = await self._write_status(kind, item.request.name, stored, applying)
+            return await passing, stored
+        except asyncio.CancelledError:
+            passing.cancel()
+            raise
 
     async def _report(
         self,
@@ -582,7 +606,7 @@ class Controller:
         if previous is not None and previous == status:
             return previous
         try:
-            await asyncio.to_thread(kind.records.update_status, name, status)
+            await asyncio.to_thread(kind.records.write_status, name, status)
         except NotFound:
             log.debug("%s %s: gone before its status could be written", kind.name, name)
             return previous

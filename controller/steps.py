@@ -219,7 +219,7 @@ class EventRecorder:
         while self._pending:
             batch, self._pending = self._pending, []
             try:
-                await asyncio.to_thread(self._events.record_many, batch)
+                await asyncio.to_thread(self._events.append, batch)
             except Exception as error:
                 # The event log is a record of the work, not a part of it: losing some must not stop it.
                 log.error("%d reconcile events not recorded: %s", len(batch), error)

@@ -1,9 +1,10 @@
 """The record store's watch as a trigger: which changes of a record deserve a reconcile, and how urgently.
 
-The store reports status writes too, and the controller writes status after every reconcile: a watch
-that woke on those would reconcile forever. So each record's metadata is remembered as a fingerprint and
-only a change of it wakes the controller; the controller also records the fingerprints of its own
-metadata writes (the finalizer) so those do not wake it either.
+The controller writes a status after reconciles, and a watch that woke on those would reconcile forever:
+it watches the spec records alone (the store then neither wakes it nor parses anything on a status
+write). A spec record changes for more than its spec, so each record's metadata is remembered as a
+fingerprint and only a change of it wakes the controller; the controller also records the fingerprints
+of its own metadata writes (the finalizer) so those do not wake it either.
 """
 
 from __future__ import annotations
@@ -104,7 +105,8 @@ class StoreWatch:
         self.name = f"watch-{store.kind.plural}"
 
     async def run(self, enqueue: UrgentEnqueue) -> None:
-        async for event in self._store.watch(initial=True):
+        # The records come as the store shares them: only their metadata is read here.
+        async for event in self._store.watch(initial=True, statuses=False):
             self._handle(event, enqueue)
 
     def _handle(self, event: WatchEvent[Any], enqueue: UrgentEnqueue) -> None:

@@ -24,8 +24,13 @@ def fsync_directory(directory: Path) -> None:
         os.close(fd)
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Replace `path` with `data` so that a crash leaves the old or the new content, never a mix."""
+def write_atomic(path: Path, data: bytes, *, sync_directory: bool = True) -> None:
+    """Replace `path` with `data` so that a crash leaves the old or the new content, never a mix.
+
+    The content is on disk before the rename, so the file is never seen torn or empty. `sync_directory`
+    makes the rename itself survive a crash; without it a crash may bring back the previous file, which
+    suits what is recomputed anyway (a status record).
+    """
     temp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}{TEMP_SUFFIX}"
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     try:
@@ -40,7 +45,8 @@ def write_atomic(path: Path, data: bytes) -> None:
         raise
     os.close(fd)
     os.replace(temp, path)
-    fsync_directory(path.parent)
+    if sync_directory:
+        fsync_directory(path.parent)
 
 
 def remove_durably(path: Path) -> bool:

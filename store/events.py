@@ -222,6 +222,14 @@ class EventLog:
 
     def record_many(self, events: Sequence[NewEvent]) -> list[ReconcileEvent]:
         """Record `events` in order, in one transaction: a resync's thousand quiet passes cost one commit."""
+        return self._record_many(events, read_back=True)
+
+    def append(self, events: Sequence[NewEvent]) -> None:
+        """record_many for a writer that does not read the events back (the controller's recorder): each
+        costs its lookup of the site's newest event and its one write, no query of the row written."""
+        self._record_many(events, read_back=False)
+
+    def _record_many(self, events: Sequence[NewEvent], *, read_back: bool) -> list[ReconcileEvent]:
         for new in events:
             if new.result not in _RESULTS:
                 raise ValueError(f"result must be one of {', '.join(sorted(_RESULTS))}, got {new.result!r}")
@@ -235,7 +243,10 @@ class EventLog:
                 # Timed once the log is ours: a writer that waited for others' commits must not date its
                 # events before theirs, or per-site retention would drop them as the oldest.
                 now = _to_us(datetime.now(UTC))
-                recorded = [self._insert(db, new, now) for new in events]
+                for new in events:
+                    event_id = self._insert(db, new, now)
+                    if read_back:
+                        recorded.append(self._read_back(db, new, event_id, now))
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")
@@ -246,7 +257,8 @@ class EventLog:
             self.prune()
         return recorded
 
-    def _insert(self, db: sqlite3.Connection, new: NewEvent, now: int) -> ReconcileEvent:
+    def _insert(self, db: sqlite3.Connection, new: NewEvent, now: int) -> int:
+        """The event's row: a new one, or the site's newest if this event repeats it."""
         message = new.message[:MAX_MESSAGE_CHARS]
         moment = now if new.time is None else _to_us(new.time)
         site, generation, step, result, uid = new.site, new.generation, new.step, new.result, new.uid
@@ -288,6 +300,13 @@ class EventLog:
                 "ORDER BY last_time_us DESC, id DESC LIMIT -1 OFFSET ?)",
                 (site, self.max_per_site),
             )
+        return event_id
+
+    @staticmethod
+    def _read_back(db: sqlite3.Connection, new: NewEvent, event_id: int, now: int) -> ReconcileEvent:
+        moment = now if new.time is None else _to_us(new.time)
+        site, generation, step, result = new.site, new.generation, new.step, new.result
+        message, uid = new.message[:MAX_MESSAGE_CHARS], new.uid
         row = db.execute(f"SELECT {_COLUMNS} FROM events WHERE id = ?", (event_id,)).fetchone()
         if row is None:
             # Given a time older than the site's newest max_per_site events, it was recorded and dropped

@@ -11,7 +11,11 @@ Layout (all readable and editable by hand), `<kinds>` being sites, platforms...:
 Spec and status live in separate files so their writers never conflict: the optimistic-concurrency
 check of `update`/`delete` is against the spec record's resourceVersion, and a status write in between
 does not make a spec writer's copy stale. A record read back carries the newer of the two versions.
-Every write happens under one flock and goes through temp file, fsync, rename, fsync of the directory.
+Every write happens under one flock and goes through temp file, fsync, rename; a spec write then fsyncs
+the directory too. A status record is recomputed by the controller, so a crash may lose its newest
+version (the rename), never tear it. It is written as indented JSON, which is YAML too: as readable by
+hand and by any YAML reader, and a small fraction of the cost of YAML's emitter on the controller's
+busiest path.
 
 A site's custom domain belongs to one record at a time, the first to claim it: a write naming a domain another
 record holds is refused (HostTaken) under the same lock, so no order of writers, restarts or deletions
@@ -42,6 +46,8 @@ from typing import Any, Generic, Literal, TypeVar
 import yaml
 from pydantic import ValidationError
 from watchfiles import Change, awatch
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+from yaml.representer import SafeRepresenter
 
 from specs import yamlio
 from specs.gitsource import GitSource, GitSourceStatus
@@ -159,7 +165,7 @@ _FileKey = tuple[int, int, int]
 _Parsed = TypeVar("_Parsed")
 
 
-def _file_key(path: Path) -> _FileKey | None:
+def _file_key(path: Path | str) -> _FileKey | None:
     try:
         st = os.stat(path)
     except FileNotFoundError:
@@ -172,10 +178,52 @@ def _now() -> datetime:
 
 
 def _dump(document: dict[str, object]) -> bytes:
-    text: str = yaml.dump(
-        document, Dumper=_Dumper, default_flow_style=False, sort_keys=False, allow_unicode=True
-    )
+    """The text yaml.dump(document, Dumper=CSafeDumper, default_flow_style=False, sort_keys=False,
+    allow_unicode=True) writes, in about half its time: the node tree of a JSON-shaped document is built
+    here, without the representer's general machinery (alias tracking, a type lookup per value), and
+    serialized by the same emitter."""
+    text: str = yaml.serialize(_node(document), Dumper=_Dumper, allow_unicode=True)
     return text.encode()
+
+
+_TAG = "tag:yaml.org,2002:"
+_FLOATS = SafeRepresenter()
+
+
+def _node(value: object) -> Node:
+    """The node SafeRepresenter makes of a JSON-shaped value (dicts, lists, str, int, float, bool, None)."""
+    if isinstance(value, str):
+        return ScalarNode(f"{_TAG}str", value)
+    if isinstance(value, dict):
+        pairs = [(_node(key), _node(item)) for key, item in value.items()]
+        return MappingNode(f"{_TAG}map", pairs, flow_style=False)
+    if isinstance(value, list):
+        return SequenceNode(f"{_TAG}seq", [_node(item) for item in value], flow_style=False)
+    if value is None:
+        return ScalarNode(f"{_TAG}null", "null")
+    if isinstance(value, bool):
+        return ScalarNode(f"{_TAG}bool", "true" if value else "false")
+    if isinstance(value, int):
+        return ScalarNode(f"{_TAG}int", str(value))
+    if isinstance(value, float):
+        node: Node = _FLOATS.represent_float(value)
+        return node
+    raise TypeError(f"a record holds JSON values only, not {type(value).__name__}")
+
+
+# What a YAML reader would not take literally in a JSON string: YAML 1.1's extra line breaks (NEL, LS, PS),
+# which it folds into spaces, and the characters it refuses outright (C1 controls, DEL, BOM, non-characters).
+_NOT_LITERAL_IN_YAML = re.compile(
+    "[^\n\x20-\x7e\xa0-\u2027\u202a-\ud7ff\ue000-\ufefe\uff00-\ufffd\U00010000-\U0010ffff]"
+)
+
+
+def _status_text(record: Model) -> bytes:
+    """A status record as indented JSON that YAML readers read back unchanged."""
+    text = record.model_dump_json(indent=2, by_alias=True, exclude_none=True)
+    # Such characters can only stand inside strings (JSON's own syntax is ASCII): escaped, they mean the same.
+    text = _NOT_LITERAL_IN_YAML.sub(lambda match: f"\\u{ord(match.group()):04x}", text)
+    return text.encode() + b"\n"
 
 
 def _validation_message(error: ValidationError) -> str:
@@ -289,14 +337,16 @@ class _ParseCache:
                 self._entries[path] = (key, value)
         return value
 
-    def remember(self, path: Path, value: object) -> None:
-        """Cache what this process just wrote, so its own next list() need not parse it back."""
+    def remember(self, path: Path, value: object) -> _FileKey | None:
+        """Cache what this process just wrote, so its own next list() need not parse it back; the file's
+        identity (None: gone already)."""
         key = _file_key(path)
         with self._lock:
             if key is None:
                 self._entries.pop(path, None)
             else:
                 self._entries[path] = (key, value)
+        return key
 
     def forget(self, path: Path) -> None:
         with self._lock:
@@ -316,6 +366,8 @@ class RecordStore(Generic[R]):
         self.specs_dir = self.state_dir / "specs" / kind.plural
         self.status_dir = self.state_dir / "status" / kind.plural
         self.history_dir = self.state_dir / "history" / kind.plural
+        self._specs_prefix = f"{self.specs_dir}{os.sep}"
+        self._status_prefix = f"{self.status_dir}{os.sep}"
         self._lock_path = self.state_dir / ".lock"
         self._index_path = self.state_dir / ".cache" / f"{kind.plural}.json"
         self._index_loaded = False
@@ -367,6 +419,11 @@ class RecordStore(Generic[R]):
 
     def _read_spec(self, name: str) -> R | None:
         """The parsed spec record, None if absent; InvalidRecord if it is broken. Never the cached object."""
+        parsed = self._shared_spec(name)
+        return None if parsed is None else parsed.model_copy(deep=True)
+
+    def _shared_spec(self, name: str) -> R | None:
+        """The parsed spec record as the parse cache holds it: read it, never change it (see _read_spec)."""
         path = self.spec_path(name)
         key = _file_key(path)
         if key is None:
@@ -374,7 +431,7 @@ class RecordStore(Generic[R]):
         parsed = self._cache.get(path, key, self._parse_spec)
         if isinstance(parsed, InvalidRecord):
             raise parsed
-        return parsed.model_copy(deep=True)
+        return parsed
 
     def _read_status(self, name: str, uid: str | None) -> _StatusRecord[Model] | None:
         """The status of this incarnation of the record; a status left by an earlier one is ignored."""
@@ -413,6 +470,18 @@ class RecordStore(Generic[R]):
             return None
         keys = self._keys_of(name)
         return None if keys is None else self._read_entry(name, keys)
+
+    def cached(self, name: str) -> R | None:
+        """current(name) when that costs two stat calls and no parse (the record is shared, as list() shares
+        it: change a copy, never it); None when it would parse, or there is no readable record, so that a
+        caller on an event loop may read here and leave everything else to current() in a thread."""
+        if not _NAME.fullmatch(name) or len(name) > 63:
+            return None
+        keys = self._keys_of(name)
+        cached = self._entries.get(name)
+        if keys is None or cached is None or cached[0] != keys or isinstance(cached[1], RecordError):
+            return None
+        return cached[1]
 
     def _read_entry(self, name: str, keys: tuple[_FileKey, _FileKey | None]) -> R | RecordError:
         """One record for list()/watch(): a shared, parsed record or the reason it cannot be read."""
@@ -596,10 +665,15 @@ class RecordStore(Generic[R]):
         if written is not None and name not in written:
             written.append(name)
 
-    def _write_spec(self, site: R) -> None:
+    def _write_spec(self, site: R, *, private: bool = False) -> None:
+        """Write the spec record; `private`: `site` is nobody else's (its parts at most shared with cached
+        records, which nobody changes), so the parse cache may keep it as it is rather than a copy."""
         path = self.spec_path(site.name)
         write_atomic(path, _dump(site.to_document(include_status=False)))
-        self._cache.remember(path, site.model_copy(deep=True, update={"status": None}))
+        if private and site.status is None:
+            self._cache.remember(path, site)
+        else:
+            self._cache.remember(path, site.model_copy(deep=True, update={"status": None}))
         self._written(site.name)
 
     def _remove_record(self, name: str) -> None:
@@ -856,19 +930,26 @@ class RecordStore(Generic[R]):
 
     def add_finalizer(self, name: str, finalizer: str) -> R:
         with self._writing():
-            stored, status = self._current_for_write(name)
-            if finalizer in stored.metadata.finalizers:
-                return self._merge(stored, status, copy=True)
-            if stored.metadata.deletion_timestamp is not None:
+            shared = self._shared_spec(name)
+            if shared is None:
+                raise NotFound(f"site {name!r} not found")
+            try:
+                status = self._read_status(name, shared.metadata.uid)
+            except InvalidRecord:
+                status = None
+            if finalizer in shared.metadata.finalizers:
+                return self._merge(shared.model_copy(deep=True), status, copy=True)
+            if shared.metadata.deletion_timestamp is not None:
                 raise BeingDeleted(f"site {name!r} is being deleted: finalizer {finalizer!r} cannot be added")
-            metadata = stored.metadata.model_dump()
-            metadata["finalizers"] = [*stored.metadata.finalizers, finalizer]
+            metadata = shared.metadata.model_dump()
+            metadata["finalizers"] = [*shared.metadata.finalizers, finalizer]
             metadata["resource_version"] = str(
-                self._counter.advance(_version(stored.metadata.resource_version))
+                self._counter.advance(_version(shared.metadata.resource_version))
             )
-            stored.metadata = type(stored.metadata).model_validate(metadata)
-            self._write_spec(stored)
-            return self._merge(stored, status, copy=True)
+            # New metadata over the cached spec, which no one changes: the cache may keep this one as it is.
+            stored = shared.model_copy(update={"metadata": type(shared.metadata).model_validate(metadata)})
+            self._write_spec(stored, private=True)
+            return self._merge(stored.model_copy(deep=True), status, copy=True)
 
     def remove_finalizer(self, name: str, finalizer: str) -> R | None:
         with self._writing():
@@ -886,29 +967,48 @@ class RecordStore(Generic[R]):
             return self._merge(stored, status, copy=True)
 
     def update_status(self, name: str, status: Model) -> R:
+        """Replace the record's status; the record as it now stands."""
         with self._writing():
-            stored = self._read_spec(name)
-            if stored is None:
-                raise NotFound(f"site {name!r} not found")
-            path = self.status_path(name)
-            previous = None
-            with contextlib.suppress(InvalidRecord):
-                previous = self._read_status(name, stored.metadata.uid)
-            floor = max(
-                _version(stored.metadata.resource_version),
-                _version(previous.metadata.resource_version) if previous else 0,
-            )
-            record = self._status_record(
-                metadata=_StatusMeta(
-                    name=name, uid=stored.metadata.uid, resource_version=str(self._counter.advance(floor))
-                ),
-                kind=self.kind.kind,
-                status=self.kind.status.model_validate(status.model_dump()),
-            )
-            write_atomic(path, _dump(record.model_dump(mode="json", by_alias=True, exclude_none=True)))
-            self._cache.remember(path, record.model_copy(deep=True))
-            self._written(name)
-            return self._merge(stored, record, copy=True)
+            stored, record = self._put_status(name, status)
+            return self._merge(stored.model_copy(deep=True), record, copy=True)
+
+    def write_status(self, name: str, status: Model) -> None:
+        """update_status for a writer that does not need the record back (the controller, after every
+        reconcile that changed something): it spares copying the record for it."""
+        with self._writing():
+            self._put_status(name, status)
+
+    def _put_status(self, name: str, status: Model) -> tuple[R, _StatusRecord[Model]]:
+        """Write the status record (under the lock); the shared spec it belongs to, and what was written."""
+        # The spec's identity before it is read: the record cached below can only be found stale, never
+        # taken for a newer version than it is.
+        spec_key = _file_key(self.spec_path(name))
+        stored = self._shared_spec(name)
+        if stored is None or spec_key is None:
+            raise NotFound(f"site {name!r} not found")
+        path = self.status_path(name)
+        previous = None
+        with contextlib.suppress(InvalidRecord):
+            previous = self._read_status(name, stored.metadata.uid)
+        floor = max(
+            _version(stored.metadata.resource_version),
+            _version(previous.metadata.resource_version) if previous else 0,
+        )
+        record = self._status_record(
+            metadata=_StatusMeta(
+                name=name, uid=stored.metadata.uid, resource_version=str(self._counter.advance(floor))
+            ),
+            kind=self.kind.kind,
+            # Validated afresh (the caller may have assigned fields since), and a copy of its own.
+            status=self.kind.status.model_validate(status.model_dump()),
+        )
+        write_atomic(path, _status_text(record), sync_directory=False)
+        status_key = self._cache.remember(path, record)
+        if status_key is not None:
+            # The record as list() and cached() will show it: the next reconcile reads it without a parse.
+            self._entries[name] = ((spec_key, status_key), self._merge(stored, record, copy=False))
+        self._written(name)
+        return stored, record
 
     # ---- watching ------------------------------------------------------------------------------------
 
@@ -918,6 +1018,7 @@ class RecordStore(Generic[R]):
         initial: bool = True,
         resync_seconds: float = 10.0,
         on_listed: Callable[[builtins.set[str]], None] | None = None,
+        statuses: bool = True,
     ) -> AsyncIterator[WatchEvent[R]]:
         """Spec and status changes as they happen, plus a full comparison every `resync_seconds`.
 
@@ -927,17 +1028,21 @@ class RecordStore(Generic[R]):
         `on_listed(names)` is called once the watch has taken its first listing, with the names in it (the
         broken records' too), before any event: every later change is reported against that listing. A
         reader that keeps its own copy of the records loads it then, and misses nothing.
+
+        Without `statuses`, only spec records are watched and the records come without their status, as
+        list() shares them (read them, never change them): for a watcher of metadata and spec alone (the
+        controller, which writes the statuses itself), which then neither wakes nor parses on a status write.
         """
         stop = asyncio.Event()
         batches: asyncio.Queue[set[tuple[Change, str]] | None] = asyncio.Queue()
+        view = _RecordView(self) if statuses else _SpecView(self)
 
         def is_record(_change: Change, path: str) -> bool:
             base = os.path.basename(path)
             return base.endswith(_RECORD_SUFFIX) and not base.startswith(".")
 
         changes = awatch(
-            self.specs_dir,
-            self.status_dir,
+            *view.directories,
             watch_filter=is_record,
             debounce=50,
             step=5,
@@ -959,9 +1064,9 @@ class RecordStore(Generic[R]):
         # so no change can fall between the two.
         await asyncio.sleep(0)
         try:
-            known: dict[str, tuple[tuple[_FileKey, _FileKey | None], bool]] = {}
+            known: dict[str, tuple[object, bool]] = {}
             # Full scans parse every changed file: off the event loop, which may serve others meanwhile.
-            initial_events = await asyncio.to_thread(self._full_diff, known, initial)
+            initial_events = await asyncio.to_thread(_full_diff, view, known, initial)
             if on_listed is not None:
                 on_listed(builtins.set(known))
             for event in initial_events if initial else []:
@@ -973,12 +1078,12 @@ class RecordStore(Generic[R]):
                     pump_task.result()  # raises what stopped the file watcher
                     return
                 names = {os.path.basename(path)[: -len(_RECORD_SUFFIX)] for _, path in batch}
-                current = {name: self._keys_of(name) for name in names}
+                current = {name: view.keys_of(name) for name in names}
                 found = {name: keys for name, keys in current.items() if keys is not None}
-                events = self._diff(known, found, names, report_added=True)
+                events = _diff(view, known, found, names, report_added=True)
                 # An empty batch is the watcher's timeout; a busy store gets its resync all the same.
                 if not batch or time.monotonic() - last_full_scan >= resync_seconds:
-                    events += await asyncio.to_thread(self._full_diff, known, True)
+                    events += await asyncio.to_thread(_full_diff, view, known, True)
                     last_full_scan = time.monotonic()
                 for event in events:
                     yield event
@@ -988,48 +1093,108 @@ class RecordStore(Generic[R]):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await pump_task
 
-    def _full_diff(
-        self, known: dict[str, tuple[tuple[_FileKey, _FileKey | None], bool]], report_added: bool
-    ) -> builtins.list[WatchEvent[R]]:
-        return self._diff(known, self._scan(), None, report_added=report_added)
-
     def _keys_of(self, name: str) -> tuple[_FileKey, _FileKey | None] | None:
-        spec_key = _file_key(self.specs_dir / f"{name}{_RECORD_SUFFIX}")
+        # Joined as strings: pathlib's joins cost more than the stat calls, on every reconcile of a resync.
+        spec_key = _file_key(f"{self._specs_prefix}{name}{_RECORD_SUFFIX}")
         if spec_key is None:
             return None
-        return spec_key, _file_key(self.status_dir / f"{name}{_RECORD_SUFFIX}")
+        return spec_key, _file_key(f"{self._status_prefix}{name}{_RECORD_SUFFIX}")
 
-    def _diff(
-        self,
-        known: dict[str, tuple[tuple[_FileKey, _FileKey | None], bool]],
-        found: dict[str, tuple[_FileKey, _FileKey | None]],
-        names: set[str] | None,
-        *,
-        report_added: bool,
-    ) -> builtins.list[WatchEvent[R]]:
-        """Events turning `known` into `found` for `names` (None: every name), updating `known`."""
-        events: builtins.list[WatchEvent[R]] = []
-        candidates = set(found) | set(known) if names is None else names
-        for name in sorted(candidates):
-            keys = found.get(name)
-            previous = known.get(name)
-            if keys is None:
-                if previous is not None:
-                    del known[name]
-                    events.append(WatchEvent("DELETED", name, None))
-                continue
-            if previous is not None and previous[0] == keys:
-                continue
-            entry = self._read_entry(name, keys)
-            valid = not isinstance(entry, RecordError)
-            known[name] = (keys, valid)
-            if isinstance(entry, RecordError):
-                events.append(WatchEvent("ERROR", name, None, entry))
-            elif previous is not None and previous[1]:
-                events.append(WatchEvent("MODIFIED", name, entry.model_copy(deep=True)))
-            elif report_added or previous is not None:
-                events.append(WatchEvent("ADDED", name, entry.model_copy(deep=True)))
-        return events
+    def _scan_specs(self) -> dict[str, _FileKey]:
+        keys: dict[str, _FileKey] = {}
+        for entry in os.scandir(self.specs_dir):
+            if entry.name.endswith(_RECORD_SUFFIX) and not entry.name.startswith("."):
+                with contextlib.suppress(FileNotFoundError):
+                    st = entry.stat()
+                    keys[entry.name[: -len(_RECORD_SUFFIX)]] = (st.st_mtime_ns, st.st_size, st.st_ino)
+        return keys
+
+    def _read_shared_spec(self, name: str, key: _FileKey) -> R | RecordError:
+        path = self.specs_dir / f"{name}{_RECORD_SUFFIX}"
+        if not _NAME.fullmatch(name):
+            return RecordError(name, path, "not a valid site name")
+        spec = self._cache.get(path, key, self._parse_spec)
+        return RecordError(name, path, spec.message) if isinstance(spec, InvalidRecord) else spec
+
+
+class _RecordView(Generic[R]):
+    """What watch() follows of a store: whole records, spec and status, each event's record a copy."""
+
+    def __init__(self, store: RecordStore[R]) -> None:
+        self.store = store
+        self.directories: tuple[Path, ...] = (store.specs_dir, store.status_dir)
+
+    def keys_of(self, name: str) -> object | None:
+        return self.store._keys_of(name)
+
+    def scan(self) -> dict[str, object]:
+        return dict(self.store._scan())
+
+    def read(self, name: str, keys: Any) -> R | RecordError:
+        return self.store._read_entry(name, keys)
+
+    def shown(self, record: R) -> R:
+        return record.model_copy(deep=True)
+
+
+class _SpecView(_RecordView[R]):
+    """Spec records alone, each event's record the one the parse cache shares (see watch's `statuses`)."""
+
+    def __init__(self, store: RecordStore[R]) -> None:
+        super().__init__(store)
+        self.directories = (store.specs_dir,)
+
+    def keys_of(self, name: str) -> object | None:
+        return _file_key(self.store.specs_dir / f"{name}{_RECORD_SUFFIX}")
+
+    def scan(self) -> dict[str, object]:
+        return dict(self.store._scan_specs())
+
+    def read(self, name: str, keys: Any) -> R | RecordError:
+        return self.store._read_shared_spec(name, keys)
+
+    def shown(self, record: R) -> R:
+        return record
+
+
+def _full_diff(
+    view: _RecordView[R], known: dict[str, tuple[object, bool]], report_added: bool
+) -> builtins.list[WatchEvent[R]]:
+    return _diff(view, known, view.scan(), None, report_added=report_added)
+
+
+def _diff(
+    view: _RecordView[R],
+    known: dict[str, tuple[object, bool]],
+    found: dict[str, object],
+    names: set[str] | None,
+    *,
+    report_added: bool,
+) -> builtins.list[WatchEvent[R]]:
+    """Events turning `known` into `found` (file identities by name) for `names` (None: every name),
+    updating `known`."""
+    events: builtins.list[WatchEvent[R]] = []
+    candidates = set(found) | set(known) if names is None else names
+    for name in sorted(candidates):
+        keys = found.get(name)
+        previous = known.get(name)
+        if keys is None:
+            if previous is not None:
+                del known[name]
+                events.append(WatchEvent("DELETED", name, None))
+            continue
+        if previous is not None and previous[0] == keys:
+            continue
+        entry = view.read(name, keys)
+        valid = not isinstance(entry, RecordError)
+        known[name] = (keys, valid)
+        if isinstance(entry, RecordError):
+            events.append(WatchEvent("ERROR", name, None, entry))
+        elif previous is not None and previous[1]:
+            events.append(WatchEvent("MODIFIED", name, view.shown(entry)))
+        elif report_added or previous is not None:
+            events.append(WatchEvent("ADDED", name, view.shown(entry)))
+    return events
 
 
 class SiteStore(RecordStore[Site]):

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from store_helpers import record_events_forever
 
-from store.events import EventLog
+from store.events import EventLog, NewEvent
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -56,6 +56,35 @@ def test_identical_repeats_collapse(log: EventLog):
     third = record(log, message="boom", result="failed", at=T0 + timedelta(seconds=90))
     assert third.id not in (first.id, different.id)
     assert [e.count for e in log.query("blog")] == [1, 1, 2]
+
+
+def test_append_records_as_record_many_does(tmp_path: Path):
+    def batch(step: str, at: datetime) -> list[NewEvent]:
+        return [
+            NewEvent(
+                site=site,
+                generation=1,
+                reconcile_id="r1",
+                trigger="resync",
+                step=step,
+                result="unchanged",
+                duration_seconds=0.01,
+                message="nothing to change",
+                time=at,
+                uid="u1",
+            )
+            for site in ("alpha", "beta")
+        ]
+
+    with EventLog(tmp_path / "a.db") as appended, EventLog(tmp_path / "b.db") as returned:
+        for at, step in ((T0, "reconcile"), (T0 + timedelta(seconds=30), "reconcile"), (T0, "files")):
+            appended.append(batch(step, at))
+            returned.record_many(batch(step, at))
+        assert appended.query() == returned.query()
+        assert [(e.site, e.step, e.count) for e in appended.query("alpha")] == [
+            ("alpha", "reconcile", 2),
+            ("alpha", "files", 1),
+        ]
 
 
 def test_query_is_per_site_newest_first_with_paging(log: EventLog):

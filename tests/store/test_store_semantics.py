@@ -4,7 +4,7 @@ import pytest
 import yaml
 from store_helpers import make_site
 
-from specs.models import Condition, ObjectMeta, Site, SiteSpec, SiteStatus
+from specs.models import Condition, LastReconcile, ObjectMeta, Site, SiteSpec, SiteStatus
 from store.records import (
     AlreadyExists,
     BeingDeleted,
@@ -130,6 +130,41 @@ def test_update_status_keeps_spec_and_is_merged_on_read(store: SiteStore, tmp_pa
     assert yaml.safe_load(store.status_path("blog").read_text())["status"]["observedGeneration"] == 1
     with pytest.raises(NotFound):
         store.update_status("missing", status)
+
+
+def test_a_status_record_reads_back_unchanged_whatever_its_messages_hold(store: SiteStore):
+    # Characters YAML readers would fold (NEL, LS, PS) or refuse (C1 controls, DEL, BOM, non-characters)
+    # beside the ones JSON itself escapes, in a record written as JSON and read as YAML.
+    odd = 'a\x85b\u2028c\u2029d\ufeffe\x9bf\x7fg\ufffeh\tI\r\n"j\\k\u00e9\U0001f600 #: - [x] {y}'
+    store.create(make_site("blog"))
+    status = SiteStatus(
+        observed_generation=1,
+        conditions=[
+            Condition(
+                type="Ready",
+                status="False",
+                reason="Failed",
+                message=odd,
+                last_transition_time="2026-01-01T00:00:00Z",
+            )
+        ],
+        last_reconcile=LastReconcile(
+            time="2026-01-01T00:00:01Z", result="failed", duration_seconds=0.001, message=odd
+        ),
+    )
+    store.update_status("blog", status)
+    text = store.status_path("blog").read_text()
+    document = yaml.safe_load(text)["status"]
+    assert document["conditions"][0]["message"] == odd
+    assert document["lastReconcile"] == {
+        "time": "2026-01-01T00:00:01Z",
+        "result": "failed",
+        "durationSeconds": 0.001,
+        "message": odd,
+    }
+    # Another process's store, which has not seen the write, parses the file.
+    fresh = SiteStore(store.state_dir).get("blog")
+    assert fresh.status == status
 
 
 def test_delete_without_finalizers_removes_both_records(store: SiteStore):
@@ -367,3 +402,78 @@ def test_current_is_the_listed_record(store: SiteStore):
     assert isinstance(broken, RecordError) and broken == errors[0]
     assert store.current("absent") is None
     assert store.current("../escape") is None
+
+
+def test_cached_is_the_listed_record_until_either_file_changes(store: SiteStore):
+    store.create(make_site("blog"))
+    store.spec_path("broken").write_text("metadata: [unclosed\n")
+    assert store.cached("blog") is None  # never read by this store yet: it would have to parse
+    listed, _ = store.list()
+    assert store.cached("blog") is listed[0]
+    assert store.cached("broken") is None and store.cached("absent") is None
+    assert store.cached("../escape") is None
+    # Another process's writes, of the status and then of the spec, are never hidden by the cache.
+    other = SiteStore(store.state_dir)
+    other.update_status("blog", SiteStatus(observed_generation=1))
+    assert store.cached("blog") is None
+    assert store.get("blog").status == SiteStatus(observed_generation=1)
+    current = store.current("blog")
+    assert store.cached("blog") is current
+    site = other.get("blog")
+    site.spec.replicas = 2
+    other.update(site)
+    assert store.cached("blog") is None
+    assert store.get("blog").spec.replicas == 2
+    # This store's own status write leaves the record as it now stands, for the next reader.
+    store.update_status("blog", SiteStatus(observed_generation=2))
+    written = store.cached("blog")
+    assert written is not None and written == store.get("blog")
+    assert written.status == SiteStatus(observed_generation=2) and written.spec.replicas == 2
+
+
+def test_a_spec_record_is_the_yaml_that_yaml_dump_writes(store: SiteStore):
+    # Values a YAML writer must quote, escape or fold: what the store writes must read back the same, and
+    # be the very text libyaml's dump gives, as it always was (diffs of history see no change of style).
+    odd = [
+        "",
+        " leading space",
+        "yes",
+        "null",
+        "~",
+        "1.0",
+        "0x1F",
+        "2026-01-01",
+        "a: b",
+        "# not a comment",
+        "- item",
+        "line one\nline two\n",
+        "tab\there",
+        "quote ' and \" and \\",
+        "é ü 中文 \U0001f600",
+        "\x85\u2028\u2029\ufeff\x7f\x9b",
+        "{flow} [seq] &anchor *alias !tag %directive @at `tick`",
+        "x" * 200,
+    ]
+    env = {f"VALUE_{index}": value for index, value in enumerate(odd)}
+    annotations = {f"example.org/a{index}": value for index, value in enumerate(odd)}
+    for name, cpus in (("plain", 0.5), ("whole", 2.0), ("small", 0.01), ("odd", 1.2345678901234)):
+        site = Site(
+            metadata=ObjectMeta(name=name, annotations=annotations),
+            spec=SiteSpec.model_validate(
+                {
+                    "type": "dynamic",
+                    "image": "example.org/app:1",
+                    "command": ["sh", "-c", "echo 'a: b' # {x}"],
+                    "env": env,
+                    "resources": {"cpus": cpus},
+                }
+            ),
+        )
+        stored = store.add_finalizer(store.create(site).name, FINALIZER)
+        text = store.spec_path(name).read_text()
+        document = stored.to_document(include_status=False)
+        assert text == yaml.dump(
+            document, Dumper=yaml.CSafeDumper, default_flow_style=False, sort_keys=False, allow_unicode=True
+        )
+        assert yaml.safe_load(text) == document
+        assert SiteStore(store.state_dir).get(name) == stored

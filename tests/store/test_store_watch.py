@@ -129,3 +129,22 @@ async def test_watch_says_when_it_has_its_listing_and_reports_changes_against_it
         assert len(listings) == 1
     finally:
         await events.aclose()
+
+
+async def test_a_watch_of_specs_alone_wakes_on_spec_writes_never_on_status_writes(store: SiteStore):
+    store.create(make_site("blog"))
+    events = store.watch(initial=True, statuses=False)
+    try:
+        first = await next_event(events)
+        assert (first.type, first.name) == ("ADDED", "blog")
+        store.update_status("blog", SiteStatus(observed_generation=1))
+        # A spec write after the status write: the next event must be its, the status write never showing.
+        site = store.get("blog")
+        site.spec.replicas = 2
+        store.update(site)
+        modified = await next_event(events)
+        assert (modified.type, modified.name) == ("MODIFIED", "blog")
+        assert modified.site is not None and modified.site.spec.replicas == 2
+        assert modified.site.status is None
+    finally:
+        await events.aclose()
