@@ -1,0 +1,82 @@
+"""A long property-based run against a live API (issue 13, "Bad input, at scale"): hostile requests from
+tests/api/fuzzing.py as an admin, a normal user and nobody, each answer judged (a Status or a resource, never
+a 5xx or a traceback; nothing written by a refused request, a read or a dry run). Unlike the bounded run in
+`make test`, which stops at the first problem, this one goes on and groups what it finds.
+
+    .venv/bin/python -m bench.fuzz [--examples 3000] [--seed N]
+
+Prints the number of examples run per caller, the answers by status, and each distinct finding with the
+first request that showed it; exits 1 if there was any.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import httpx
+from hypothesis import HealthCheck, given, seed, settings
+from hypothesis import strategies as st
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from tests.api.fuzzing import Findings, check, live_target, probes  # noqa: E402
+
+CALLERS = ("admin", "alice", "anonymous")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--examples", type=int, default=3000, help="requests per caller (default 3000)")
+    parser.add_argument("--seed", type=int, default=None, help="hypothesis seed, to repeat a run")
+    arguments = parser.parse_args()
+    findings = Findings()
+    started = time.monotonic()
+    with live_target() as target, httpx.Client(base_url=target.url, timeout=30) as client:
+        for who in CALLERS:
+            before = findings.examples
+            caller_started = time.monotonic()
+            strategy = probes(target.tokens, target.ssh_key, who)
+
+            @settings(
+                max_examples=arguments.examples,
+                deadline=None,
+                suppress_health_check=list(HealthCheck),
+                database=None,
+                phases=[phase for phase in settings.default.phases if phase.name != "shrink"],
+            )
+            @given(data=st.data())
+            def probe_the_api(data: st.DataObject) -> None:
+                probe = data.draw(strategy)  # noqa: B023 - called before the loop moves on
+                answer, found = check(target, client, probe)
+                findings.record(probe, answer, found)
+
+            if arguments.seed is not None:
+                probe_the_api = seed(arguments.seed)(probe_the_api)
+            probe_the_api()
+            run = findings.examples - before
+            seconds = time.monotonic() - caller_started
+            print(f"{who}: {run} examples in {seconds:.0f} s ({run / seconds:.0f}/s)")
+        log = (target.state_dir / "server.log").read_text(errors="replace")
+    print(f"examples run: {findings.examples} in {time.monotonic() - started:.0f} s")
+    print("answers by status: " + ", ".join(f"{code}: {n}" for code, n in sorted(findings.by_status.items())))
+    tracebacks = log.count("Traceback (most recent call last)")
+    print(f"tracebacks in the server log: {tracebacks}")
+    print(f"distinct findings: {len(findings.first)}")
+    for key, (probe, found) in sorted(findings.first.items()):
+        print(f"\n[{findings.counts[key]}x] {key[0]} {key[1]}: {key[2]}")
+        print("  " + probe.describe().replace("\n", "\n  "))
+        for problem in found:
+            print(f"    - {problem[:300]}")
+    if tracebacks:
+        print("\nserver log (last 4000 characters):\n" + log[-4000:])
+    return 1 if findings.first or tracebacks else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
