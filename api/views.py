@@ -252,15 +252,31 @@ def site_item(request: HttpRequest, principal: Principal, name: str) -> HttpResp
             f"PATCH takes {content.MERGE_PATCH} or {content.APPLY_PATCH_YAML} (server-side apply), "
             f"not {kind!r}",
         )
-    precondition = request.GET.get("resourceVersion") or None
-    if request.body.strip():
-        options = content.parse_body(request)
-        if isinstance(options, dict):
-            precondition = (options.get("preconditions") or {}).get("resourceVersion") or precondition
-    remaining = service.delete(name, write_options(request), precondition)
+    remaining = service.delete(name, write_options(request), delete_precondition(request))
     if remaining is not None:
         return content.render(request, document_of(remaining), status=202)
     return content.render(request, status_success(f'site "{name}" deleted', name=name))
+
+
+def delete_precondition(request: HttpRequest) -> str | None:
+    """The resourceVersion a DELETE is conditional on: the body's DeleteOptions `preconditions`, else the
+    `resourceVersion` query parameter. Options of another shape are refused, never taken for none."""
+    precondition = request.GET.get("resourceVersion") or None
+    if not request.body.strip():
+        return precondition
+    options = content.parse_body(request)
+    if not isinstance(options, dict):
+        raise ApiError(400, "the body of a DELETE must be DeleteOptions (a mapping), such as {}")
+    preconditions = options.get("preconditions")
+    if preconditions is None:
+        return precondition
+    given = preconditions.get("resourceVersion") if isinstance(preconditions, dict) else None
+    if not isinstance(preconditions, dict) or not isinstance(given, str | None):
+        rule = 'a mapping such as {resourceVersion: "42"}, the version a string'
+        raise ApiError(
+            400, f"DeleteOptions preconditions must be {rule}", causes=[Cause("preconditions", rule)]
+        )
+    return given or precondition
 
 
 @endpoint("GET")

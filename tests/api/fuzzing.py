@@ -123,6 +123,14 @@ class Target:
 
     def seed(self) -> None:
         """(Re)create what requests should find; what is there already is left as it is."""
+        from store.sitefiles import FIRST_SITE_UID
+
+        for index, name in enumerate(SEEDED_SITES):
+            # What the controller makes at a site's first reconcile: without it every file request is a 409.
+            for part in ("", "public", "private"):
+                directory = self.state_dir / "sites" / name / part
+                directory.mkdir(parents=True, exist_ok=True)
+                os.chown(directory, FIRST_SITE_UID + index, FIRST_SITE_UID + index)
         with httpx.Client(base_url=self.url, timeout=30) as client:
             for name, owner in zip(SEEDED_SITES, ("alice", "bob"), strict=True):
                 client.post(
@@ -756,6 +764,18 @@ def _documents(ssh_key: str) -> dict[str, st.SearchStrategy[Any]]:
         "token": st.fixed_dictionaries(
             {}, optional={"name": hostile_text, "expiresInSeconds": hostile_values}
         ),
+        "delete": st.fixed_dictionaries(
+            {},
+            optional={
+                "apiVersion": st.just("v1"),
+                "kind": st.just("DeleteOptions"),
+                "preconditions": st.fixed_dictionaries(
+                    {}, optional={"resourceVersion": st.integers(0, 100).map(str), "uid": st.uuids().map(str)}
+                ),
+                "propagationPolicy": st.sampled_from(["Background", "Foreground", "Orphan"]),
+                "dryRun": st.just(["All"]),
+            },
+        ),
         "file": st.one_of(
             st.fixed_dictionaries({}, optional={"name": file_paths, "executable": hostile_values}),
             st.fixed_dictionaries(
@@ -871,7 +891,9 @@ def probes(draw: st.DrawFn, target_tokens: dict[str, str], ssh_key: str, who: st
     route = pick(draw, ROUTES)
     path = draw(paths(route))
     method = pick(draw, route.methods if chance(draw, 0.85) else METHODS)
-    if route.body in documents and chance(draw, 0.75):
+    if method == "DELETE" and chance(draw, 0.5):
+        kind, body = draw(bodies(documents["delete"]))
+    elif route.body in documents and chance(draw, 0.75):
         kind, body = draw(bodies(documents[route.body]))
     elif method in ("GET", "HEAD", "DELETE") and chance(draw, 0.75):
         kind, body = "none", b""

@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.api.fuzzing import Target, check, live_target, probes, status_problem
+from tests.api.fuzzing import SITES, Target, check, live_target, probes, status_problem
 
 EXAMPLES = int(os.environ.get("DIRECTOR_FUZZ_EXAMPLES", "100"))
 
@@ -53,3 +53,43 @@ def test_an_unknown_url_in_any_api_space_is_a_status_not_a_page(target: Target, 
     answer = httpx.post(target.url + path, headers=target.auth("alice"))
     assert answer.status_code == 404
     assert status_problem(answer.json(), 404) is None
+
+
+@pytest.mark.parametrize("options", ['{"preconditions": "42"}', '{"preconditions": [1]}', "[1]", '"all"'])
+def test_delete_options_of_another_shape_are_400_and_delete_nothing(target: Target, options: str) -> None:
+    """Found by the fuzzer: preconditions that were not a mapping were a 500 (and a body that was not a
+    mapping was taken for no options at all)."""
+    with httpx.Client(base_url=target.url, headers=target.auth("alice")) as alice:
+        before = alice.get(f"{SITES}/alice-site").json()["metadata"]["resourceVersion"]
+        answer = alice.request(
+            "DELETE", f"{SITES}/alice-site", content=options, headers={"Content-Type": "application/json"}
+        )
+        assert answer.status_code == 400, answer.text
+        assert status_problem(answer.json(), 400) is None
+        assert alice.get(f"{SITES}/alice-site").json()["metadata"]["resourceVersion"] == before
+
+
+def test_delete_preconditions_still_guard_a_delete(target: Target) -> None:
+    with httpx.Client(base_url=target.url, headers=target.auth("alice")) as alice:
+        live = alice.get(f"{SITES}/alice-site").json()["metadata"]["resourceVersion"]
+        stale = alice.request(
+            "DELETE",
+            f"{SITES}/alice-site?dryRun=All",
+            json={"kind": "DeleteOptions", "preconditions": {"resourceVersion": str(int(live) - 1)}},
+        )
+        current = alice.request(
+            "DELETE", f"{SITES}/alice-site?dryRun=All", json={"preconditions": {"resourceVersion": live}}
+        )
+    assert stale.status_code == 409, stale.text
+    assert current.status_code == 200, current.text
+
+
+def test_a_multipart_body_without_a_boundary_is_400(target: Target) -> None:
+    """Found by the fuzzer: Django's parser raised on it and the upload answered 500."""
+    answer = httpx.post(
+        f"{target.url}{SITES}/alice-site/files/public",
+        headers=target.auth("alice") | {"Content-Type": "multipart/form-data"},
+        content=b'--x\r\nContent-Disposition: form-data; name="files"; filename="a"\r\n\r\nhi\r\n--x--\r\n',
+    )
+    assert answer.status_code == 400, answer.text
+    assert "multipart" in answer.json()["message"]
