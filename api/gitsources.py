@@ -24,7 +24,7 @@ from pydantic import ValidationError
 from api import content, fields
 from api.auth import Principal
 from api.errors import ApiError, Cause, invalid, status_success
-from api.sites import WriteOptions
+from api.sites import WriteOptions, take_precondition
 from specs import jsonio, yamlio
 from specs.gitsource import KIND_GITSOURCE, GitSource
 from specs.models import API_VERSION
@@ -223,9 +223,11 @@ class GitSourceService:
                 causes=[Cause("fieldManager", "is required for apply")],
             )
         given = _writable(body, name)
-        precondition = given["metadata"].pop("resourceVersion", None)
+        precondition = take_precondition(given["metadata"])
         given_check = copy.deepcopy(given)
-        given_check.setdefault("spec", {}).setdefault("applyAs", self.principal.username)
+        spec = given_check.setdefault("spec", {})
+        if isinstance(spec, dict):  # anything else is refused by validation next, naming spec
+            spec.setdefault("applyAs", self.principal.username)
         _validated(given_check, name)  # what the manager states must be valid on its own
 
         def compute(old: GitSource | None) -> Document:
@@ -270,7 +272,7 @@ class GitSourceService:
         patch = copy.deepcopy(patch)
         patch.pop("status", None)
         metadata = patch.get("metadata")
-        precondition = metadata.pop("resourceVersion", None) if isinstance(metadata, dict) else None
+        precondition = take_precondition(metadata) if isinstance(metadata, dict) else None
 
         def compute(old: GitSource | None) -> Document:
             assert old is not None

@@ -37,6 +37,7 @@ from store.records import RecordError, WatchEvent
 WATCH_CONTENT_TYPE = "application/json;stream=watch"
 _EVENT_POLL_SECONDS = 0.5
 _MAX_EVENT_PAGE = 1000
+_MAX_EVENT_ID = 2**63 - 1
 _UID = re.compile(UID_PATTERN)
 
 # A followed log blocks a thread between lines: those get their own pool so they never starve requests.
@@ -235,6 +236,13 @@ def _page_arguments(request: HttpRequest) -> tuple[int, int | None]:
     if not 1 <= limit <= _MAX_EVENT_PAGE:
         raise ApiError(
             400, f"limit must be between 1 and {_MAX_EVENT_PAGE}", causes=[Cause("limit", "1-1000")]
+        )
+    # An event id is a database integer: a larger number would not even reach the query.
+    if before is not None and not 0 <= before <= _MAX_EVENT_ID:
+        raise ApiError(
+            400,
+            "continue must be the token of a previous page (metadata.continue), a whole number",
+            causes=[Cause("continue", f"0-{_MAX_EVENT_ID}")],
         )
     return limit, before
 

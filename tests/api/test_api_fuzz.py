@@ -8,15 +8,29 @@ reports every distinct finding.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 
 import httpx
 import pytest
+import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.api.fuzzing import SITES, Target, check, live_target, probes, status_problem
+from tests.api.fuzzing import (
+    AUTH,
+    SEEDED_SOURCE,
+    SITES,
+    V1,
+    Target,
+    changed,
+    check,
+    live_target,
+    probes,
+    snapshot,
+    status_problem,
+)
 
 EXAMPLES = int(os.environ.get("DIRECTOR_FUZZ_EXAMPLES", "100"))
 
@@ -93,3 +107,80 @@ def test_a_multipart_body_without_a_boundary_is_400(target: Target) -> None:
     )
     assert answer.status_code == 400, answer.text
     assert "multipart" in answer.json()["message"]
+
+
+MERGE = {"Content-Type": "application/merge-patch+json"}
+APPLY = {"Content-Type": "application/apply-patch+yaml"}
+
+
+@pytest.mark.parametrize("version", ["5", "[5]", "{a: 1}", "true"])
+def test_a_resource_version_that_is_not_text_is_422_for_every_write(target: Target, version: str) -> None:
+    """Found by hand next to the fuzzer: a number (YAML's unquoted 5) or a mapping was a 500."""
+    site = f"{SITES}/alice-site"
+    with httpx.Client(base_url=target.url, headers=target.auth("alice")) as alice:
+        before = alice.get(site).json()["metadata"]["resourceVersion"]
+        answers = [
+            alice.put(
+                site,
+                content=f"metadata: {{name: alice-site, resourceVersion: {version}}}\n"
+                "spec: {owners: [alice]}\n",
+                headers={"Content-Type": "application/yaml"},
+            ),
+            alice.patch(
+                site,
+                json={"metadata": {"resourceVersion": yaml.safe_load(version)}},
+                headers=MERGE,
+            ),
+            alice.patch(
+                f"{site}?fieldManager=fuzz",
+                content=f"metadata: {{resourceVersion: {version}}}\nspec: {{owners: [alice]}}\n",
+                headers=APPLY,
+            ),
+            alice.patch(
+                f"{V1}/gitsources/{SEEDED_SOURCE}?fieldManager=fuzz",
+                content=f"metadata: {{resourceVersion: {version}}}\n",
+                headers=APPLY,
+            ),
+        ]
+        assert alice.get(site).json()["metadata"]["resourceVersion"] == before
+    for answer in answers:
+        assert answer.status_code == 422, answer.text
+        assert answer.json()["details"]["causes"][0]["field"] == "metadata.resourceVersion"
+
+
+def test_a_gitsource_apply_whose_spec_is_not_a_mapping_is_422(target: Target) -> None:
+    answer = httpx.patch(
+        f"{target.url}{V1}/gitsources/{SEEDED_SOURCE}?fieldManager=fuzz",
+        content="spec: [1]\n",
+        headers=target.auth("alice") | APPLY,
+    )
+    assert answer.status_code == 422, answer.text
+
+
+@pytest.mark.parametrize("path", [f"{V1}/events", f"{SITES}/alice-site/events"])
+def test_an_events_page_token_past_any_event_id_is_400(target: Target, path: str) -> None:
+    answer = httpx.get(f"{target.url}{path}?continue=99999999999999999999", headers=target.auth("admin"))
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["details"]["causes"][0]["field"] == "continue"
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        (f"{V1}/secrets", {"metadata": {"name": "lone"}, "stringData": {"hmac": "\ud800"}}),
+        (f"{V1}/blockeddomains", {"metadata": {"name": "lone.example.org"}, "spec": {"reason": "\ud800"}}),
+        (f"{AUTH}/tokens", {"name": "\udfff"}),
+    ],
+)
+def test_half_a_surrogate_pair_in_a_json_body_is_400_and_stored_nowhere(
+    target: Target, path: str, body
+) -> None:
+    """Found by hand next to the fuzzer: the \\ud800 escape reached the database, which refused it (500)."""
+    before = snapshot(target.state_dir)
+    answer = httpx.post(
+        target.url + path,
+        content=json.dumps(body).encode(),
+        headers=target.auth("admin") | {"Content-Type": "application/json"},
+    )
+    assert answer.status_code == 400, answer.text
+    assert changed(before, snapshot(target.state_dir)) == []
