@@ -61,7 +61,7 @@ def main() -> int:
             probe_the_api()
             run = findings.examples - before
             seconds = time.monotonic() - caller_started
-            print(f"{who}: {run} examples in {seconds:.0f} s ({run / seconds:.0f}/s)")
+            print(f"{who}: {run} examples in {seconds:.0f} s ({run / seconds:.0f}/s)", flush=True)
         log = (target.state_dir / "server.log").read_text(errors="replace")
     print(f"examples run: {findings.examples} in {time.monotonic() - started:.0f} s")
     print("answers by status: " + ", ".join(f"{code}: {n}" for code, n in sorted(findings.by_status.items())))

@@ -52,7 +52,13 @@ AUTH = "/apis/auth.director.io/v1"
 SITES = f"{V1}/sites"
 PASSWORDS = {"admin": "admin-password", "alice": "alice-password", "bob": "bob-password"}
 # Names the seed creates, so that requests get past "not found" to the code behind.
-SEEDED_SITES = ("alice-site", "bob-site")
+SEEDED_SITES = ("alice-site", "bob-site", "alice-app")
+# Each seeded site's owner and spec beyond that: a dynamic one has logs (tests/api/live_server.py's files).
+_SEEDED_SPECS: dict[str, dict[str, Any]] = {
+    "alice-site": {"owners": ["alice"], "domains": ["alice-site.example.org"]},
+    "bob-site": {"owners": ["bob"], "domains": ["bob-site.example.org"]},
+    "alice-app": {"owners": ["alice"], "type": "dynamic", "image": "nginx:1"},
+}
 SEEDED_SOURCE = "alice-src"
 SEEDED_SECRET = "alice-hook"
 HOOK_KEY = "fuzz-hmac-key"
@@ -131,8 +137,9 @@ class Target:
                 directory = self.state_dir / "sites" / name / part
                 directory.mkdir(parents=True, exist_ok=True)
                 os.chown(directory, FIRST_SITE_UID + index, FIRST_SITE_UID + index)
+        (self.state_dir / "test-logs" / "alice-app.log").write_text("one\ntwo\nthree\n")
         with httpx.Client(base_url=self.url, timeout=30) as client:
-            for name, owner in zip(SEEDED_SITES, ("alice", "bob"), strict=True):
+            for name, spec in _SEEDED_SPECS.items():
                 client.post(
                     SITES,
                     headers=self.auth("admin"),
@@ -140,7 +147,7 @@ class Target:
                         "apiVersion": "director.io/v1",
                         "kind": "Site",
                         "metadata": {"name": name, "labels": {"tier": "web"}},
-                        "spec": {"owners": [owner], "domains": [f"{name}.example.org"]},
+                        "spec": spec,
                     },
                 )
             client.put(
@@ -343,7 +350,12 @@ _HOSTILE_TEXTS = [
     "a" * 300,
     "x" * 10_000,
 ]
-hostile_text = st.one_of(st.sampled_from(_HOSTILE_TEXTS), st.text(max_size=40))
+# What broke things before, drawn more often than the rest: half a surrogate pair, NUL, numbers past 64 bits.
+_POTENT_TEXTS = ["\ud800", "a\udfffb", "\x00", "99999999999999999999", "-9223372036854775809", "é", ""]
+hostile_text = st.one_of(
+    st.sampled_from(_POTENT_TEXTS), st.sampled_from(_HOSTILE_TEXTS), st.text(max_size=40)
+)
+_huge_numbers = st.sampled_from([2**63, 2**63 - 1, 2**64, -(2**63) - 1, 10**20, 10**400]).map(str)
 # Site names: the seeded ones, new well-formed ones, and ones no site may have.
 names = (
     st.integers(0, 2**32)
@@ -395,7 +407,7 @@ ROUTES = (
     Route(SITES + "/{name}/events", ("GET",)),
     Route(SITES + "/{name}/logs", ("GET",)),
     Route(SITES + "/{name}/files", ("GET",)),
-    Route(V1 + "/events", ("GET",)),
+    *[Route(V1 + "/events", ("GET",))] * 2,
     Route(V1 + "/platforms", ("GET",)),
     Route(V1 + "/platforms/{name}", ("GET",)),
     Route(V1 + "/blockeddomains", ("GET", "POST"), "blocked"),
@@ -458,20 +470,20 @@ _QUERY_VALUES: dict[str, st.SearchStrategy[str]] = {
         ),
         hostile_text,
     ),
-    "limit": st.one_of(st.integers(-5, 2000).map(str), hostile_text),
-    "continue": st.one_of(st.integers(-5, 10**20).map(str), hostile_text),
+    "limit": st.one_of(st.integers(-5, 2000).map(str), _huge_numbers, hostile_text),
+    "continue": st.one_of(st.integers(-5, 10**20).map(str), _huge_numbers, hostile_text),
     "watch": st.sampled_from(["true", "false", "1", "0", "", "yes", "TRUE", "\x00"]),
     "timeoutSeconds": st.sampled_from(["0", "0.2", "abc", "-3", "nan", ""]),
-    "resourceVersion": st.one_of(st.integers(-1, 10**20).map(str), hostile_text),
+    "resourceVersion": st.one_of(st.integers(-1, 10**20).map(str), _huge_numbers, hostile_text),
     "dryRun": st.sampled_from(["All", "All", "all", "", "None", "Client"]),
     "fieldManager": st.one_of(st.sampled_from(["cli", "ui", "kubectl", "before-first-apply"]), hostile_text),
     "force": st.sampled_from(["true", "false", "", "maybe"]),
-    "depth": st.one_of(st.integers(-2, 20).map(str), hostile_text),
+    "depth": st.one_of(st.integers(-2, 20).map(str), _huge_numbers, hostile_text),
     "path": st.one_of(file_paths, hostile_text),
     "type": st.sampled_from(["directory", "file", ""]),
     "owner": st.sampled_from(["alice", "bob", "admin", "nobody", "", "é"]),
     "uid": st.one_of(st.uuids().map(str), hostile_text),
-    "tailLines": st.one_of(st.integers(-5, 10**6).map(str), hostile_text),
+    "tailLines": st.one_of(st.integers(-5, 10**6).map(str), _huge_numbers, hostile_text),
     "follow": st.sampled_from(["true", "false", "x"]),
     "tokenName": hostile_text,
 }
@@ -654,13 +666,26 @@ def _locations(document: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, .
     return found
 
 
+def _retyped(value: Any) -> Any:
+    """The same value as another JSON type: text as a number or a list, a number as text, and so on."""
+    if isinstance(value, str):
+        return int(value) if value.isdigit() else [value]
+    if isinstance(value, bool) or value is None:
+        return str(value).lower()
+    if isinstance(value, int | float):
+        return {"value": value}
+    if isinstance(value, list):
+        return {str(index): item for index, item in enumerate(value)}
+    return [value]
+
+
 @st.composite
 def mutated(draw: st.DrawFn, documents: st.SearchStrategy[Any]) -> Any:
     """A document with up to three places replaced by hostile values, removed, or given an unknown key."""
     document = draw(documents)
     for _ in range(draw(st.integers(0, 3))):
         location = draw(st.sampled_from(_locations(document)))
-        action = draw(st.sampled_from(["replace", "replace", "remove", "add"]))
+        action = draw(st.sampled_from(["replace", "replace", "retype", "remove", "add"]))
         if not location:
             document = draw(hostile_values) if action == "replace" else document
             continue
@@ -670,6 +695,8 @@ def mutated(draw: st.DrawFn, documents: st.SearchStrategy[Any]) -> Any:
         last = location[-1]
         if action == "replace":
             parent[last] = draw(hostile_values)
+        elif action == "retype":
+            parent[last] = _retyped(parent[last])
         elif action == "remove":
             del parent[last]
         elif isinstance(parent[last], dict):
@@ -705,10 +732,13 @@ def site_documents(draw: st.DrawFn) -> Any:
     if chance(draw, 0.3):
         return _with_callers(draw(from_schema(schema, schema)), name, owners)
     definitions = schema["$defs"]
+    base: dict[str, Any] = {"name": name}
+    if chance(draw, 0.15):
+        base["resourceVersion"] = draw(st.integers(0, 99).map(str) | hostile_values)
     return {
         "apiVersion": "director.io/v1",
         "kind": "Site",
-        "metadata": draw(_few_fields(definitions["ObjectMeta"], schema, {"name": name})),
+        "metadata": draw(_few_fields(definitions["ObjectMeta"], schema, base)),
         "spec": draw(_few_fields(definitions["SiteSpec"], schema, {"owners": owners or ["alice"]})),
     }
 
@@ -770,7 +800,11 @@ def _documents(ssh_key: str) -> dict[str, st.SearchStrategy[Any]]:
                 "apiVersion": st.just("v1"),
                 "kind": st.just("DeleteOptions"),
                 "preconditions": st.fixed_dictionaries(
-                    {}, optional={"resourceVersion": st.integers(0, 100).map(str), "uid": st.uuids().map(str)}
+                    {},
+                    optional={
+                        "resourceVersion": st.integers(0, 100).map(str) | hostile_values,
+                        "uid": st.uuids().map(str),
+                    },
                 ),
                 "propagationPolicy": st.sampled_from(["Background", "Foreground", "Orphan"]),
                 "dryRun": st.just(["All"]),

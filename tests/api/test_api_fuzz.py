@@ -184,3 +184,16 @@ def test_half_a_surrogate_pair_in_a_json_body_is_400_and_stored_nowhere(
     )
     assert answer.status_code == 400, answer.text
     assert changed(before, snapshot(target.state_dir)) == []
+
+
+@pytest.mark.parametrize("lines", ["-1", "2147483648", "99999999999999999999", "x"])
+def test_a_tail_that_is_no_count_of_lines_is_400(target: Target, lines: str) -> None:
+    """Docker reads tailLines as an int32: a negative or larger number was passed on to it."""
+    answer = httpx.get(f"{target.url}{SITES}/alice-app/logs?tailLines={lines}", headers=target.auth("alice"))
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["details"]["causes"][0]["field"] == "tailLines"
+
+
+def test_a_tail_in_range_is_served(target: Target) -> None:
+    answer = httpx.get(f"{target.url}{SITES}/alice-app/logs?tailLines=2", headers=target.auth("alice"))
+    assert answer.status_code == 200 and answer.text == "two\nthree\n"
