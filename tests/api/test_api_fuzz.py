@@ -197,3 +197,49 @@ def test_a_tail_that_is_no_count_of_lines_is_400(target: Target, lines: str) -> 
 def test_a_tail_in_range_is_served(target: Target) -> None:
     answer = httpx.get(f"{target.url}{SITES}/alice-app/logs?tailLines=2", headers=target.auth("alice"))
     assert answer.status_code == 200 and answer.text == "two\nthree\n"
+
+
+FILES = f"{SITES}/alice-site/files"
+
+
+def _listing(client: httpx.Client) -> list[str]:
+    return sorted(item["path"] for item in client.get(f"{FILES}?path=public").json()["items"])
+
+
+@pytest.mark.parametrize(
+    ("path", "patch"),
+    [
+        ("public/index.html", {"name": "public/moved.html", "executable": "yes"}),
+        ("public/folder", {"name": "public/folder2", "executable": True}),
+    ],
+)
+def test_a_refused_file_patch_renames_nothing(target: Target, path: str, patch: dict[str, object]) -> None:
+    """Found by the fuzzer's rule: the rename was done before the executable bit was checked."""
+    with httpx.Client(base_url=target.url, headers=target.auth("alice")) as alice:
+        alice.put(f"{FILES}/public/folder?type=directory")
+        before = _listing(alice)
+        answer = alice.patch(f"{FILES}/{path}", json=patch)
+        assert answer.status_code in (400, 403), answer.text
+        assert _listing(alice) == before
+
+
+def test_an_upload_with_one_name_too_long_writes_none_of_its_files(target: Target) -> None:
+    parts = b"".join(
+        b'--x\r\nContent-Disposition: form-data; name="files"; filename="' + filename + b'"\r\n\r\nhi\r\n'
+        for filename in (b"first.txt", "é".encode() * 200)
+    )
+    with httpx.Client(base_url=target.url, headers=target.auth("alice")) as alice:
+        before = _listing(alice)
+        answer = alice.post(
+            f"{FILES}/public",
+            content=parts + b"--x--\r\n",
+            headers={"Content-Type": "multipart/form-data; boundary=x"},
+        )
+        assert answer.status_code == 400, answer.text
+        assert _listing(alice) == before
+
+
+def test_a_written_file_is_answered_as_a_resource(target: Target) -> None:
+    answer = httpx.put(f"{target.url}{FILES}/public/new.txt", content=b"x", headers=target.auth("alice"))
+    assert answer.status_code in (200, 201)
+    assert answer.json()["kind"] == "File" and answer.json()["path"] == "public/new.txt"
