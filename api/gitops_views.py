@@ -9,12 +9,12 @@ from api.auth import Principal
 from api.views import endpoint, write_options
 
 
-@endpoint("GET", "POST")
+@endpoint("GET", "POST", dry_run=True)
 def gitsource_collection(request: HttpRequest, principal: Principal) -> HttpResponse:
     return gitsources.collection(request, principal, write_options(request))
 
 
-@endpoint("GET", "PATCH", "DELETE")
+@endpoint("GET", "PATCH", "DELETE", dry_run=True)
 def gitsource_item(request: HttpRequest, principal: Principal, name: str) -> HttpResponse:
     return gitsources.item(request, principal, name, write_options(request))
 

@@ -287,13 +287,15 @@ class GitSourceService:
         source, _ = self._write(name, compute, options, create_if_missing=False, precondition=precondition)
         return source
 
-    def delete(self, name: str) -> GitSource | None:
+    def delete(self, name: str, *, dry_run: bool = False) -> GitSource | None:
         for _attempt in range(_MAX_ATTEMPTS):
             old = self.get(name)
             if self.principal.is_component or self.principal.impersonated_by is not None:
                 raise ApiError(
                     403, f'the credential of "{self.principal.username}" may not delete gitsources'
                 )
+            if dry_run:
+                return old if old.metadata.finalizers else None
             try:
                 return self.store.delete(name, resource_version=old.metadata.resource_version)
             except Conflict:
@@ -345,7 +347,7 @@ def item(request: HttpRequest, principal: Principal, name: str, options: WriteOp
                 request, document_of(sources.merge_patch(name, content.parse_body(request), options))
             )
         raise ApiError(415, f"PATCH takes {content.MERGE_PATCH} or {content.APPLY_PATCH_YAML}, not {kind!r}")
-    remaining = sources.delete(name)
+    remaining = sources.delete(name, dry_run=options.dry_run)
     if remaining is not None:
         return content.render(request, document_of(remaining), status=202)
     return content.render(request, status_success(f'gitsource "{name}" deleted', name=name))

@@ -41,14 +41,21 @@ T = TypeVar("T")
 View = Callable[..., Coroutine[Any, Any, HttpResponse]]
 
 
-def endpoint(*methods: str) -> Callable[[Callable[..., HttpResponse]], View]:
-    """Authenticate the caller, then dispatch; every path answers 405 for a method it does not serve."""
+def endpoint(*methods: str, dry_run: bool = False) -> Callable[[Callable[..., HttpResponse]], View]:
+    """Authenticate the caller, then dispatch; every path answers 405 for a method it does not serve, and a
+    write that cannot be tried without being done (`dry_run` False) refuses `dryRun` rather than do it."""
 
     def decorate(view: Callable[..., HttpResponse]) -> View:
         def handle(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
             principal = authenticate_request(request)
             if request.method not in methods:
                 return method_not_allowed(request, list(methods))
+            if not dry_run and request.method != "GET" and "dryRun" in request.GET:
+                raise ApiError(
+                    400,
+                    f"{request.method} {request.path} cannot be tried without being done: leave out dryRun",
+                    causes=[Cause("dryRun", "not supported here")],
+                )
             return view(request, principal, *args, **kwargs)
 
         @csrf_exempt
@@ -228,7 +235,7 @@ def create_site(request: HttpRequest, principal: Principal) -> HttpResponse:
     return content.render(request, document_of(site), status=201)
 
 
-@endpoint("GET", "PUT", "PATCH", "DELETE")
+@endpoint("GET", "PUT", "PATCH", "DELETE", dry_run=True)
 def site_item(request: HttpRequest, principal: Principal, name: str) -> HttpResponse:
     service = site_service(principal)
     if request.method == "GET":

@@ -243,3 +243,38 @@ def test_a_written_file_is_answered_as_a_resource(target: Target) -> None:
     answer = httpx.put(f"{target.url}{FILES}/public/new.txt", content=b"x", headers=target.auth("alice"))
     assert answer.status_code in (200, 201)
     assert answer.json()["kind"] == "File" and answer.json()["path"] == "public/new.txt"
+
+
+def test_a_dry_run_delete_of_a_gitsource_deletes_nothing(target: Target) -> None:
+    """Found by the fuzzer's rule: the GitSource was deleted for real."""
+    source = f"{target.url}{V1}/gitsources/{SEEDED_SOURCE}"
+    answer = httpx.delete(f"{source}?dryRun=All", headers=target.auth("alice"))
+    assert answer.status_code == 200, answer.text
+    assert httpx.get(source, headers=target.auth("alice")).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("POST", f"{V1}/secrets", {"metadata": {"name": "dry"}, "stringData": {"token": "t"}}),
+        ("DELETE", f"{V1}/secrets/alice-hook", None),
+        ("PUT", f"{FILES}/public/dry.txt", "x"),
+        ("DELETE", f"{FILES}/public/index.html", None),
+        ("POST", f"{AUTH}/tokens", {"name": "dry"}),
+        ("POST", f"{AUTH}/sshkeys", {"publicKey": "ssh-ed25519 AAAA dry"}),
+    ],
+)
+def test_a_write_that_cannot_be_tried_refuses_a_dry_run_and_writes_nothing(
+    target: Target, method: str, path: str, body: object
+) -> None:
+    """These writes had no dry run: they were done for real, dryRun or not."""
+    before = snapshot(target.state_dir)
+    answer = httpx.request(
+        method,
+        f"{target.url}{path}?dryRun=All",
+        content=body if isinstance(body, str) else json.dumps(body).encode() if body else b"",
+        headers=target.auth("alice") | {"Content-Type": "application/json"},
+    )
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["details"]["causes"][0]["field"] == "dryRun"
+    assert changed(before, snapshot(target.state_dir)) == []
