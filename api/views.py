@@ -50,12 +50,8 @@ def endpoint(*methods: str, dry_run: bool = False) -> Callable[[Callable[..., Ht
             principal = authenticate_request(request)
             if request.method not in methods:
                 return method_not_allowed(request, list(methods))
-            if not dry_run and request.method != "GET" and "dryRun" in request.GET:
-                raise ApiError(
-                    400,
-                    f"{request.method} {request.path} cannot be tried without being done: leave out dryRun",
-                    causes=[Cause("dryRun", "not supported here")],
-                )
+            if not dry_run:
+                refuse_dry_run(request)
             return view(request, principal, *args, **kwargs)
 
         @csrf_exempt
@@ -66,6 +62,16 @@ def endpoint(*methods: str, dry_run: bool = False) -> Callable[[Callable[..., Ht
         return wrapper
 
     return decorate
+
+
+def refuse_dry_run(request: HttpRequest) -> None:
+    """400 for a dry run of a write that cannot be tried without being done: never do it for real."""
+    if request.method != "GET" and "dryRun" in request.GET:
+        raise ApiError(
+            400,
+            f"{request.method} {request.path} cannot be tried without being done: leave out dryRun",
+            causes=[Cause("dryRun", "not supported here")],
+        )
 
 
 def in_worker_thread(function: Callable[..., T]) -> Callable[..., Awaitable[T]]:
@@ -356,6 +362,7 @@ def login(request: HttpRequest) -> HttpResponse:
     """
     if request.method != "POST":
         return method_not_allowed(request, ["POST"])
+    refuse_dry_run(request)
     if request.headers.get("Authorization", "").lower().startswith("bearer "):
         raise ApiError(
             401,

@@ -64,7 +64,7 @@ SEEDED_SECRET = "alice-hook"
 HOOK_KEY = "fuzz-hmac-key"
 SEEDED_BLOCKED = "blocked.example.org"
 STREAM_BUDGET_SECONDS = 1.5
-# As ui/urls.py's: what the first segment of an API URL is (a test may not import the UI's URL module).
+# ui/urls.py's API_ROOTS (importing that module needs Django set up): the first segment of an API URL.
 API_ROOTS = frozenset({"apis", "shell-server", "controller", "hooks"})
 
 

@@ -8,6 +8,7 @@ reports every distinct finding.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 from collections.abc import Iterator
@@ -262,6 +263,7 @@ def test_a_dry_run_delete_of_a_gitsource_deletes_nothing(target: Target) -> None
         ("DELETE", f"{FILES}/public/index.html", None),
         ("POST", f"{AUTH}/tokens", {"name": "dry"}),
         ("POST", f"{AUTH}/sshkeys", {"publicKey": "ssh-ed25519 AAAA dry"}),
+        ("POST", f"{AUTH}/login", None),
     ],
 )
 def test_a_write_that_cannot_be_tried_refuses_a_dry_run_and_writes_nothing(
@@ -273,7 +275,12 @@ def test_a_write_that_cannot_be_tried_refuses_a_dry_run_and_writes_nothing(
         method,
         f"{target.url}{path}?dryRun=All",
         content=body if isinstance(body, str) else json.dumps(body).encode() if body else b"",
-        headers=target.auth("alice") | {"Content-Type": "application/json"},
+        headers=(
+            {"Authorization": "Basic " + base64.b64encode(b"alice:alice-password").decode()}
+            if path.endswith("/login")
+            else target.auth("alice")
+        )
+        | {"Content-Type": "application/json"},
     )
     assert answer.status_code == 400, answer.text
     assert answer.json()["details"]["causes"][0]["field"] == "dryRun"
