@@ -1008,6 +1008,11 @@ def send(client: httpx.Client, probe: Probe) -> Answer:
             probe.path + _query_string(probe.query),
             headers=list(probe.headers),
             content=probe.body,
+            # A watch or a followed log may send nothing for as long as it is open: wait for the next line
+            # no longer than the budget (an answer that is not a stream comes whole, well within it).
+            timeout=httpx.Timeout(30, read=STREAM_BUDGET_SECONDS)
+            if probe.query_value("watch") is not None or probe.query_value("follow") is not None
+            else httpx.USE_CLIENT_DEFAULT,
         )
         if not probe.body:
             request.headers.pop("Content-Length", None)

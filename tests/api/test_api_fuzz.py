@@ -2,7 +2,7 @@
 live API server, as an admin, as a normal user and as nobody. Every answer is a Status or a resource, never
 a 5xx or a traceback, and nothing is written by a refused request, a read or a dry run.
 
-A bounded run here (DIRECTOR_FUZZ_EXAMPLES per caller, 100 by default); `make fuzz` runs thousands and
+A bounded run here (DIRECTOR_FUZZ_EXAMPLES per caller, 300 by default); `make fuzz` runs thousands and
 reports every distinct finding.
 """
 
@@ -33,7 +33,7 @@ from tests.api.fuzzing import (
     status_problem,
 )
 
-EXAMPLES = int(os.environ.get("DIRECTOR_FUZZ_EXAMPLES", "100"))
+EXAMPLES = int(os.environ.get("DIRECTOR_FUZZ_EXAMPLES", "300"))
 
 
 @pytest.fixture(scope="module")
