@@ -3,7 +3,10 @@ tests/api/fuzzing.py as an admin, a normal user and nobody, each answer judged (
 a 5xx or a traceback; nothing written by a refused request, a read or a dry run). Unlike the bounded run in
 `make test`, which stops at the first problem, this one goes on and groups what it finds.
 
-    .venv/bin/python -m bench.fuzz [--examples 3000] [--seed N]
+    .venv/bin/python -m bench.fuzz [--examples 3000] [--seed N] [--server-from CHECKOUT]
+
+`--server-from` serves the API from another checkout (say, main before these fixes) to count what it lets
+through.
 
 Prints the number of examples run per caller, the answers by status, and each distinct finding with the
 first request that showed it; exits 1 if there was any.
@@ -34,10 +37,16 @@ def main() -> int:
     )
     parser.add_argument("--examples", type=int, default=3000, help="requests per caller (default 3000)")
     parser.add_argument("--seed", type=int, default=None, help="hypothesis seed, to repeat a run")
+    parser.add_argument(
+        "--server-from", type=Path, default=REPO, help="serve the API from this checkout (default: this one)"
+    )
     arguments = parser.parse_args()
     findings = Findings()
     started = time.monotonic()
-    with live_target() as target, httpx.Client(base_url=target.url, timeout=30) as client:
+    with (
+        live_target(arguments.server_from.resolve()) as target,
+        httpx.Client(base_url=target.url, timeout=30) as client,
+    ):
         for who in CALLERS:
             before = findings.examples
             caller_started = time.monotonic()

@@ -186,7 +186,9 @@ class Target:
 
 
 @contextlib.contextmanager
-def live_target() -> Iterator[Target]:
+def live_target(server_from: Path = REPO) -> Iterator[Target]:
+    """A server of this checkout, or of `server_from` (another checkout, say main, to count what it lets
+    through), over a new state directory seeded by this one."""
     with tempfile.TemporaryDirectory(prefix="director-fuzz-") as directory:
         state_dir = Path(directory)
         (state_dir / "test-logs").mkdir()
@@ -208,8 +210,8 @@ def live_target() -> Iterator[Target]:
         log = (state_dir / "server.log").open("ab")
         process = subprocess.Popen(
             [sys.executable, "-m", "tests.api.live_server", str(port)],
-            cwd=REPO,
-            env=env,
+            cwd=server_from,
+            env=env | {"PYTHONPATH": str(server_from)},
             stdout=log,
             stderr=log,
         )
