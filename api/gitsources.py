@@ -224,11 +224,7 @@ class GitSourceService:
             )
         given = _writable(body, name)
         precondition = take_precondition(given["metadata"])
-        given_check = copy.deepcopy(given)
-        spec = given_check.setdefault("spec", {})
-        if isinstance(spec, dict):  # anything else is refused by validation next, naming spec
-            spec.setdefault("applyAs", self.principal.username)
-        _validated(given_check, name)  # what the manager states must be valid on its own
+        self._validated_as_given(given, name)  # what the manager states must be valid on its own
 
         def compute(old: GitSource | None) -> Document:
             live = old.to_document(include_status=False) if old is not None else None
@@ -246,11 +242,20 @@ class GitSourceService:
 
         return self._write(name, compute, options, create_if_missing=True, precondition=precondition)
 
+    def _validated_as_given(self, given: Document, name: str) -> None:
+        """422 for a document that is invalid as sent, before any bookkeeping is added to it."""
+        given_check = copy.deepcopy(given)
+        spec = given_check.setdefault("spec", {})
+        if isinstance(spec, dict):  # anything else is refused by validation next, naming spec
+            spec.setdefault("applyAs", self.principal.username)
+        _validated(given_check, name)
+
     def create(self, body: Any, options: WriteOptions) -> GitSource:
         given = _writable(body, None)
         name = given["metadata"].get("name")
         if not isinstance(name, str) or not name:
             raise ApiError(422, "metadata.name is required", causes=[Cause("metadata.name", "is required")])
+        self._validated_as_given(given, name)
 
         def compute(old: GitSource | None) -> Document:
             if old is not None:

@@ -285,3 +285,14 @@ def test_a_write_that_cannot_be_tried_refuses_a_dry_run_and_writes_nothing(
     assert answer.status_code == 400, answer.text
     assert answer.json()["details"]["causes"][0]["field"] == "dryRun"
     assert changed(before, snapshot(target.state_dir)) == []
+
+
+@pytest.mark.parametrize("metadata", [{"annotations": "x"}, {"labels": [1]}, {"annotations": {"a": 5}}])
+def test_a_gitsource_created_with_metadata_of_another_shape_is_422(target: Target, metadata: dict) -> None:
+    """Found by hand next to the fuzzer: the ownership bookkeeping wrote into a text (500)."""
+    answer = httpx.post(
+        f"{target.url}{V1}/gitsources",
+        json={"metadata": {"name": "shapes"} | metadata, "spec": {"url": "https://git.example.org/a.git"}},
+        headers=target.auth("alice"),
+    )
+    assert answer.status_code == 422, answer.text
