@@ -6,6 +6,7 @@ Streaming endpoints (watch, events with watch, logs) are in api/streams.py.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import replace
 from functools import wraps
 from typing import Any, TypeVar
 
@@ -265,31 +266,40 @@ def site_item(request: HttpRequest, principal: Principal, name: str) -> HttpResp
             f"PATCH takes {content.MERGE_PATCH} or {content.APPLY_PATCH_YAML} (server-side apply), "
             f"not {kind!r}",
         )
-    remaining = service.delete(name, write_options(request), delete_precondition(request))
+    remaining = service.delete(name, *delete_options(request))
     if remaining is not None:
         return content.render(request, document_of(remaining), status=202)
     return content.render(request, status_success(f'site "{name}" deleted', name=name))
 
 
-def delete_precondition(request: HttpRequest) -> str | None:
-    """The resourceVersion a DELETE is conditional on: the body's DeleteOptions `preconditions`, else the
-    `resourceVersion` query parameter. Options of another shape are refused, never taken for none."""
+def delete_options(request: HttpRequest) -> tuple[WriteOptions, str | None]:
+    """A DELETE's options and the resourceVersion it is conditional on, from the query and from a body of
+    DeleteOptions (what Kubernetes clients send: `preconditions`, `dryRun: [All]`). Options of another shape
+    are refused, never taken for none: a dry run taken for none would delete."""
+    options = write_options(request)
     precondition = request.GET.get("resourceVersion") or None
     if not request.body.strip():
-        return precondition
-    options = content.parse_body(request)
-    if not isinstance(options, dict):
+        return options, precondition
+    body = content.parse_body(request)
+    if not isinstance(body, dict):
         raise ApiError(400, "the body of a DELETE must be DeleteOptions (a mapping), such as {}")
-    preconditions = options.get("preconditions")
+    dry_run = body.get("dryRun")
+    if dry_run is not None and (not isinstance(dry_run, list) or any(value != "All" for value in dry_run)):
+        raise ApiError(
+            400, "DeleteOptions dryRun must be [All]", causes=[Cause("dryRun", "the only value is All")]
+        )
+    if dry_run:
+        options = replace(options, dry_run=True)
+    preconditions = body.get("preconditions")
     if preconditions is None:
-        return precondition
+        return options, precondition
     given = preconditions.get("resourceVersion") if isinstance(preconditions, dict) else None
     if not isinstance(preconditions, dict) or not isinstance(given, str | None):
         rule = 'a mapping such as {resourceVersion: "42"}, the version a string'
         raise ApiError(
             400, f"DeleteOptions preconditions must be {rule}", causes=[Cause("preconditions", rule)]
         )
-    return given or precondition
+    return options, given or precondition
 
 
 @endpoint("GET")

@@ -41,6 +41,8 @@ def main() -> int:
         "--server-from", type=Path, default=REPO, help="serve the API from this checkout (default: this one)"
     )
     arguments = parser.parse_args()
+    # Findings quote what was sent, half surrogate pairs included.
+    sys.stdout.reconfigure(errors="backslashreplace")  # type: ignore[union-attr]
     findings = Findings()
     started = time.monotonic()
     with (

@@ -307,7 +307,7 @@ class Probe:
         return next((value for key, value in self.query if key == name), None)
 
     def describe(self) -> str:
-        query = "&".join(f"{key}={value[:40]!r}" for key, value in self.query)
+        query = "&".join(f"{key[:40]!r}={value[:40]!r}" for key, value in self.query)
         headers = ", ".join(f"{key}: {value[:60]!r}" for key, value in self.headers if key != "Authorization")
         body = self.body[:300]
         return (

@@ -296,3 +296,17 @@ def test_a_gitsource_created_with_metadata_of_another_shape_is_422(target: Targe
         headers=target.auth("alice"),
     )
     assert answer.status_code == 422, answer.text
+
+
+def test_a_dry_run_in_delete_options_deletes_nothing(target: Target) -> None:
+    """kubectl delete --dry-run=server says it in the body's DeleteOptions, which were read for their
+    preconditions alone: the site was deleted for real."""
+    site = f"{target.url}{SITES}/alice-site"
+    with httpx.Client(headers=target.auth("alice")) as alice:
+        dry = alice.request(
+            "DELETE", site, json={"apiVersion": "v1", "kind": "DeleteOptions", "dryRun": ["All"]}
+        )
+        odd = alice.request("DELETE", site, json={"dryRun": "All"})
+        assert dry.status_code == 200, dry.text
+        assert odd.status_code == 400, odd.text
+        assert alice.get(site).status_code == 200
