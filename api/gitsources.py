@@ -292,9 +292,15 @@ class GitSourceService:
         source, _ = self._write(name, compute, options, create_if_missing=False, precondition=precondition)
         return source
 
-    def delete(self, name: str, *, dry_run: bool = False) -> GitSource | None:
+    def delete(
+        self, name: str, *, dry_run: bool = False, precondition: str | None = None
+    ) -> GitSource | None:
         for _attempt in range(_MAX_ATTEMPTS):
             old = self.get(name)
+            if precondition is not None and old.metadata.resource_version != precondition:
+                raise ApiError(
+                    409, f'gitsource "{name}" was changed since resourceVersion {precondition}; read it again'
+                )
             if self.principal.is_component or self.principal.impersonated_by is not None:
                 raise ApiError(
                     403, f'the credential of "{self.principal.username}" may not delete gitsources'
@@ -334,7 +340,14 @@ def collection(request: HttpRequest, principal: Principal, options: WriteOptions
     return content.render(request, list_document(service(principal).list()))
 
 
-def item(request: HttpRequest, principal: Principal, name: str, options: WriteOptions) -> HttpResponse:
+def item(
+    request: HttpRequest,
+    principal: Principal,
+    name: str,
+    options: WriteOptions,
+    precondition: str | None = None,
+) -> HttpResponse:
+    """`precondition`: the resourceVersion a DELETE is conditional on."""
     sources = service(principal)
     if request.method == "GET":
         return content.render(request, document_of(sources.get(name)))
@@ -352,7 +365,7 @@ def item(request: HttpRequest, principal: Principal, name: str, options: WriteOp
                 request, document_of(sources.merge_patch(name, content.parse_body(request), options))
             )
         raise ApiError(415, f"PATCH takes {content.MERGE_PATCH} or {content.APPLY_PATCH_YAML}, not {kind!r}")
-    remaining = sources.delete(name, dry_run=options.dry_run)
+    remaining = sources.delete(name, dry_run=options.dry_run, precondition=precondition)
     if remaining is not None:
         return content.render(request, document_of(remaining), status=202)
     return content.render(request, status_success(f'gitsource "{name}" deleted', name=name))

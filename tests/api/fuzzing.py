@@ -1075,13 +1075,24 @@ def status_problem(document: Any, code: int) -> str | None:
     return None
 
 
+def _dry_run_in_body(body: bytes) -> bool:
+    """Whether the body is DeleteOptions asking for a dry run, as kubectl sends them."""
+    if b"dryRun" not in body:
+        return False
+    try:
+        options = yaml.safe_load(body)
+    except (yaml.YAMLError, ValueError, RecursionError):
+        return False
+    return isinstance(options, dict) and options.get("dryRun") == ["All"]
+
+
 def _writes_nothing(probe: Probe, answer: Answer) -> str | None:
     """Why this request must leave the store as it was, or None when it may write."""
     if answer.status >= 400 or answer.status <= 0:
         return f"it was refused ({answer.status})"
     if probe.method.upper() in ("GET", "HEAD", "OPTIONS"):
         return "it was a read"
-    if probe.query_value("dryRun") == "All" and not probe.route.startswith(f"{SITES}/{{name}}/files"):
+    if probe.query_value("dryRun") == "All" or (probe.method == "DELETE" and _dry_run_in_body(probe.body)):
         return "it was a dry run"
     return None
 

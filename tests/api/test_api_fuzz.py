@@ -310,3 +310,13 @@ def test_a_dry_run_in_delete_options_deletes_nothing(target: Target) -> None:
         assert dry.status_code == 200, dry.text
         assert odd.status_code == 400, odd.text
         assert alice.get(site).status_code == 200
+
+
+def test_a_gitsource_delete_reads_its_delete_options(target: Target) -> None:
+    source = f"{target.url}{V1}/gitsources/{SEEDED_SOURCE}"
+    with httpx.Client(headers=target.auth("alice")) as alice:
+        dry = alice.request("DELETE", source, json={"kind": "DeleteOptions", "dryRun": ["All"]})
+        stale = alice.request("DELETE", source, json={"preconditions": {"resourceVersion": "1"}})
+        assert dry.status_code == 200, dry.text
+        assert stale.status_code == 409, stale.text
+        assert alice.get(source).status_code == 200
