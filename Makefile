@@ -9,7 +9,7 @@ PACKAGES := api cli controller orchestrator reconcilers shell specs store ui scr
 PYTEST_ARGS ?= -q
 DIRECTOR_INSTANCE ?= director
 
-.PHONY: help setup test lint run bench clean
+.PHONY: help setup test lint run bench fuzz clean
 
 help:
 	@echo "make setup   install packages, start Docker in swarm mode, create .venv, build the local images"
@@ -17,6 +17,7 @@ help:
 	@echo "make lint    ruff, mypy (strict) and the import-linter layer contracts"
 	@echo "make run     setup, validate examples/, then start Director"
 	@echo "make bench   run every benchmark in bench/"
+	@echo "make fuzz    hostile requests against a live API, FUZZ_EXAMPLES per caller (default 3000)"
 	@echo "make clean   remove instance '$(DIRECTOR_INSTANCE)''s Docker objects, test leftovers and ./var"
 
 setup:
@@ -53,6 +54,12 @@ bench: $(PYTHON)
 		found=1; echo "==> bench.$$module"; $(PYTHON) -m "bench.$$module"; \
 	done; \
 	if [[ $$found -eq 0 ]]; then echo "make bench: no benchmarks in bench/" >&2; exit 1; fi
+
+# The long run of the property-based API test (tests/api/test_api_fuzz.py runs a bounded one): every distinct
+# finding with the request that showed it; exits 1 if there was any.
+FUZZ_EXAMPLES ?= 3000
+fuzz: $(PYTHON)
+	$(PYTHON) -m bench.fuzz --examples $(FUZZ_EXAMPLES)
 
 # Removes only what is Director's by label: the instance's managed objects and the leftovers of test runs
 # whose process is gone (a running test session keeps its objects). Images are kept: rebuilding costs a minute.

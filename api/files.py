@@ -198,13 +198,17 @@ class SiteFilesService:
         total = sum(upload.size for upload in uploads)
         shown = uploads[0].name if len(uploads) == 1 else f"the upload of {len(uploads)} files"
         self._limit_check(site, shown, total)
+        # Every name is checked before the first file is written: a refused upload writes nothing.
+        targets = []
+        for upload in uploads:
+            target = [*names, *self._names(name, upload.name)[-1:]]
+            if not target or len(target) == len(names):
+                raise ApiError(400, f"{upload.name!r} is not a file name", name=name)
+            targets.append(target)
         written = []
         try:
             with self._directory(name) as directory:
-                for upload in uploads:
-                    target = [*names, *self._names(name, upload.name)[-1:]]
-                    if not target or len(target) == len(names):
-                        raise ApiError(400, f"{upload.name!r} is not a file name", name=name)
+                for upload, target in zip(uploads, targets, strict=True):
                     directory.write(target, iter(upload.chunks))
                     written.append("/".join(target))
         except FileProblem as problem:
@@ -295,6 +299,29 @@ def _depth(request: HttpRequest) -> int:
     return int(raw)
 
 
+def _file_patch(body: Any) -> tuple[str | None, bool | None]:
+    """The new path and the executable bit a file PATCH asks for, both checked before either is applied."""
+    if not isinstance(body, dict) or not ({"name", "executable"} & body.keys()):
+        raise ApiError(
+            400,
+            'a file PATCH takes {"name": "NEW/PATH"} to rename or {"executable": true|false}',
+            causes=[Cause("name", "the new path"), Cause("executable", "true or false")],
+        )
+    new_path, executable = body.get("name"), body.get("executable")
+    if "name" in body and not isinstance(new_path, str):
+        raise ApiError(
+            400, "name must be the new path, such as public/new.html", causes=[Cause("name", "a path")]
+        )
+    if "executable" in body and not isinstance(executable, bool):
+        raise ApiError(400, "executable must be true or false", causes=[Cause("executable", "true or false")])
+    return new_path, executable
+
+
+def file_document(entry: Entry) -> dict[str, Any]:
+    """One file or folder as an answer of its own: an entry with its kind, as every resource has."""
+    return {"apiVersion": API_VERSION, "kind": "File"} | entry_document(entry)
+
+
 @views.endpoint("GET")
 def file_tree(request: HttpRequest, principal: Principal, name: str) -> HttpResponse:
     path = request.GET.get("path", "")
@@ -325,10 +352,10 @@ def file_item(request: HttpRequest, principal: Principal, name: str, path: str) 
     if request.method == "PUT":
         if request.GET.get("type") == "directory":
             service.make_directory(name, path)
-            return content.render(request, entry_document(service.stat(name, path)), status=201)
+            return content.render(request, file_document(service.stat(name, path)), status=201)
         created = service.write(name, path, request_chunks(request), declared_length(request))
         return content.render(
-            request, entry_document(service.stat(name, path)), status=201 if created else 200
+            request, file_document(service.stat(name, path)), status=201 if created else 200
         )
     if request.method == "POST":
         written = service.upload(name, path, uploads_of(request))
@@ -343,31 +370,16 @@ def file_item(request: HttpRequest, principal: Principal, name: str, path: str) 
             status=201,
         )
     if request.method == "PATCH":
-        body = content.parse_body(request)
-        if not isinstance(body, dict) or not ({"name", "executable"} & body.keys()):
-            raise ApiError(
-                400,
-                'a file PATCH takes {"name": "NEW/PATH"} to rename or {"executable": true|false}',
-                causes=[Cause("name", "the new path"), Cause("executable", "true or false")],
-            )
-        if "name" in body:
-            new_path = body["name"]
-            if not isinstance(new_path, str):
-                raise ApiError(
-                    400,
-                    "name must be the new path, such as public/new.html",
-                    causes=[Cause("name", "a path")],
-                )
+        new_path, executable = _file_patch(content.parse_body(request))
+        if executable is not None and service.stat(name, path).kind != "file":
+            # Checked before the rename: a PATCH that is refused must not have renamed anything.
+            raise ApiError(403, f'site "{name}": {path} is not a regular file: only a file is executable')
+        if new_path is not None:
             service.rename(name, path, new_path)
             path = new_path
-        if "executable" in body:
-            executable = body["executable"]
-            if not isinstance(executable, bool):
-                raise ApiError(
-                    400, "executable must be true or false", causes=[Cause("executable", "true or false")]
-                )
+        if executable is not None:
             service.set_executable(name, path, executable)
-        return content.render(request, entry_document(service.stat(name, path)))
+        return content.render(request, file_document(service.stat(name, path)))
     if request.method == "DELETE":
         service.remove(name, path)
         return content.render(

@@ -6,11 +6,14 @@ from django.http import HttpRequest, HttpResponse
 
 from api import gitsources, secrets
 from api.auth import Principal
-from api.views import endpoint, write_options
+from api.views import delete_options, endpoint, write_options
 
 
-@endpoint("GET", "PATCH", "DELETE")
+@endpoint("GET", "PATCH", "DELETE", dry_run=True)
 def gitsource_item(request: HttpRequest, principal: Principal, name: str) -> HttpResponse:
+    if request.method == "DELETE":
+        options, precondition = delete_options(request)
+        return gitsources.item(request, principal, name, options, precondition)
     return gitsources.item(request, principal, name, write_options(request))
 
 

@@ -25,7 +25,7 @@ from api import content, fields, listing
 from api.auth import Principal
 from api.errors import ApiError, Cause, invalid, status_success
 from api.selectors import name_selector
-from api.sites import WriteOptions
+from api.sites import WriteOptions, take_precondition
 from specs import jsonio, yamlio
 from specs.gitsource import KIND_GITSOURCE, GitSource
 from specs.models import API_VERSION
@@ -222,13 +222,11 @@ class GitSourceService:
                 causes=[Cause("fieldManager", "is required for apply")],
             )
         given = _writable(body, name)
-        precondition = given["metadata"].pop("resourceVersion", None)
+        precondition = take_precondition(given["metadata"])
         if "spec" in given:
             # What the manager states of the spec must be valid on its own, so errors point at its document.
             # An apply of metadata alone (kubectl's own record of its last apply) is checked merged.
-            given_check = copy.deepcopy(given)
-            given_check["spec"].setdefault("applyAs", self.principal.username)
-            _validated(given_check, name)
+            self._validated_as_given(given, name)
 
         def compute(old: GitSource | None) -> Document:
             live = old.to_document(include_status=False) if old is not None else None
@@ -246,11 +244,20 @@ class GitSourceService:
 
         return self._write(name, compute, options, create_if_missing=True, precondition=precondition)
 
+    def _validated_as_given(self, given: Document, name: str) -> None:
+        """422 for a document that is invalid as sent, before any bookkeeping is added to it."""
+        given_check = copy.deepcopy(given)
+        spec = given_check.setdefault("spec", {})
+        if isinstance(spec, dict):  # anything else is refused by validation next, naming spec
+            spec.setdefault("applyAs", self.principal.username)
+        _validated(given_check, name)
+
     def create(self, body: Any, options: WriteOptions) -> GitSource:
         given = _writable(body, None)
         name = given["metadata"].get("name")
         if not isinstance(name, str) or not name:
             raise ApiError(422, "metadata.name is required", causes=[Cause("metadata.name", "is required")])
+        self._validated_as_given(given, name)
 
         def compute(old: GitSource | None) -> Document:
             if old is not None:
@@ -272,7 +279,7 @@ class GitSourceService:
         patch = copy.deepcopy(patch)
         patch.pop("status", None)
         metadata = patch.get("metadata")
-        precondition = metadata.pop("resourceVersion", None) if isinstance(metadata, dict) else None
+        precondition = take_precondition(metadata) if isinstance(metadata, dict) else None
 
         def compute(old: GitSource | None) -> Document:
             assert old is not None
@@ -287,13 +294,21 @@ class GitSourceService:
         source, _ = self._write(name, compute, options, create_if_missing=False, precondition=precondition)
         return source
 
-    def delete(self, name: str) -> GitSource | None:
+    def delete(
+        self, name: str, *, dry_run: bool = False, precondition: str | None = None
+    ) -> GitSource | None:
         for _attempt in range(_MAX_ATTEMPTS):
             old = self.get(name)
+            if precondition is not None and old.metadata.resource_version != precondition:
+                raise ApiError(
+                    409, f'gitsource "{name}" was changed since resourceVersion {precondition}; read it again'
+                )
             if self.principal.is_component or self.principal.impersonated_by is not None:
                 raise ApiError(
                     403, f'the credential of "{self.principal.username}" may not delete gitsources'
                 )
+            if dry_run:
+                return old if old.metadata.finalizers else None
             try:
                 return self.store.delete(name, resource_version=old.metadata.resource_version)
             except Conflict:
@@ -334,7 +349,14 @@ def collection(request: HttpRequest, principal: Principal, options: WriteOptions
     return content.render(request, list_document(sources))
 
 
-def item(request: HttpRequest, principal: Principal, name: str, options: WriteOptions) -> HttpResponse:
+def item(
+    request: HttpRequest,
+    principal: Principal,
+    name: str,
+    options: WriteOptions,
+    precondition: str | None = None,
+) -> HttpResponse:
+    """`precondition`: the resourceVersion a DELETE is conditional on."""
     sources = service(principal)
     if request.method == "GET":
         source = sources.get(name)
@@ -356,7 +378,7 @@ def item(request: HttpRequest, principal: Principal, name: str, options: WriteOp
                 request, document_of(sources.merge_patch(name, content.parse_body(request), options))
             )
         raise ApiError(415, f"PATCH takes {content.MERGE_PATCH} or {content.APPLY_PATCH_YAML}, not {kind!r}")
-    remaining = sources.delete(name)
+    remaining = sources.delete(name, dry_run=options.dry_run, precondition=precondition)
     if remaining is not None:
         return content.render(request, document_of(remaining), status=202)
     return content.render(request, status_success(f'gitsource "{name}" deleted', name=name))

@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.http import HttpRequest
+from django.http.multipartparser import MultiPartParserError
 from django.http.response import HttpResponseBase
 
 from api.errors import ApiError
@@ -41,5 +42,8 @@ class StatusErrorMiddleware:
             return ApiError(413, "the request body is too large").response()
         if isinstance(exception, SuspiciousOperation):
             return ApiError(400, f"bad request: {exception}").response()
+        if isinstance(exception, MultiPartParserError):
+            # Django's parser refuses a multipart body it cannot read (no boundary, say): the client's error.
+            return ApiError(400, f"the multipart/form-data body cannot be read: {exception}").response()
         log.exception("unhandled error on %s %s", request.method, request.path)
         return ApiError(500, "internal error; the server log has the details").response()

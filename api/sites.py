@@ -107,6 +107,20 @@ def _bounded(document: Any) -> None:
         raise ApiError(400, f"the request body: {yamlio.too_deep_problem()}")
 
 
+def take_precondition(metadata: dict[str, Any]) -> str | None:
+    """Remove and return the resourceVersion a write is conditional on; 422 unless it is text, as the
+    version a read answered is (YAML reads an unquoted 42 as a number: quote it)."""
+    given = metadata.pop("resourceVersion", None)
+    if given is None or isinstance(given, str):
+        return given
+    rule = 'the resourceVersion a read answered, as a string such as "42"'
+    raise ApiError(
+        422,
+        f"metadata.resourceVersion must be {rule}, got {given!r}"[:300],
+        causes=[Cause("metadata.resourceVersion", rule)],
+    )
+
+
 def _writable(document: Any, name: str | None) -> Document:
     """A copy of the client's document with what only the server sets taken out."""
     _bounded(document)
@@ -364,7 +378,7 @@ class SiteService:
 
     def replace(self, name: str, body: Any, options: WriteOptions) -> Site:
         given = _writable(body, name)
-        precondition = given["metadata"].pop("resourceVersion", None)
+        precondition = take_precondition(given["metadata"])
 
         def compute(old: Site | None) -> Document:
             assert old is not None
@@ -389,7 +403,7 @@ class SiteService:
         metadata = patch.get("metadata")
         precondition = None
         if isinstance(metadata, dict):
-            precondition = metadata.pop("resourceVersion", None)
+            precondition = take_precondition(metadata)
             if metadata.get("name", name) != name:
                 raise ApiError(
                     400, "a patch may not rename a site", causes=[Cause("metadata.name", "immutable")]
@@ -420,7 +434,7 @@ class SiteService:
                 causes=[Cause("fieldManager", "is required for apply")],
             )
         given = _writable(body, name)
-        precondition = given["metadata"].pop("resourceVersion", None)
+        precondition = take_precondition(given["metadata"])
         # What the manager states must be valid on its own, so errors point at its document.
         _validated(given, name)
 

@@ -38,6 +38,8 @@ from store.records import RecordError, WatchEvent
 WATCH_CONTENT_TYPE = "application/json;stream=watch"
 _EVENT_POLL_SECONDS = 0.5
 _MAX_EVENT_PAGE = 1000
+_MAX_EVENT_ID = 2**63 - 1
+_MAX_TAIL_LINES = 2**31 - 1
 _UID = re.compile(UID_PATTERN)
 
 # A followed log blocks a thread between lines: those get their own pool so they never starve requests.
@@ -300,6 +302,13 @@ def _page_arguments(request: HttpRequest) -> tuple[int, int | None]:
         raise ApiError(
             400, f"limit must be between 1 and {_MAX_EVENT_PAGE}", causes=[Cause("limit", "1-1000")]
         )
+    # An event id is a database integer: a larger number would not even reach the query.
+    if before is not None and not 0 <= before <= _MAX_EVENT_ID:
+        raise ApiError(
+            400,
+            "continue must be the token of a previous page (metadata.continue), a whole number",
+            causes=[Cause("continue", f"0-{_MAX_EVENT_ID}")],
+        )
     return limit, before
 
 
@@ -434,9 +443,14 @@ async def site_logs(request: HttpRequest, principal: Principal, name: str) -> Ht
     try:
         tail = int(raw_tail) if raw_tail else None
     except ValueError:
+        tail = -1
+    # Docker reads the number as an int32, and a negative one is no count of lines.
+    if tail is not None and not 0 <= tail <= _MAX_TAIL_LINES:
         raise ApiError(
-            400, "tailLines must be a whole number", causes=[Cause("tailLines", "a number")]
-        ) from None
+            400,
+            f"tailLines must be a whole number from 0 to {_MAX_TAIL_LINES}, got {raw_tail!r}"[:200],
+            causes=[Cause("tailLines", f"0-{_MAX_TAIL_LINES}")],
+        )
     try:
         lines: Iterator[str] = await _in_log_thread(lambda: source.logs(name, follow=follow, tail=tail))
         first = await _in_log_thread(lambda: _next_line(lines))

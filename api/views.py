@@ -6,6 +6,7 @@ Streaming endpoints (watch, events with watch, logs) are in api/streams.py.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import replace
 from functools import wraps
 from typing import Any, TypeVar
 
@@ -44,14 +45,17 @@ T = TypeVar("T")
 View = Callable[..., Coroutine[Any, Any, HttpResponse]]
 
 
-def endpoint(*methods: str) -> Callable[[Callable[..., HttpResponse]], View]:
-    """Authenticate the caller, then dispatch; every path answers 405 for a method it does not serve."""
+def endpoint(*methods: str, dry_run: bool = False) -> Callable[[Callable[..., HttpResponse]], View]:
+    """Authenticate the caller, then dispatch; every path answers 405 for a method it does not serve, and a
+    write that cannot be tried without being done (`dry_run` False) refuses `dryRun` rather than do it."""
 
     def decorate(view: Callable[..., HttpResponse]) -> View:
         def handle(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
             principal = authenticate_request(request)
             if request.method not in methods:
                 return method_not_allowed(request, list(methods))
+            if not dry_run:
+                refuse_dry_run(request)
             return view(request, principal, *args, **kwargs)
 
         @csrf_exempt
@@ -62,6 +66,16 @@ def endpoint(*methods: str) -> Callable[[Callable[..., HttpResponse]], View]:
         return wrapper
 
     return decorate
+
+
+def refuse_dry_run(request: HttpRequest) -> None:
+    """400 for a dry run of a write that cannot be tried without being done: never do it for real."""
+    if request.method != "GET" and "dryRun" in request.GET:
+        raise ApiError(
+            400,
+            f"{request.method} {request.path} cannot be tried without being done: leave out dryRun",
+            causes=[Cause("dryRun", "not supported here")],
+        )
 
 
 def in_worker_thread(function: Callable[..., T]) -> Callable[..., Awaitable[T]]:
@@ -242,7 +256,7 @@ def create_site(request: HttpRequest, principal: Principal) -> HttpResponse:
     return content.render(request, document_of(site), status=201)
 
 
-@endpoint("GET", "PUT", "PATCH", "DELETE")
+@endpoint("GET", "PUT", "PATCH", "DELETE", dry_run=True)
 def site_item(request: HttpRequest, principal: Principal, name: str) -> HttpResponse:
     service = site_service(principal)
     if request.method == "GET":
@@ -271,15 +285,40 @@ def site_item(request: HttpRequest, principal: Principal, name: str) -> HttpResp
             f"PATCH takes {content.MERGE_PATCH} or {content.APPLY_PATCH_YAML} (server-side apply), "
             f"not {kind!r}",
         )
-    precondition = request.GET.get("resourceVersion") or None
-    if request.body.strip():
-        options = content.parse_body(request)
-        if isinstance(options, dict):
-            precondition = (options.get("preconditions") or {}).get("resourceVersion") or precondition
-    remaining = service.delete(name, write_options(request), precondition)
+    remaining = service.delete(name, *delete_options(request))
     if remaining is not None:
         return content.render(request, document_of(remaining), status=202)
     return content.render(request, status_success(f'site "{name}" deleted', name=name))
+
+
+def delete_options(request: HttpRequest) -> tuple[WriteOptions, str | None]:
+    """A DELETE's options and the resourceVersion it is conditional on, from the query and from a body of
+    DeleteOptions (what Kubernetes clients send: `preconditions`, `dryRun: [All]`). Options of another shape
+    are refused, never taken for none: a dry run taken for none would delete."""
+    options = write_options(request)
+    precondition = request.GET.get("resourceVersion") or None
+    if not request.body.strip():
+        return options, precondition
+    body = content.parse_body(request)
+    if not isinstance(body, dict):
+        raise ApiError(400, "the body of a DELETE must be DeleteOptions (a mapping), such as {}")
+    dry_run = body.get("dryRun")
+    if dry_run is not None and (not isinstance(dry_run, list) or any(value != "All" for value in dry_run)):
+        raise ApiError(
+            400, "DeleteOptions dryRun must be [All]", causes=[Cause("dryRun", "the only value is All")]
+        )
+    if dry_run:
+        options = replace(options, dry_run=True)
+    preconditions = body.get("preconditions")
+    if preconditions is None:
+        return options, precondition
+    given = preconditions.get("resourceVersion") if isinstance(preconditions, dict) else None
+    if not isinstance(preconditions, dict) or not isinstance(given, str | None):
+        rule = 'a mapping such as {resourceVersion: "42"}, the version a string'
+        raise ApiError(
+            400, f"DeleteOptions preconditions must be {rule}", causes=[Cause("preconditions", rule)]
+        )
+    return options, given or precondition
 
 
 @endpoint("GET")
@@ -352,6 +391,7 @@ def login(request: HttpRequest) -> HttpResponse:
     """
     if request.method != "POST":
         return method_not_allowed(request, ["POST"])
+    refuse_dry_run(request)
     if request.headers.get("Authorization", "").lower().startswith("bearer "):
         raise ApiError(
             401,

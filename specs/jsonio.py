@@ -21,6 +21,8 @@ from specs.yamlio import MAX_DEPTH, too_deep_problem
 _STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
 _BRACKET = re.compile(r"[\[\]{}]")
 _NESTING = {"[": 1, "{": 1, "]": -1, "}": -1}
+# The escape of a UTF-16 surrogate: only through one can a parsed string hold half of a pair.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
 class _KeyGivenTwice(ValueError):
@@ -41,7 +43,7 @@ def load_json(data: bytes | str, source: str) -> Any:
     if _text_depth(text) > MAX_DEPTH:
         raise InvalidSpec([SpecError(source, too_deep_problem())])
     try:
-        return json.loads(text, object_pairs_hook=_mapping)
+        data = json.loads(text, object_pairs_hook=_mapping)
     except _KeyGivenTwice as twice:
         raise InvalidSpec([SpecError(source, str(twice))]) from None
     except json.JSONDecodeError as error:
@@ -53,6 +55,36 @@ def load_json(data: bytes | str, source: str) -> Any:
         raise InvalidSpec(
             [SpecError(source, f"invalid JSON: a number has more than {limit} digits")]
         ) from None
+    if _SURROGATE_ESCAPE.search(text) and _holds_lone_surrogate(data):
+        raise InvalidSpec(
+            [
+                SpecError(
+                    source,
+                    "invalid JSON: a \\uD800-\\uDFFF escape without the other half of its pair stands "
+                    "for no character (YAML refuses it too); send the character itself",
+                )
+            ]
+        )
+    return data
+
+
+def _holds_lone_surrogate(value: object) -> bool:
+    """Whether a key or string holds half of a UTF-16 pair: the parser takes its escape, but no UTF-8 text,
+    database or YAML file can hold it, so it would fail wherever it is written."""
+    pending: list[object] = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return True
+        elif isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return False
 
 
 def nesting_depth(value: object) -> int:

@@ -56,9 +56,14 @@ urlpatterns = [
 ]
 
 
+# The first path segment of every URL space of the API, whose callers are programs: a webhook sender and the
+# controller as much as dirctl.
+API_ROOTS = frozenset({"apis", "shell-server", "controller", "hooks"})
+
+
 def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
     """A Status object for API clients, a page for people."""
-    if request.path.startswith(("/apis", "/shell-server/")):
+    if request.path.split("/", 2)[1] in API_ROOTS:
         return errors.not_found_view(request, exception)
     return HttpResponse(
         "<!doctype html><title>Not found</title><h1>Not found</h1><p>There is no page here. "

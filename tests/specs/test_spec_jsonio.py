@@ -40,6 +40,17 @@ def test_json_syntax_errors_say_where_and_odd_input_says_what():
     assert "more than 4300 digits" in problem(load_json, "9" * 5_000, "body")
 
 
+@pytest.mark.parametrize("text", ['{"a": "\\ud800"}', '{"\\udfff": 1}', '["x", ["\\uDBFFz"]]'])
+def test_json_escapes_of_half_a_surrogate_pair_are_refused_as_yaml_refuses_them(text):
+    """Found by the API fuzzer: such a string reached the database or a YAML dump and failed there (500)."""
+    assert "without the other half of its pair" in problem(load_json, text, "body")
+    assert "invalid Unicode character escape" in problem(load_data, text.encode(), "body")
+
+
+def test_json_surrogate_pairs_and_escaped_backslashes_are_text():
+    assert load_json('{"a": "\\ud83d\\ude00", "b": "\\\\ud800"}', "body") == {"a": "😀", "b": "\\ud800"}
+
+
 def test_yaml_data_has_the_bounds_of_site_files():
     assert "line 4, column 3: key 'c' appears twice" in problem(load_data, b"a: 1\nb:\n  c: 1\n  c: 2\n", "b")
     assert "nested more than 64 levels" in problem(load_data, b"a: " + b"[" * 65 + b"]" * 65, "b")
