@@ -197,6 +197,7 @@ def live_target(server_from: Path = REPO) -> Iterator[Target]:
             "DJANGO_SETTINGS_MODULE": "ui.settings",
             "PYTHONPATH": str(REPO),
             "DIRECTOR_ADMIN_ONLY_DOMAINS": "school.example.edu",
+            "DIRECTOR_API_TLS": "off",
         }
         seeded = subprocess.run(
             [sys.executable, "-m", "tests.api.fuzzing", "seed", str(state_dir)],

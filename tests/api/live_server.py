@@ -1,6 +1,6 @@
 """The API server process the tests talk to: the real ASGI app under uvicorn over HTTPS (the certificate the
-API server makes in the state dir), with a log source that reads `<state>/test-logs/<site>.log` instead of
-Docker (the Docker one is tested in test_service_logs.py)."""
+API server makes in the state dir; plain HTTP where DIRECTOR_API_TLS=off), with a log source that reads
+`<state>/test-logs/<site>.log` instead of Docker (the Docker one is tested in test_service_logs.py)."""
 
 from __future__ import annotations
 
@@ -48,17 +48,11 @@ def main() -> None:
 
     state_dir = Path(os.environ["DIRECTOR_STATE_DIR"])
     register_log_source(FileLogSource(state_dir / "test-logs"))
+    # HTTPS unless DIRECTOR_API_TLS=off says plain HTTP on loopback (the fuzzer's server: its subject is
+    # what the API answers, and its thousands of requests need no handshake each).
     tls = server_tls(state_dir, "127.0.0.1")
-    assert tls is not None, "the tests' servers serve HTTPS"
-    uvicorn.run(
-        application,
-        host="127.0.0.1",
-        port=port,
-        log_level="warning",
-        lifespan="off",
-        ssl_certfile=str(tls.certfile),
-        ssl_keyfile=str(tls.keyfile),
-    )
+    certificates = {} if tls is None else {"ssl_certfile": str(tls.certfile), "ssl_keyfile": str(tls.keyfile)}
+    uvicorn.run(application, host="127.0.0.1", port=port, log_level="warning", lifespan="off", **certificates)
 
 
 if __name__ == "__main__":
