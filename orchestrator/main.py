@@ -51,9 +51,8 @@ def build_controller(
     services = SiteServices(settings, cache, images)
     # Which site holds each custom domain is the store's to say: the first to claim it.
     routes = SiteRoutes(settings, client, host_holders=sites.host_holders)
-    platform = Kind(
-        records=platforms, reconcilers=[EdgePlatform(settings, client, cache, images)], first=True
-    )
+    edge = EdgePlatform(settings, client, cache, images, routes_repair=routes.repair)
+    platform = Kind(records=platforms, reconcilers=[edge], first=True)
     site = Kind(
         records=sites,
         # Files first (the service mounts them), then the service, then the routes that point to it.
