@@ -69,13 +69,14 @@ def build_controller(
         workdir=workdir,
     )
     gitsource = Kind(records=sources, reconcilers=[sync])
+    events = EventLog(settings.events_db)
     return Controller(
         kinds=[platform, site, gitsource],
-        events=EventLog(settings.events_db),
+        events=events,
         state_dir=settings.state_dir,
         # A Docker event marks what it changed stale in the cache before it wakes the site or the platform.
         # The routes wake the sites waiting for a domain the moment its holder lets go of it.
-        triggers=[DockerEvents(settings, client, cache), routes],
+        triggers=[DockerEvents(settings, client, cache, events=events), routes],
         options=options,
     )
 
