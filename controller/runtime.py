@@ -185,6 +185,16 @@ class Controller:
 
     # -- waking ------------------------------------------------------------------------------------
 
+    def retry_failing(self, trigger: str) -> int:
+        """Reconcile now every record waiting out a failure's backoff, as if new: for a trigger that knows the
+        cause of those failures is gone (the Docker engine answers again). How many were queued."""
+        if self._queue is None:
+            return 0
+        retried = self._queue.retry_now(trigger)
+        if retried:
+            log.info("%d reconciles waiting out a backoff retried now (%s)", len(retried), trigger)
+        return len(retried)
+
     def _enqueue(self, request: Request, trigger: str) -> None:
         self._wake(request, trigger, False)
 

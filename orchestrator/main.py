@@ -70,15 +70,21 @@ def build_controller(
     )
     gitsource = Kind(records=sources, reconcilers=[sync])
     events = EventLog(settings.events_db)
-    return Controller(
+    # Once the engine answers again after an outage, what failed meanwhile is retried at once, not after its
+    # backoff (minutes, after a long outage).
+    docker_events = DockerEvents(
+        settings, client, cache, events=events, on_return=lambda why: controller.retry_failing(why)
+    )
+    controller = Controller(
         kinds=[platform, site, gitsource],
         events=events,
         state_dir=settings.state_dir,
         # A Docker event marks what it changed stale in the cache before it wakes the site or the platform.
         # The routes wake the sites waiting for a domain the moment its holder lets go of it.
-        triggers=[DockerEvents(settings, client, cache, events=events), routes],
+        triggers=[docker_events, routes],
         options=options,
     )
+    return controller
 
 
 def ensure_platform_record(platforms: PlatformStore, settings: Settings) -> None:

@@ -142,6 +142,7 @@ class DockerEvents:
         cache: SwarmCache,
         stream_seconds: float = STREAM_SECONDS,
         events: EventLog | None = None,
+        on_return: Callable[[str], object] | None = None,
     ) -> None:
         self._settings = settings
         self._client = client
@@ -149,6 +150,8 @@ class DockerEvents:
         self._stream_seconds = stream_seconds
         self._relisting: asyncio.Task[None] | None = None
         self._events = events
+        # Told when the stream is back after an outage: what failed while Docker was away may go again now.
+        self._on_return = on_return
         self._recording: set[asyncio.Future[None]] = set()
         # When the stream broke, while it stays broken; how long each outage lasted, for those who measure.
         self._lost_at: float | None = None
@@ -247,6 +250,8 @@ class DockerEvents:
             )
             log.info("%s", message)
             self._record("updated", message)
+            if self._on_return is not None:
+                self._on_return(f"docker-events: the engine answers again after {seconds:.1f} s")
 
     def _record(self, result: EventResult, message: str) -> None:
         """An event of the platform (the edge's record) saying what happened to the stream, written off the

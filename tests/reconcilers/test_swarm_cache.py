@@ -262,7 +262,10 @@ async def test_a_lost_event_stream_is_reopened_in_seconds_and_said_in_the_edges_
     docker_client = RestartingEvents(stack.client)
     cache = SwarmCache(stack.settings, docker_client)
     events = EventLog(tmp_path / "events.db")
-    trigger = DockerEvents(stack.settings, docker_client, cache, stream_seconds=1.0, events=events)
+    returned: list[str] = []
+    trigger = DockerEvents(
+        stack.settings, docker_client, cache, stream_seconds=1.0, events=events, on_return=returned.append
+    )
     running = asyncio.create_task(trigger.run(lambda request, why: None))
 
     def stream_events() -> list[tuple[str, str]]:
@@ -286,6 +289,8 @@ async def test_a_lost_event_stream_is_reopened_in_seconds_and_said_in_the_edges_
         await _until(lambda: len(stream_events()) == 2, "an event of the stream's return")
         assert stream_events()[1][0] == "updated" and "reopened after" in stream_events()[1][1]
         assert len(trigger.outages) == 1
+        # What failed while the engine was away is retried at once, not after its backoff.
+        assert len(returned) == 1 and "answers again" in returned[0]
     finally:
         running.cancel()
         with pytest.raises(asyncio.CancelledError):
