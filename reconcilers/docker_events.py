@@ -20,7 +20,14 @@ from collections.abc import Callable
 from typing import Any
 
 import docker
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential, wait_random
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception_type,
+    stop_after_delay,
+    wait_exponential,
+    wait_random,
+)
 
 from controller.steps import describe
 from controller.types import Enqueue, Request
@@ -152,6 +159,8 @@ class DockerEvents:
         self._events = events
         # Told when the stream is back after an outage: what failed while Docker was away may go again now.
         self._on_return = on_return
+        # Said to on_return once the Swarm has been listed again after the outage it ended.
+        self._return: str | None = None
         self._recording: set[asyncio.Future[None]] = set()
         # When the stream broke, while it stays broken; how long each outage lasted, for those who measure.
         self._lost_at: float | None = None
@@ -238,8 +247,6 @@ class DockerEvents:
         """Events were lost while the stream was down (all of them if dockerd restarted): list everything
         again now, so what changed meanwhile wakes what it concerns without waiting for the resync."""
         self._cache.distrust_all()
-        if self._relisting is None or self._relisting.done():
-            self._relisting = asyncio.create_task(self._relist())
         if self._lost_at is not None:
             seconds = time.monotonic() - self._lost_at
             self._lost_at = None
@@ -250,8 +257,9 @@ class DockerEvents:
             )
             log.info("%s", message)
             self._record("updated", message)
-            if self._on_return is not None:
-                self._on_return(f"docker-events: the engine answers again after {seconds:.1f} s")
+            self._return = f"docker-events: the engine answers again after {seconds:.1f} s"
+        if self._relisting is None or self._relisting.done():
+            self._relisting = asyncio.create_task(self._relist())
 
     def _record(self, result: EventResult, message: str) -> None:
         """An event of the platform (the edge's record) saying what happened to the stream, written off the
@@ -280,11 +288,26 @@ class DockerEvents:
         task.add_done_callback(self._recording.discard)
 
     async def _relist(self) -> None:
-        try:
+        """List the Swarm again until it answers (a restarted engine's Swarm takes a moment), then tell
+        on_return of an outage that ended: what failed meanwhile is retried once Swarm can serve it."""
+        relisting = AsyncRetrying(
+            retry=retry_if_exception_type(Exception),
+            wait=wait_exponential(multiplier=RETRY_SECONDS, max=RETRY_MAX_SECONDS),
+            stop=stop_after_delay(RELIST_SECONDS),
+            reraise=True,
+        )
+
+        async def list_all() -> None:
             await self._cache.refresh(time.monotonic() + RELIST_SECONDS)
+
+        try:
+            await relisting(list_all)
         except Exception as error:
             # The next read lists again, and the resync after it: nothing is trusted meanwhile.
             log.warning("listing the Swarm after the event stream reconnected failed: %s", error)
+        returned, self._return = self._return, None
+        if returned is not None and self._on_return is not None:
+            self._on_return(returned)
 
     def _follow(
         self,
