@@ -98,7 +98,11 @@ class Controller:
             raise ValueError("give the controller a lock or the state directory to take it in")
         self._kinds: dict[str, AnyKind] = {kind.name: kind for kind in kinds}
         self._options = options if options is not None else ControllerOptions()
-        self._recorder = EventRecorder(events)
+        # Once the event log takes writes again (a full disk has room again), what failed meanwhile is
+        # retried at once, not after a backoff grown while the disk was full.
+        self._recorder = EventRecorder(
+            events, on_writable=lambda: self.retry_failing("the event log takes writes again")
+        )
         self._triggers = list(triggers)
         self._lock = lock if lock is not None else LeaderLock(state_dir or Path())
         self._fingerprints = {kind.name: FingerprintCache() for kind in kinds}

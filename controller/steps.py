@@ -127,11 +127,19 @@ class EventRecorder:
     resync of thousands of converged records would otherwise cost a thread hop and a commit per record."""
 
     def __init__(
-        self, events: EventLog, *, batch_seconds: float = 0.05, retry_seconds: float = RETRY_SECONDS
+        self,
+        events: EventLog,
+        *,
+        batch_seconds: float = 0.05,
+        retry_seconds: float = RETRY_SECONDS,
+        on_writable: Callable[[], object] | None = None,
     ) -> None:
         self._events = events
         self._batch_seconds = batch_seconds
         self._retry_seconds = retry_seconds
+        # Told when the log takes writes again after refusing them: the state directory has room again, so
+        # what failed for want of it may be retried now.
+        self._on_writable = on_writable
         self._retry: asyncio.Task[None] | None = None
         # Writes are failing: said once in the log when it starts and once when it ends, not per batch.
         self._retrying = False
@@ -253,6 +261,8 @@ class EventRecorder:
             if self._retrying:
                 self._retrying = False
                 log.info("the event log takes writes again: %d held-back events recorded", len(batch))
+                if self._on_writable is not None:
+                    self._on_writable()
 
     async def _retry_later(self) -> None:
         await asyncio.sleep(self._retry_seconds)
