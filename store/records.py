@@ -356,6 +356,8 @@ class RecordStore(Generic[R]):
             remove_stale_temp_files(self.specs_dir)
             remove_stale_temp_files(self.status_dir)
             remove_stale_temp_files(self._index_path.parent)
+            if self._claims is not None:
+                self._claims.remove_stale_temp_files()
             if not self._counter.exists():
                 self._counter.seed(self._highest_recorded_version())
             if self._claims is not None and not self._claims.migrated:
