@@ -41,6 +41,7 @@ pytestmark = [
 ]
 
 CONVERGED_AFTER_RETURN_SECONDS = 30.0
+MEASURED_SECONDS = 120.0
 # Only the step timeout is shortened: the backoff is the production one, which a long outage lets grow.
 PRODUCTION_BACKOFF = ("--step-timeout", "30")
 PRODUCTION_RESYNC_SECONDS = 30
@@ -72,13 +73,17 @@ def test_dockerd_restarted_while_50_sites_are_applied_all_converge_within_30s_of
         eventually(lambda: serves(settings, "nobody.example.org", 404), 120, "the edge", controller)
         store = SiteStore(settings.state_dir)
         started = time.time()
-        run = restart_during_applies(controller, store, Plan(), CONVERGED_AFTER_RETURN_SECONDS)
+        # Watched for longer than the 30 s asked, so that a failure says how long it did take.
+        run = restart_during_applies(controller, store, Plan(), MEASURED_SECONDS)
         print(
             f"\ndockerd took {run.stop_seconds:.1f}s to stop and was away {run.away_seconds:.1f}s; after its "
             f"return every site was served in {run.served_seconds}s and converged in {run.converged_seconds}s"
         )
-        assert run.converged_seconds is not None, (
-            f"not converged {CONVERGED_AFTER_RETURN_SECONDS:.0f}s after dockerd's return: "
+        assert (
+            run.converged_seconds is not None and run.converged_seconds <= CONVERGED_AFTER_RETURN_SECONDS
+        ), (
+            f"not converged {CONVERGED_AFTER_RETURN_SECONDS:.0f}s after dockerd's return "
+            f"(after {run.converged_seconds}s): "
             f"{not_converged(store, settings, run.names)[:10]}\n{controller.tail(40)}"
         )
 
