@@ -464,15 +464,21 @@ class SiteRoutes:
     async def _confirm(self, revision: str) -> bool:
         reload = self._last_reload[1] if self._last_reload and self._last_reload[0] == revision else None
         try:
-            served = await asyncio.to_thread(
-                nginx_config.wait_until_served,
-                self._settings,
-                "routes",
-                revision,
-                CONFIRM_SECONDS,
-                self._client,
-                reload,
-            )
+            try:
+                served = await asyncio.to_thread(
+                    nginx_config.wait_until_served,
+                    self._settings,
+                    "routes",
+                    revision,
+                    CONFIRM_SECONDS,
+                    self._client,
+                    reload,
+                )
+            except Exception as error:
+                # Asking Docker about the old workers failed (dockerd restarting): not confirmed yet. Every
+                # reconcile waiting here comes back; nobody may be left with an exception to retrieve.
+                log.warning("confirming routes revision %s failed: %s", revision, error)
+                served = False
             if not served and reload is None and revision == self._revision:
                 # Never reloaded for these routes by this process (its reload failed, or they were live when
                 # it started and the edge lost them): the next confirmation waits for this reload.
