@@ -4,6 +4,7 @@ site has exactly one service and no service is left of a site that has none."""
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
@@ -50,6 +51,8 @@ def test_the_controller_killed_every_few_seconds_during_200_applies_converges_an
             (settings.state_dir / "status").rglob(".*.tmp")
         )
         assert not leftovers, leftovers
+        with sqlite3.connect(settings.events_db) as db:
+            assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
 
         services = services_by_site(swarm, settings)
         dynamic = {name for name in run.last if name.startswith("d")}
