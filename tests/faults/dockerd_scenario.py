@@ -68,6 +68,9 @@ class Plan:
     apply_pause_seconds: float = 0.1
     # How many applies go in before dockerd is stopped; the rest are applied while it stops and is down.
     applied_before_stop: int = 15
+    # How long the engine stays away at least, from the stop: long enough for the reconciles failing
+    # meanwhile to back off well past the 30 s allowed after its return, were they left to their backoff.
+    outage_seconds: float = 20.0
 
     def names(self, seed: int) -> list[str]:
         names = [f"s{i:02d}" for i in range(self.static_sites)] + [f"d{i}" for i in range(self.dynamic_sites)]
@@ -163,6 +166,8 @@ def restart_during_applies(
     applier.join()
     if failures:
         raise failures[0]
+    # The outage lasts its time: a fault held, not a wait for anything to happen.
+    threading.Event().wait(max(0.0, plan.outage_seconds - (time.monotonic() - stopping)))
     dockerd("start")
     back = time.monotonic()
     run.away_seconds = back - stopping
