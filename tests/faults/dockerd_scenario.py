@@ -68,8 +68,8 @@ class Plan:
     apply_pause_seconds: float = 0.1
     # How many applies go in before dockerd is stopped; the rest are applied while it stops and is down.
     applied_before_stop: int = 15
-    # How long the engine stays away at least, from the stop: long enough for the reconciles failing
-    # meanwhile to back off well past the 30 s allowed after its return, were they left to their backoff.
+    # How long the engine stays away at least, from the stop, as a restart that stops many containers does:
+    # the reconciles failing meanwhile back off up to about 16 s, which its return cuts short.
     outage_seconds: float = 20.0
 
     def names(self, seed: int) -> list[str]:
