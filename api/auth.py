@@ -21,6 +21,7 @@ import base64
 import binascii
 import functools
 import hashlib
+import logging
 import secrets
 import threading
 import time
@@ -30,13 +31,15 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.contrib.auth import authenticate as check_password
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, Group, User
-from django.db import connections, transaction
+from django.db import DatabaseError, connections, transaction
 from django.http import HttpRequest
 from django.utils import timezone
 
 from api import throttle
 from api.errors import ApiError, Cause
 from api.models import ApiToken
+
+log = logging.getLogger(__name__)
 
 TOKEN_PREFIX = "dir_"
 ADMIN_GROUP = "admins"
@@ -216,7 +219,11 @@ def _refusal(secret_hash: str) -> ApiError:
 
 def _touch(principal: Principal) -> None:
     if principal.token_id is not None and _last_used.should_touch(principal.token_id):
-        ApiToken.objects.filter(pk=principal.token_id).update(last_used=timezone.now())
+        try:
+            ApiToken.objects.filter(pk=principal.token_id).update(last_used=timezone.now())
+        except DatabaseError as error:
+            # A hint must never fail the request it rides on (a full disk refuses this write, not the read).
+            log.warning("last use of token %s not recorded: %s", principal.token_id, error)
 
 
 def authenticate_request(request: HttpRequest) -> Principal:

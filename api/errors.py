@@ -6,12 +6,15 @@ import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse
 from pydantic import ValidationError
 
 from specs.errors import field_path, problems_from_validation
+from store.records import InsufficientStorage, StoreError, is_out_of_space
 
 log = logging.getLogger("api")
 
@@ -29,6 +32,7 @@ _REASONS = {
     429: "TooManyRequests",
     500: "InternalError",
     503: "ServiceUnavailable",
+    507: "InsufficientStorage",
 }
 
 
@@ -117,6 +121,29 @@ def status_success(message: str, *, name: str | None = None) -> dict[str, Any]:
         "code": 200,
         "details": details,
     }
+
+
+def write_refused(error: StoreError, subject: str, *, name: str | None = None) -> ApiError:
+    """The answer to a write the store refused for a reason of its own: 507 when the state directory is full
+    (the client may retry once there is room; nothing was written), otherwise a 500 that says why."""
+    if isinstance(error, InsufficientStorage):
+        return ApiError(507, f"{subject} could not be written: {error}", name=name)
+    return ApiError(500, f"{subject} could not be written: {error}", name=name)
+
+
+def out_of_space(error: BaseException, state_dir: Path) -> ApiError | None:
+    """507 for a failure that comes from a full disk under the state directory, found however it was raised:
+    the record store's own error, the errno of a file write, or SQLite's word for the database."""
+    if isinstance(error, InsufficientStorage):
+        return ApiError(507, str(error))
+    full_database = isinstance(error, DatabaseError) and "database or disk is full" in str(error)
+    if is_out_of_space(error) or full_database:
+        return ApiError(
+            507,
+            f"the state directory {state_dir} is full: nothing was written; free space on its filesystem, "
+            "then retry",
+        )
+    return None
 
 
 def bad_request_view(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:

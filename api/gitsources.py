@@ -23,7 +23,7 @@ from pydantic import ValidationError
 
 from api import content, fields, listing
 from api.auth import Principal
-from api.errors import ApiError, Cause, invalid, status_success
+from api.errors import ApiError, Cause, invalid, status_success, write_refused
 from api.selectors import name_selector
 from api.sites import WriteOptions, take_precondition
 from specs import jsonio, yamlio
@@ -210,7 +210,7 @@ class GitSourceService:
             except (Conflict, AlreadyExists, NotFound):
                 continue
             except StoreError as error:
-                raise ApiError(500, f'gitsource "{name}" could not be written: {error}', name=name) from None
+                raise write_refused(error, f'gitsource "{name}"', name=name) from None
             return stored, "created" if old is None else "configured"
         raise ApiError(409, f'gitsource "{name}" kept changing while this write was retried; try again')
 

@@ -24,7 +24,7 @@ from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from api import content
-from api.errors import ApiError, method_not_allowed
+from api.errors import ApiError, method_not_allowed, write_refused
 from api.gitsources import gitsource_store
 from api.secrets import values_of
 from specs.gitsource import GitSource
@@ -159,7 +159,7 @@ def _handle(request: HttpRequest, name: str) -> HttpResponse:
     except NotFound:
         raise ApiError(404, f'gitsource "{name}" not found') from None
     except StoreError as error:
-        raise ApiError(500, f'gitsource "{name}": the request could not be written: {error}') from None
+        raise write_refused(error, f'the fetch request of gitsource "{name}"', name=name) from None
     message = (
         "fetch requested" if requested else "a fetch was requested less than a second ago; it covers this"
     )

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+from django.conf import settings
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.http import HttpRequest
 from django.http.multipartparser import MultiPartParserError
 from django.http.response import HttpResponseBase
 
-from api.errors import ApiError
+from api.errors import ApiError, out_of_space
 
 log = logging.getLogger("api")
 
@@ -45,5 +47,9 @@ class StatusErrorMiddleware:
         if isinstance(exception, MultiPartParserError):
             # Django's parser refuses a multipart body it cannot read (no boundary, say): the client's error.
             return ApiError(400, f"the multipart/form-data body cannot be read: {exception}").response()
+        full = out_of_space(exception, Path(settings.STATE_DIR))
+        if full is not None:
+            log.error("%s %s refused: %s", request.method, request.path, full.message)
+            return full.response()
         log.exception("unhandled error on %s %s", request.method, request.path)
         return ApiError(500, "internal error; the server log has the details").response()

@@ -27,7 +27,7 @@ from pydantic import ValidationError
 from api import fields
 from api.auth import Principal
 from api.domains import admit_domains, host_taken
-from api.errors import ApiError, Cause, invalid
+from api.errors import ApiError, Cause, invalid, write_refused
 from api.gitops_policy import guard_site_write
 from api.listcache import ListingCache
 from api.models import WriteRecord
@@ -332,7 +332,7 @@ class SiteService:
                     raise self._stale(name, precondition, self._visible(name)) from None
                 continue
             except StoreError as error:
-                raise ApiError(500, f'site "{name}" could not be written: {error}', name=name) from None
+                raise write_refused(error, f'site "{name}"', name=name) from None
             if not dry:
                 self._audit(stored, name, operation if old is not None else "create", options)
             return stored, "created" if old is None else "configured"

@@ -156,7 +156,11 @@ class LeaderLock:
         if self._fd is None:
             return
         progress = {"lastResync": datetime.now(UTC).isoformat(), "queueDepth": queue_depth}
-        self._edit_report(lambda holder, waiting: (holder, waiting), progress=progress)
+        try:
+            self._edit_report(lambda holder, waiting: (holder, waiting), progress=progress)
+        except OSError as error:
+            # Only a report for people (a full disk refuses it): the resync itself is done all the same.
+            log.warning("the controller report in %s was not updated: %s", self._state_dir, error)
 
     def _edit_report(
         self,

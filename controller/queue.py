@@ -92,6 +92,15 @@ class WorkQueue:
         self.add_after(request, delay, trigger, backoff=True)
         return delay
 
+    def retry_now(self, trigger: str) -> list[Request]:
+        """Queue at once every key waiting out a failure's backoff, its failures forgotten: for when the cause
+        those failures shared is known to be gone (dockerd is back), so that none waits minutes for nothing.
+        Requested polls keep their time. Returns the keys queued."""
+        backing_off = sorted(request for request, timer in self._timers.items() if timer.backoff)
+        for request in backing_off:
+            self.add(request, trigger, urgent=True)
+        return backing_off
+
     def forget(self, request: Request) -> None:
         """The key succeeded (or its spec changed): its next failure starts the backoff afresh."""
         self._failures.pop(request, None)

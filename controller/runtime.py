@@ -98,7 +98,11 @@ class Controller:
             raise ValueError("give the controller a lock or the state directory to take it in")
         self._kinds: dict[str, AnyKind] = {kind.name: kind for kind in kinds}
         self._options = options if options is not None else ControllerOptions()
-        self._recorder = EventRecorder(events)
+        # Once the event log takes writes again (a full disk has room again), what failed meanwhile is
+        # retried at once, not after a backoff grown while the disk was full.
+        self._recorder = EventRecorder(
+            events, on_writable=lambda: self.retry_failing("the event log takes writes again")
+        )
         self._triggers = list(triggers)
         self._lock = lock if lock is not None else LeaderLock(state_dir or Path())
         self._fingerprints = {kind.name: FingerprintCache() for kind in kinds}
@@ -184,6 +188,16 @@ class Controller:
             await asyncio.sleep(self._options.trigger_restart_seconds)
 
     # -- waking ------------------------------------------------------------------------------------
+
+    def retry_failing(self, trigger: str) -> int:
+        """Reconcile now every record waiting out a failure's backoff, as if new: for a trigger that knows the
+        cause of those failures is gone (the Docker engine answers again). How many were queued."""
+        if self._queue is None:
+            return 0
+        retried = self._queue.retry_now(trigger)
+        if retried:
+            log.info("%d reconciles waiting out a backoff retried now (%s)", len(retried), trigger)
+        return len(retried)
 
     def _enqueue(self, request: Request, trigger: str) -> None:
         self._wake(request, trigger, False)

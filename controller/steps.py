@@ -19,6 +19,10 @@ log = logging.getLogger(__name__)
 # per step at every resync; a failed pass leaves them out so identical failures collapse too.
 QUIET_RESULTS: frozenset[EventResult] = frozenset({"unchanged", "skipped"})
 
+# Events the log refused (a full disk) are held back and written again this often, at most this many.
+RETRY_SECONDS = 2.0
+MAX_PENDING_EVENTS = 50_000
+
 StepCall = Callable[[ReconcileContext], Awaitable[Outcome]]
 
 
@@ -122,9 +126,23 @@ class EventRecorder:
     """Writes what the reconcilers did to the event log, in batches of one transaction each, off the loop: a
     resync of thousands of converged records would otherwise cost a thread hop and a commit per record."""
 
-    def __init__(self, events: EventLog, *, batch_seconds: float = 0.05) -> None:
+    def __init__(
+        self,
+        events: EventLog,
+        *,
+        batch_seconds: float = 0.05,
+        retry_seconds: float = RETRY_SECONDS,
+        on_writable: Callable[[], object] | None = None,
+    ) -> None:
         self._events = events
         self._batch_seconds = batch_seconds
+        self._retry_seconds = retry_seconds
+        # Told when the log takes writes again after refusing them: the state directory has room again, so
+        # what failed for want of it may be retried now.
+        self._on_writable = on_writable
+        self._retry: asyncio.Task[None] | None = None
+        # Writes are failing: said once in the log when it starts and once when it ends, not per batch.
+        self._retrying = False
         self._pending: list[NewEvent] = []
         self._flushing: asyncio.Task[None] | None = None
         # The gathering batch's task is writing (no longer only waiting): it must be let finish.
@@ -221,8 +239,35 @@ class EventRecorder:
             try:
                 await asyncio.to_thread(self._events.append, batch)
             except Exception as error:
-                # The event log is a record of the work, not a part of it: losing some must not stop it.
-                log.error("%d reconcile events not recorded: %s", len(batch), error)
+                # The event log is a record of the work, not a part of it: a failed write must not stop the
+                # work. What failed (a full disk, the log locked) is kept, oldest first, and written again
+                # later, so the log still tells what happened; only a backlog past MAX_PENDING_EVENTS is lost.
+                self._pending = batch + self._pending
+                dropped = len(self._pending) - MAX_PENDING_EVENTS
+                if dropped > 0:
+                    del self._pending[:dropped]
+                    log.error("%d reconcile events dropped: the event log refused writes too long", dropped)
+                if not self._retrying:
+                    log.error(
+                        "%d reconcile events not recorded yet (%s); retrying every %.0fs",
+                        len(self._pending),
+                        error,
+                        self._retry_seconds,
+                    )
+                self._retrying = True
+                if self._retry is None or self._retry.done():
+                    self._retry = asyncio.create_task(self._retry_later())
+                return
+            if self._retrying:
+                self._retrying = False
+                log.info("the event log takes writes again: %d held-back events recorded", len(batch))
+                if self._on_writable is not None:
+                    self._on_writable()
+
+    async def _retry_later(self) -> None:
+        await asyncio.sleep(self._retry_seconds)
+        if self._flushing is None or self._flushing.done():
+            self._flushing = asyncio.create_task(self._flush_soon())
 
     async def flush(self) -> None:
         """Write every event recorded so far, now: a batch still gathering is written at once, one being

@@ -51,9 +51,8 @@ def build_controller(
     services = SiteServices(settings, cache, images)
     # Which site holds each custom domain is the store's to say: the first to claim it.
     routes = SiteRoutes(settings, client, host_holders=sites.host_holders)
-    platform = Kind(
-        records=platforms, reconcilers=[EdgePlatform(settings, client, cache, images)], first=True
-    )
+    edge = EdgePlatform(settings, client, cache, images, routes_repair=routes.repair)
+    platform = Kind(records=platforms, reconcilers=[edge], first=True)
     site = Kind(
         records=sites,
         # Files first (the service mounts them), then the service, then the routes that point to it.
@@ -70,15 +69,22 @@ def build_controller(
         workdir=workdir,
     )
     gitsource = Kind(records=sources, reconcilers=[sync])
-    return Controller(
+    events = EventLog(settings.events_db)
+    # Once the engine answers again after an outage, what failed meanwhile is retried at once, not after its
+    # backoff (minutes, after a long outage).
+    docker_events = DockerEvents(
+        settings, client, cache, events=events, on_return=lambda why: controller.retry_failing(why)
+    )
+    controller = Controller(
         kinds=[platform, site, gitsource],
-        events=EventLog(settings.events_db),
+        events=events,
         state_dir=settings.state_dir,
         # A Docker event marks what it changed stale in the cache before it wakes the site or the platform.
         # The routes wake the sites waiting for a domain the moment its holder lets go of it.
-        triggers=[DockerEvents(settings, client, cache), routes],
+        triggers=[docker_events, routes],
         options=options,
     )
+    return controller
 
 
 def ensure_platform_record(platforms: PlatformStore, settings: Settings) -> None:

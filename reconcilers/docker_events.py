@@ -3,10 +3,11 @@ marks what it concerns stale in the Swarm cache, then wakes the site (or the pla
 
 Docker's event stream is lossy (256 events kept, none across a daemon restart) and a connection can go
 silent without closing, so the stream is only a way to wake early and to keep the cache current: it is
-reopened every STREAM_SECONDS with `since` set to the last event seen, and after any error. When it breaks,
-and again when it reconnects, the cache trusts nothing until it has listed everything again (done at once on
-reconnecting); what that listing finds changed without an event wakes what it concerns. The periodic resync
-remains the truth.
+reopened every STREAM_SECONDS with `since` set to the last event seen, and after any error (at growing
+intervals up to a few seconds, while dockerd is away). When it breaks, and again when it reconnects, the
+cache trusts nothing until it has listed everything again (done at once on reconnecting); what that listing
+finds changed without an event wakes what it concerns. The periodic resync remains the truth. The edge's
+events say when the stream was lost and when it came back.
 """
 
 from __future__ import annotations
@@ -19,20 +20,34 @@ from collections.abc import Callable
 from typing import Any
 
 import docker
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception_type,
+    stop_after_delay,
+    wait_exponential,
+    wait_random,
+)
 
+from controller.steps import describe
 from controller.types import Enqueue, Request
 from reconcilers.docker_calls import LABEL_INSTANCE, LABEL_SITE, SWARM_SERVICE_NAME_LABEL
 from reconcilers.platform import PLATFORM
 from reconcilers.swarm_cache import Entry, SwarmCache
 from specs.config import Settings
 from specs.models import SITE_NAME_PATTERN
+from store.events import EventLog, EventResult, NewEvent
 
 log = logging.getLogger(__name__)
 
 STREAM_SECONDS = 60.0
 # The daemon ends a stream at `until`; one still open well after that is a dead connection.
 SILENCE_GRACE_SECONDS = 15.0
-RETRY_SECONDS = 2.0
+# A broken stream is reopened after RETRY_SECONDS, then twice as long each time up to RETRY_MAX_SECONDS,
+# plus up to RETRY_JITTER.
+RETRY_SECONDS = 0.25
+RETRY_MAX_SECONDS = 3.0
+RETRY_JITTER = 0.5
 # A stream ending more than this before `until` (sent rounded up to whole seconds) was cut off.
 EARLY_END_SECONDS = 1.0
 # How long the listing made on reconnecting may take.
@@ -48,6 +63,10 @@ _SITE_NAME = re.compile(SITE_NAME_PATTERN)
 
 class StreamBroken(ConnectionError):
     """Docker's event stream ended before the time it was asked to end at."""
+
+
+class StreamSilent(ConnectionError):
+    """Docker's event stream stayed open past the time it was asked to end at: a dead connection."""
 
 
 def _parts(event: dict[str, Any]) -> tuple[str, str, dict[str, Any]]:
@@ -129,12 +148,23 @@ class DockerEvents:
         client: docker.DockerClient,
         cache: SwarmCache,
         stream_seconds: float = STREAM_SECONDS,
+        events: EventLog | None = None,
+        on_return: Callable[[str], object] | None = None,
     ) -> None:
         self._settings = settings
         self._client = client
         self._cache = cache
         self._stream_seconds = stream_seconds
         self._relisting: asyncio.Task[None] | None = None
+        self._events = events
+        # Told when the stream is back after an outage: what failed while Docker was away may go again now.
+        self._on_return = on_return
+        # Said to on_return once the Swarm has been listed again after the outage it ended.
+        self._return: str | None = None
+        self._recording: set[asyncio.Future[None]] = set()
+        # When the stream broke, while it stays broken; how long each outage lasted, for those who measure.
+        self._lost_at: float | None = None
+        self.outages: list[float] = []
         self.streams_opened = 0
 
     async def run(self, enqueue: Enqueue) -> None:
@@ -153,53 +183,131 @@ class DockerEvents:
         stop_watching = self._cache.watch(missed)
         # From where the cache's picture was listed: what happened since then is replayed, not lost.
         since = self._cache.trusted_since() or time.time()
-        broken = False
+        # A broken stream is opened again soon, then less and less often while dockerd is away, never more
+        # than RETRY_MAX_SECONDS apart: once it is back, it is seen within that.
+        reopening = AsyncRetrying(
+            retry=retry_if_exception_type(Exception),
+            wait=wait_exponential(multiplier=RETRY_SECONDS, max=RETRY_MAX_SECONDS)
+            + wait_random(0, RETRY_JITTER),
+            before_sleep=self._lost,
+        )
         try:
             while True:
-                until = time.time() + self._stream_seconds
-                holder: list[Any] = []
-                follow = asyncio.ensure_future(
-                    asyncio.to_thread(self._follow, since, until, holder, loop, deliver, broken)
-                )
-                # A stream given up on (silent, or the trigger cancelled) ends in an error nobody awaits.
-                follow.add_done_callback(_retrieve)
-                try:
-                    since = await asyncio.wait_for(
-                        asyncio.shield(follow), self._stream_seconds + SILENCE_GRACE_SECONDS
-                    )
-                    broken = False
-                except TimeoutError:
-                    log.warning("Docker's event stream went silent; reopening it")
-                    _close(holder)
-                    # Events may be lost from here: nothing the cache holds is trusted until it lists again.
-                    self._cache.distrust_all()
-                    broken = True
-                except asyncio.CancelledError:
-                    _close(holder)
-                    raise
-                except Exception:
-                    log.exception("Docker's event stream failed; reopening it in %.0f s", RETRY_SECONDS)
-                    self._cache.distrust_all()
-                    broken = True
-                    await asyncio.sleep(RETRY_SECONDS)
+                since = await reopening(self._follow_one, since, loop, deliver)
         finally:
             stop_watching()
             if self._relisting is not None:
                 self._relisting.cancel()
 
+    async def _follow_one(
+        self,
+        since: float,
+        loop: asyncio.AbstractEventLoop,
+        deliver: Callable[[dict[str, Any], Request, str], None],
+    ) -> float:
+        """One stream followed to its end; where the next one starts. Raises when it broke or went silent."""
+        until = time.time() + self._stream_seconds
+        holder: list[Any] = []
+        follow = asyncio.ensure_future(
+            asyncio.to_thread(self._follow, since, until, holder, loop, deliver, self._lost_at is not None)
+        )
+        # A stream given up on (silent, or the trigger cancelled) ends in an error nobody awaits.
+        follow.add_done_callback(_retrieve)
+        patience = self._stream_seconds + SILENCE_GRACE_SECONDS
+        try:
+            return await asyncio.wait_for(asyncio.shield(follow), patience)
+        except TimeoutError:
+            _close(holder)
+            raise StreamSilent(f"Docker's event stream went silent for {patience:.0f} s") from None
+        except asyncio.CancelledError:
+            _close(holder)
+            raise
+
+    def _lost(self, attempt: RetryCallState) -> None:
+        """A stream failed: nothing the cache holds is trusted until it lists again, and the first failure of
+        a run of them is said once in the log and in the edge's events (no traceback: this is expected when
+        dockerd restarts)."""
+        error = attempt.outcome.exception() if attempt.outcome is not None else None
+        why = describe(error) if error is not None else "unknown"
+        # Events may be lost from here: nothing the cache holds is trusted until it lists again.
+        self._cache.distrust_all()
+        wait = attempt.upcoming_sleep
+        if self._lost_at is not None:
+            log.debug("Docker's event stream is still down (%s); next try in %.1f s", why, wait)
+            return
+        self._lost_at = time.monotonic()
+        message = (
+            f"Docker's event stream was lost ({why}); reopening it (next try in {wait:.1f} s): until then, "
+            "changes in Swarm are found by listing it"
+        )
+        log.warning("%s", message)
+        self._record("failed", message)
+
     def _reconnected(self) -> None:
         """Events were lost while the stream was down (all of them if dockerd restarted): list everything
         again now, so what changed meanwhile wakes what it concerns without waiting for the resync."""
         self._cache.distrust_all()
+        if self._lost_at is not None:
+            seconds = time.monotonic() - self._lost_at
+            self._lost_at = None
+            self.outages.append(seconds)
+            message = (
+                f"Docker's event stream reopened after {seconds:.1f} s without it: Swarm is listed again, "
+                "and what changed meanwhile is reconciled"
+            )
+            log.info("%s", message)
+            self._record("updated", message)
+            self._return = f"docker-events: the engine answers again after {seconds:.1f} s"
         if self._relisting is None or self._relisting.done():
             self._relisting = asyncio.create_task(self._relist())
 
+    def _record(self, result: EventResult, message: str) -> None:
+        """An event of the platform (the edge's record) saying what happened to the stream, written off the
+        loop; the event log failing (a full disk) costs the event, never the trigger."""
+        if self._events is None:
+            return
+        events = self._events
+        event = NewEvent(
+            site=PLATFORM.name,
+            generation=None,
+            reconcile_id=f"docker-events-{self.streams_opened}",
+            trigger=self.name,
+            step="docker-events",
+            result=result,
+            duration_seconds=0.0,
+            message=message,
+        )
+
+        def write() -> None:
+            try:
+                events.record_many([event])
+            except Exception as error:
+                log.error("the event %r was not recorded: %s", message, error)
+
+        self._recording.add(task := asyncio.ensure_future(asyncio.to_thread(write)))
+        task.add_done_callback(self._recording.discard)
+
     async def _relist(self) -> None:
-        try:
+        """List the Swarm again until it answers (a restarted engine's Swarm takes a moment), then tell
+        on_return of an outage that ended: what failed meanwhile is retried once Swarm can serve it."""
+        relisting = AsyncRetrying(
+            retry=retry_if_exception_type(Exception),
+            wait=wait_exponential(multiplier=RETRY_SECONDS, max=RETRY_MAX_SECONDS),
+            stop=stop_after_delay(RELIST_SECONDS),
+            reraise=True,
+        )
+
+        async def list_all() -> None:
             await self._cache.refresh(time.monotonic() + RELIST_SECONDS)
+
+        try:
+            await relisting(list_all)
         except Exception as error:
             # The next read lists again, and the resync after it: nothing is trusted meanwhile.
             log.warning("listing the Swarm after the event stream reconnected failed: %s", error)
+        returned, self._return = self._return, None
+        if returned is not None and self._on_return is not None:
+            self._on_return(returned)
 
     def _follow(
         self,

@@ -224,25 +224,40 @@ class EdgeRoutes:
 
     def live_matches(self) -> bool:
         """Whether the live routes.conf and generation are exactly what the adopted routes make."""
+        return self.live_problem() is None
+
+    def live_problem(self) -> str | None:
+        """What differs between the live routes.conf and generation and what the adopted routes make, in
+        words for an event; None when they are exactly that."""
         layout = self._layout
-        if self.generation is None and self._fragments:
-            return False
         live = layout.edge_dir / nginx_config.ROUTES_CONF
+        if not live.exists():
+            return f"{live} was removed"
+        if self.generation is None and self._fragments:
+            return f"{live} names no generation of routes"
         try:
             if live.read_text() != self._routes_conf(self.generation, self._limits):
-                return False
+                return f"{live} was edited by hand"
             if self.generation is None:
-                return True
+                return None
             directory = layout.routes_dir / self.generation
+            if not directory.is_dir():
+                return f"{directory} was removed"
             wanted: dict[str, str] = {}
             for shard, names in self._members.items():
                 wanted.update(_shard_files(shard, [self._fragments[name] for name in sorted(names)]))
             present = {path.name for path in directory.iterdir()}
-            return present == set(wanted) and all(
-                (directory / name).read_text() == text for name, text in wanted.items()
-            )
-        except OSError:
-            return False
+            foreign = sorted(present - set(wanted))
+            if foreign:
+                return f"{directory} has files the routes do not make: {', '.join(foreign)}"
+            if set(wanted) - present:
+                return f"files of {directory} were removed: {', '.join(sorted(set(wanted) - present))}"
+            edited = sorted(name for name, text in wanted.items() if (directory / name).read_text() != text)
+            if edited:
+                return f"files of {directory} were edited by hand: {', '.join(edited)}"
+            return None
+        except OSError as error:
+            return f"the routes in {layout.edge_dir} cannot be read: {error}"
 
     # ---- a new generation ---------------------------------------------------------------------------------
 

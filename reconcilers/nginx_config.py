@@ -144,6 +144,9 @@ def render_static_files(environment: jinja2.Environment, settings: Settings) -> 
         sites_dir=settings.sites_dir,
         service_prefix=settings.service_name(""),
         site_port=SITE_PORT,
+        # Whole milliseconds: Nginx takes no fractions of a unit.
+        proxy_connect_timeout=f"{max(1, round(settings.proxy_connect_timeout_seconds * 1000))}ms",
+        proxy_timeout=f"{max(1, round(settings.proxy_timeout_seconds * 1000))}ms",
     )
     main = environment.get_template("nginx.conf.j2")
     revision = _revision(main.render(edge_revision=""), locations)

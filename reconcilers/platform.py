@@ -10,6 +10,8 @@ run the edge and which revisions of its own files and of the sites' routes the e
 from __future__ import annotations
 
 import asyncio
+import os
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -29,14 +31,36 @@ from specs.config import Settings
 from specs.platform import KIND_PLATFORM, PLATFORM_NAME, EdgeStatus, NodeTask, Platform, PlatformMeta
 
 PLATFORM = Request(KIND_PLATFORM, PLATFORM_NAME)
+LABEL_MOUNTED = "io.director.edge.mounted"
+# Puts the edge's route files back as the records' routes make them; the step saying what it did, if it did.
+RoutesRepair = Callable[[float], Awaitable[Step | None]]
 EDGE_ROLE = "edge"
 # How long the edge may take to answer the revision of its files: after a reload, and otherwise.
 EDGE_RELOAD_CONFIRM_SECONDS = 5.0
 EDGE_CHECK_SECONDS = 0.5
 
 
-def render_edge_spec(settings: Settings, image: str, network_id: str) -> ServiceSpec:
+def mounted_directories(settings: Settings) -> str:
+    """Which directories the edge's bind mounts name, as device and inode: a directory removed and made
+    again is another one, which a running container does not see (it keeps the removed one)."""
+    identities = []
+    for path in (settings.edge_dir, settings.sites_dir, settings.edge_cache_dir):
+        try:
+            found = os.stat(path)
+        except FileNotFoundError:
+            identities.append("absent")
+            continue
+        identities.append(f"{found.st_dev}:{found.st_ino}")
+    return ",".join(identities)
+
+
+def render_edge_spec(
+    settings: Settings, image: str, network_id: str, mounted: str | None = None
+) -> ServiceSpec:
+    """The edge service's whole spec; `mounted` (see mounted_directories) makes a new one, and so new
+    containers, when a directory it mounts was replaced."""
     labels = {LABEL_MANAGED: "true", LABEL_INSTANCE: settings.instance, LABEL_ROLE: EDGE_ROLE}
+    container_labels = labels | ({LABEL_MOUNTED: mounted} if mounted is not None else {})
     # Same path inside as outside: the files the host's `nginx -t` passed are the files the edge loads.
     mounts = [
         {"Type": "bind", "Source": str(path), "Target": str(path), "ReadOnly": True}
@@ -68,7 +92,7 @@ def render_edge_spec(settings: Settings, image: str, network_id: str) -> Service
                     "Image": image,
                     "Command": ["nginx", "-c", str(settings.edge_dir / nginx_config.MAIN_CONF)],
                     "Args": ["-g", "daemon off;"],
-                    "Labels": labels,
+                    "Labels": container_labels,
                     "Mounts": mounts,
                     "StopGracePeriod": nanoseconds(10),
                 },
@@ -117,8 +141,11 @@ class EdgePlatform:
         cache: SwarmCache,
         images: ImageResolver,
         templates_dir: Path = nginx_config.TEMPLATES_DIR,
+        routes_repair: RoutesRepair | None = None,
     ) -> None:
         self._settings = settings
+        # The sites' routes live in the same directory: put back with the edge's own files, and in its events.
+        self._routes_repair = routes_repair
         # For the reload only (SIGHUP to the edge's containers); services and networks go through the cache.
         self._client = client
         self._cache = cache
@@ -153,11 +180,18 @@ class EdgePlatform:
         network, network_step = await self._ensure_network(ctx.deadline)
         firewall_step = await off_loop(ctx.deadline, self._ensure_host_firewall)
         files_step = await off_loop(ctx.deadline, self._ensure_edge_files, ctx.deadline)
+        steps = [network_step, firewall_step, files_step]
+        if self._routes_repair is not None:
+            # Before the service: an edge started anew (its directory was replaced) loads the sites' routes.
+            routes_step = await self._routes_repair(ctx.deadline)
+            if routes_step is not None:
+                steps.append(routes_step)
         image = await self._images.edge_image(ctx.deadline)
-        spec = render_edge_spec(self._settings, image, str(network["Id"]))
+        mounted = await asyncio.to_thread(mounted_directories, self._settings)
+        spec = render_edge_spec(self._settings, image, str(network["Id"]), mounted)
         service_step, applied = await self._ensure_edge_service(spec, ctx.deadline)
         edge: SwarmService | None = applied
-        steps = [network_step, firewall_step, files_step, service_step]
+        steps.append(service_step)
         reload: nginx_config.EdgeReload | None = None
         if files_step.result == "updated" and service_step.result == "unchanged":
             reload = await off_loop(ctx.deadline, nginx_config.reload_edge, self._client, self._settings)
@@ -257,22 +291,31 @@ class EdgePlatform:
         settings.edge_cache_dir.mkdir(parents=True, exist_ok=True)
         wanted = nginx_config.render_static_files(self._templates, settings)
         routes = settings.edge_dir / nginx_config.ROUTES_CONF
-        if not routes.exists():
+        # Without routes.conf nginx.conf cannot be validated: an empty one stands in for the check. It is put
+        # in place only when nobody rebuilds the sites' routes right after (routes_repair); the repair
+        # puts the real one, and until then no reload happens.
+        placeholder = not routes.exists()
+        if placeholder:
             wanted[nginx_config.ROUTES_CONF] = nginx_config.render_routes(self._templates, "", "", "")
+        missing = sorted(name for name in wanted if not (settings.edge_dir / name).exists())
         stale = {
             name: text
             for name, text in wanted.items()
-            if not (settings.edge_dir / name).exists() or (settings.edge_dir / name).read_text() != text
+            if name in missing or (settings.edge_dir / name).read_text() != text
         }
         if not stale:
             return Step("edge-config", "unchanged", f"edge configuration in {settings.edge_dir} is current")
+        installed = sorted(stale)
+        if placeholder and self._routes_repair is not None:
+            installed.remove(nginx_config.ROUTES_CONF)
         with nginx_config.edge_dir_lock(settings.edge_dir):
             try:
                 staged = nginx_config.stage_and_validate(self._layout, stale, seconds_left(deadline))
             except nginx_config.NginxRejected as rejected:
                 raise PermanentError(f"the edge's main configuration was refused: {rejected}") from None
-            nginx_config.install_staged(self._layout, staged, list(stale))
-        return Step("edge-config", "updated", f"wrote and validated {', '.join(sorted(stale))}")
+            nginx_config.install_staged(self._layout, staged, installed)
+        absent = f" (absent: {', '.join(missing)})" if missing else ""
+        return Step("edge-config", "updated", f"wrote and validated {', '.join(installed)}{absent}")
 
     async def _ensure_edge_service(self, spec: ServiceSpec, deadline: float) -> tuple[Step, SwarmService]:
         live = await self._cache.service(spec["Name"], deadline)

@@ -333,18 +333,20 @@ class SiteRoutes:
     def _load(self, deadline: float) -> tuple[RouteTable, nginx_config.EdgeReload | None]:
         table, _ = RouteTable.of(self._edge.load(), self._settings.sites_domain)
         self._edge.adopt(table.routes.values())
-        return table, self._repair(deadline)
+        repaired = self._repair(deadline)
+        return table, repaired[1] if repaired is not None else None
 
-    def _repair(self, deadline: float) -> nginx_config.EdgeReload | None:
+    def _repair(self, deadline: float) -> tuple[str, nginx_config.EdgeReload] | None:
         """Put the live files back as the routes make them, if they are not (edited by hand, or written by
-        an earlier version); the reload sent, if one was."""
-        if self._edge.live_matches():
+        an earlier version); what was wrong and the reload sent, if one was."""
+        problem = self._edge.live_problem()
+        if problem is None:
             return None
         candidate = self._edge.stage_all(deadline)
         self._edge.install(candidate)
         reload = self._edge.reload()
         self._edge.collect()
-        return reload
+        return problem, reload
 
     # ---- loading and edge work, shielded from the deadlines of the reconciles that wait on them ----------
 
@@ -372,19 +374,35 @@ class SiteRoutes:
         finally:
             self._loading = None
 
-    async def _repaired(self, deadline: float) -> None:
-        async def locked() -> nginx_config.EdgeReload | None:
+    async def repair(self, deadline: float) -> Step | None:
+        """Put the edge's route files back as the records' routes make them when they are not (removed or
+        edited by hand): the step saying what was wrong and what was done, None when they were intact. The
+        platform's reconcile calls this, so that the repair is an event of the edge."""
+        await self._loaded(deadline)
+        problem = await self._repaired(deadline)
+        if problem is None:
+            return None
+        count = len(self._table.routes) if self._table is not None else 0
+        message = f"{problem}: rebuilt the routes of {count} site(s) from the records, validated and reloaded"
+        log.warning("the edge's routes: %s", message)
+        return Step("edge-routes", "updated", message)
+
+    async def _repaired(self, deadline: float) -> str | None:
+        async def locked() -> tuple[str, nginx_config.EdgeReload] | None:
             async with self._edge_lock:
                 return await asyncio.to_thread(self._repair, deadline)
 
         work = asyncio.create_task(locked())
         try:
-            reload = await asyncio.wait_for(asyncio.shield(work), seconds_left(deadline))
+            repaired = await asyncio.wait_for(asyncio.shield(work), seconds_left(deadline))
         except TimeoutError:
             raise DeadlineExceeded("the edge's routes were not repaired before the deadline") from None
-        if reload is not None:
-            self._installed(self._edge.revision)
-            self._last_reload = (self._revision, reload)
+        if repaired is None:
+            return None
+        problem, reload = repaired
+        self._installed(self._edge.revision)
+        self._last_reload = (self._revision, reload)
+        return problem
 
     # ---- the edge serving what was installed ---------------------------------------------------------------
 
@@ -446,15 +464,21 @@ class SiteRoutes:
     async def _confirm(self, revision: str) -> bool:
         reload = self._last_reload[1] if self._last_reload and self._last_reload[0] == revision else None
         try:
-            served = await asyncio.to_thread(
-                nginx_config.wait_until_served,
-                self._settings,
-                "routes",
-                revision,
-                CONFIRM_SECONDS,
-                self._client,
-                reload,
-            )
+            try:
+                served = await asyncio.to_thread(
+                    nginx_config.wait_until_served,
+                    self._settings,
+                    "routes",
+                    revision,
+                    CONFIRM_SECONDS,
+                    self._client,
+                    reload,
+                )
+            except Exception as error:
+                # Asking Docker about the old workers failed (dockerd restarting): not confirmed yet. Every
+                # reconcile waiting here comes back; nobody may be left with an exception to retrieve.
+                log.warning("confirming routes revision %s failed: %s", revision, error)
+                served = False
             if not served and reload is None and revision == self._revision:
                 # Never reloaded for these routes by this process (its reload failed, or they were live when
                 # it started and the edge lost them): the next confirmation waits for this reload.

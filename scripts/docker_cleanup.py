@@ -12,7 +12,6 @@ Used by tests/conftest.py and by `make clean` (`python scripts/docker_cleanup.py
 from __future__ import annotations
 
 import argparse
-import contextlib
 import functools
 import json
 import re
@@ -120,8 +119,14 @@ def remove_labelled(client: docker.DockerClient, label_filters: str | Sequence[s
 
 
 def _ignore_gone(remove: Callable[[], Any]) -> None:
-    with contextlib.suppress(docker.errors.NotFound):
+    try:
         remove()
+    except docker.errors.NotFound:
+        pass
+    except docker.errors.APIError as error:
+        # Swarm removes a removed service's containers itself: one may already be on its way out.
+        if error.status_code != 409 or "already in progress" not in str(error):
+            raise
 
 
 def _label_sets(client: docker.DockerClient, key: str) -> list[dict[str, str]]:

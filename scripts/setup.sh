@@ -6,8 +6,6 @@ set -euo pipefail
 
 cd "$(dirname "$0")/.."
 readonly CACHE_DIR=.ci-cache
-readonly DOCKERD_LOG="$CACHE_DIR/dockerd.log"
-readonly DOCKERD_START_SECONDS=60
 readonly VENV_STAMP=.venv/.director-install-stamp
 readonly ASSETS_STAMP=node_modules/.director-install-stamp
 readonly EDITOR_BUNDLE=ui/static/ui/build/editor.js
@@ -80,21 +78,7 @@ start_docker() {
     return
   fi
   step "starting the Docker engine"
-  if [[ -d /run/systemd/system ]]; then
-    systemctl start docker
-  else
-    nohup dockerd >>"$DOCKERD_LOG" 2>&1 &
-    echo "dockerd pid $!, log in $DOCKERD_LOG"
-  fi
-  local waited=0
-  until docker info >/dev/null 2>&1; do
-    ((waited < DOCKERD_START_SECONDS)) || {
-      tail -n 30 "$DOCKERD_LOG" >&2 2>/dev/null || true
-      fail "the Docker engine did not answer within ${DOCKERD_START_SECONDS} s (log: $DOCKERD_LOG)"
-    }
-    sleep 1
-    waited=$((waited + 1))
-  done
+  bash scripts/dockerd.sh start
 }
 
 init_swarm() {

@@ -67,6 +67,10 @@ class Settings:
     shell_sessions_per_user: int = 20
     shell_idle_seconds: float = 1800.0
     shell_max_session_seconds: float = 10800.0
+    # How long the edge waits for a dynamic site to connect, and then between two reads or writes of its
+    # answer, before it answers 504 itself: a site that never answers holds a connection no longer.
+    proxy_connect_timeout_seconds: float = 10.0
+    proxy_timeout_seconds: float = 120.0
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -90,6 +94,8 @@ class Settings:
             shell_sessions_per_user=_env_int("DIRECTOR_SHELL_SESSIONS_PER_USER", 20, minimum=1),
             shell_idle_seconds=_env_seconds("DIRECTOR_SHELL_IDLE_SECONDS", 1800.0),
             shell_max_session_seconds=_env_seconds("DIRECTOR_SHELL_MAX_SESSION_SECONDS", 10800.0),
+            proxy_connect_timeout_seconds=_env_seconds("DIRECTOR_PROXY_CONNECT_TIMEOUT_SECONDS", 10.0),
+            proxy_timeout_seconds=_env_seconds("DIRECTOR_PROXY_TIMEOUT_SECONDS", 120.0),
         )
 
     @property

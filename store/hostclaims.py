@@ -41,6 +41,10 @@ class HostClaims:
     def __init__(self, state_dir: Path) -> None:
         self.directory = state_dir / "claims" / "hosts"
         self.directory.mkdir(parents=True, exist_ok=True)
+
+    def remove_stale_temp_files(self) -> None:
+        """Temp files of writers killed before their rename. Only under the store's write lock: without it,
+        a process opening the store would remove the temp file another one is about to rename."""
         remove_stale_temp_files(self.directory)
 
     def _path(self, host: str) -> Path:

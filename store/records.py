@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
+import errno
 import functools
 import gc
 import json
@@ -91,6 +92,25 @@ class HostTaken(StoreError):
         self.holder = holder
         # Where in spec.domains, so an API error can point at the field.
         self.index = index
+
+
+class InsufficientStorage(StoreError):
+    """The state directory's filesystem is full: nothing was changed; retry when it has room."""
+
+    def __init__(self, state_dir: Path, error: OSError) -> None:
+        super().__init__(
+            f"the state directory {state_dir} is full ({error.strerror or error}): nothing was written; "
+            "free space on its filesystem, then retry"
+        )
+        self.state_dir = state_dir
+
+
+# A full filesystem answers a write with one of these: no space left, or the writer's quota is used up.
+_NO_ROOM = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+def is_out_of_space(error: BaseException) -> bool:
+    return isinstance(error, OSError) and error.errno in _NO_ROOM
 
 
 class InvalidRecord(StoreError):
@@ -388,6 +408,8 @@ class RecordStore(Generic[R]):
             remove_stale_temp_files(self.specs_dir)
             remove_stale_temp_files(self.status_dir)
             remove_stale_temp_files(self._index_path.parent)
+            if self._claims is not None:
+                self._claims.remove_stale_temp_files()
             if not self._counter.exists():
                 self._counter.seed(self._highest_recorded_version())
             if self._claims is not None and not self._claims.migrated:
@@ -651,6 +673,12 @@ class RecordStore(Generic[R]):
         try:
             with exclusive_lock(self._lock_path):
                 yield
+        except OSError as error:
+            # Every write goes through a temp file and a rename: one that found no room left the record as it
+            # was, so the caller hears what to do, not an errno.
+            if is_out_of_space(error):
+                raise InsufficientStorage(self.state_dir, error) from error
+            raise
         finally:
             self._local.written = None
             for name in written:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -169,6 +170,36 @@ async def test_a_failing_reconciler_is_retried_with_growing_backoff_and_reported
     # Identical failures collapse into one event counted three times.
     assert len(failed) == 1 and failed[0].count == 3
     assert failed[0].step == "service.reconcile" and "docker said no" in failed[0].message
+
+
+class FullDiskLog(EventLog):
+    """The event log as a full disk makes it: every write refused in SQLite's words until `full` is False."""
+
+    full = True
+
+    def record_many(self, events):  # type: ignore[no-untyped-def]
+        if self.full:
+            raise sqlite3.OperationalError("database or disk is full")
+        return super().record_many(events)
+
+
+async def test_events_refused_by_a_full_disk_are_held_back_and_space_returning_retries_what_failed(
+    world: World,
+):
+    world.events = FullDiskLog(world.settings.state_dir / "full-disk-events.db")
+    world.service.behaviours["delta"] = failing(times=1, message="no space left on device")
+    # A backoff far longer than the test: only the log's return can bring the site back this soon.
+    async with running(world.controller(backoff=Backoff(base=60.0, cap=60.0, jitter=0.0))):
+        world.create("delta")
+        await eventually(lambda: world.service.attempts.get("delta") == 1, what="the failure")
+        assert world.events.query("delta") == []
+        world.events.full = False  # type: ignore[attr-defined]
+        await eventually(
+            lambda: world.condition("delta", "Ready") == ("True", "Ready"), timeout=15, what="the retry"
+        )
+    recorded = world.events.query("delta", limit=100)
+    assert any(e.result == "failed" and "no space left" in e.message for e in recorded), recorded
+    assert world.service.attempts["delta"] == 2
 
 
 async def test_a_hanging_reconciler_hits_its_deadline_fails_and_is_retried(world: World):

@@ -170,6 +170,21 @@ async def test_an_urgent_add_bypasses_backoff_and_resets_it():
     assert queue.scheduled_in(A) is None
 
 
+async def test_retry_now_queues_every_key_backing_off_at_once_and_leaves_polls_alone():
+    queue = WorkQueue(Backoff(base=60.0, jitter=0.0))
+    C = Request("Site", "charlie")
+    for _ in range(5):
+        queue.add_rate_limited(A, "retry")
+    queue.add_rate_limited(B, "retry")
+    queue.add_after(C, 60.0, "poll: tasks starting")
+    assert queue.retry_now("dockerd is back") == [A, B]
+    taken = {(await next_item(queue, timeout=0.2)).request for _ in range(2)}
+    assert taken == {A, B}
+    assert queue.failures(A) == 0 and queue.failures(B) == 0
+    assert queue.scheduled_in(C) is not None, "a poll is not a failure: it keeps its time"
+    assert await nothing_within(queue, 0.1)
+
+
 async def test_a_failure_while_an_urgent_add_waits_does_not_delay_it():
     queue = WorkQueue(Backoff(base=5.0, jitter=0.0))
     queue.add(A, "watch")

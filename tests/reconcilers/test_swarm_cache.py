@@ -19,11 +19,13 @@ import requests
 from reconciler_helpers import CountingClient, context, make_site
 
 from controller.types import Request
-from reconcilers.docker_events import MISSED, DockerEvents, mark_stale
+from reconcilers.docker_events import MISSED, RETRY_JITTER, RETRY_MAX_SECONDS, DockerEvents, mark_stale
 from reconcilers.images import ImageResolver
 from reconcilers.service import SiteServices
 from reconcilers.swarm_cache import SwarmCache
 from specs.config import Settings
+from specs.platform import PLATFORM_NAME
+from store.events import EventLog
 
 # Dynamic, with its service at 0 replicas: converged the moment it exists.
 PAUSED_DYNAMIC = {"type": "dynamic", "image": "director-local/site:latest", "availability": "not-served"}
@@ -251,3 +253,47 @@ async def test_nodes_are_listed_when_first_asked_for_and_again_only_after_a_node
     mark_stale({"Type": "node", "Action": "update", "Actor": {"ID": nodes[0]["ID"], "Attributes": {}}}, cache)
     assert [node["ID"] for node in await cache.nodes(time.monotonic() + 30)] == [node["ID"] for node in nodes]
     assert counting.api.calls["nodes"] == 2
+
+
+@pytest.mark.swarm
+async def test_a_lost_event_stream_is_reopened_in_seconds_and_said_in_the_edges_events_without_a_traceback(
+    stack, tmp_path, caplog: pytest.LogCaptureFixture
+):
+    docker_client = RestartingEvents(stack.client)
+    cache = SwarmCache(stack.settings, docker_client)
+    events = EventLog(tmp_path / "events.db")
+    returned: list[str] = []
+    trigger = DockerEvents(
+        stack.settings, docker_client, cache, stream_seconds=1.0, events=events, on_return=returned.append
+    )
+    running = asyncio.create_task(trigger.run(lambda request, why: None))
+
+    def stream_events() -> list[tuple[str, str]]:
+        return [
+            (event.result, event.message)
+            for event in reversed(events.query(PLATFORM_NAME))
+            if event.step == "docker-events"
+        ]
+
+    try:
+        await _until(lambda: trigger.streams_opened >= 1, "the event stream")
+        docker_client.go_down()
+        await _until(lambda: len(stream_events()) == 1, "an event of the lost stream")
+        [(result, message)] = stream_events()
+        assert result == "failed" and "Docker's event stream was lost" in message, message
+        opened = trigger.streams_opened
+        docker_client.come_back()
+        back = time.monotonic()
+        await _until(lambda: trigger.streams_opened > opened, "the stream reopened")
+        assert time.monotonic() - back < RETRY_MAX_SECONDS + RETRY_JITTER + 5
+        await _until(lambda: len(stream_events()) == 2, "an event of the stream's return")
+        assert stream_events()[1][0] == "updated" and "reopened after" in stream_events()[1][1]
+        assert len(trigger.outages) == 1
+        # What failed while the engine was away is retried once Swarm is listed again, not after its backoff.
+        await _until(lambda: len(returned) == 1, "on_return told")
+        assert "answers again" in returned[0]
+    finally:
+        running.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await running
+    assert not [record for record in caplog.records if record.exc_info], "a traceback was logged"

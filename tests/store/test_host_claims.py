@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import tempfile
+import threading
+import time
 import uuid
 from pathlib import Path
 
@@ -14,6 +16,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 from store_helpers import make_site
 
+from store.durable import exclusive_lock
 from store.records import HostTaken, NotFound, SiteStore
 
 SITES = ["s1", "s2", "s3"]
@@ -134,3 +137,26 @@ def test_a_site_being_deleted_lets_go_of_its_domains_at_once(tmp_path: Path) -> 
     store.update(store.get("arriving").model_copy(update={"spec": arriving.spec}))
     assert store.host_holders("arriving") == {"free-soon.example.org": "arriving"}
     assert store.host_holders("leaving") == {}
+
+
+def test_opening_the_store_leaves_the_temp_file_of_a_claim_being_written_alone(tmp_path: Path) -> None:
+    """A process opening the store (a controller restarting) while another writes a claim: the writer holds
+    the write lock, its temp file not yet renamed. Found for real with the controller SIGKILLed and restarted
+    during applies: the opener removed the temp file and the writer's rename failed."""
+    SiteStore(tmp_path)
+    in_flight = tmp_path / "claims" / "hosts" / ".a.example.org.4242.0badf00d.tmp"
+    opened: list[SiteStore] = []
+    with exclusive_lock(tmp_path / ".lock"):
+        in_flight.write_bytes(b'{"site": "s1"}')
+        opener = threading.Thread(target=lambda: opened.append(SiteStore(tmp_path)))
+        opener.start()
+        wchan = Path(f"/proc/self/task/{opener.native_id}/wchan")
+        deadline = time.monotonic() + 30
+        # Until the opener waits for the lock: everything it does before that has been done.
+        while "lock" not in wchan.read_text() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert "lock" in wchan.read_text(), "the opener never waited for the write lock"
+        assert in_flight.exists(), "the temp file of a write in progress was removed"
+        in_flight.unlink()
+    opener.join()
+    assert opened
