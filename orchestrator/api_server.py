@@ -158,6 +158,11 @@ def ensure_demo_admin(server: str, config_path: Path | None = None, username: st
     for old in ApiToken.objects.filter(user=user, name=DEMO_TOKEN_NAME, revoked__isnull=True):
         revoke_token(old)
     _token, secret = issue_token(user, DEMO_TOKEN_NAME)
+    if server.startswith("https:"):
+        from orchestrator.tls import server_tls
+
+        # Made now if the API has not started yet, so the config written here trusts the CA the API will use.
+        server_tls(state_dir, os.environ.get("DIRECTOR_API_HOST", "127.0.0.1"))
     ca_file = api_ca_file(state_dir) if server.startswith("https:") else None
     ca_pem = ca_file.read_text() if ca_file is not None else ""
     path = config_path or default_config_path()

@@ -177,10 +177,11 @@ class FullDiskLog(EventLog):
 
     full = True
 
-    def record_many(self, events):  # type: ignore[no-untyped-def]
+    # Every way in (record_many, append) writes through _record_many.
+    def _record_many(self, events, *, read_back):  # type: ignore[no-untyped-def]
         if self.full:
             raise sqlite3.OperationalError("database or disk is full")
-        return super().record_many(events)
+        return super()._record_many(events, read_back=read_back)
 
 
 async def test_events_refused_by_a_full_disk_are_held_back_and_space_returning_retries_what_failed(

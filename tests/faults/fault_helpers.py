@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import ssl
 import subprocess
 import sys
 from collections.abc import Iterator, Sequence
@@ -20,7 +21,7 @@ import httpx
 import yaml
 from swarm_helpers import ROOT, ControllerProcess, free_tcp_port
 
-from specs.config import Settings
+from specs.config import Settings, api_ca_path
 
 PYTHON = sys.executable
 DIRCTL = Path(PYTHON).with_name("dirctl")
@@ -82,8 +83,13 @@ class Director:
         }
 
     def client(self) -> httpx.Client:
+        """A client over HTTPS trusting the CA the API made in the state directory on its first start."""
+        trusted = ssl.create_default_context(cafile=str(api_ca_path(self.settings.state_dir)))
         return httpx.Client(
-            base_url=self.api_url, headers={"Authorization": f"Bearer {self.token}"}, timeout=30
+            base_url=self.api_url,
+            headers={"Authorization": f"Bearer {self.token}"},
+            timeout=30,
+            verify=trusted,
         )
 
     def dirctl(
@@ -120,7 +126,7 @@ class Director:
 def start_director(settings: Settings, *, controller_arguments: Sequence[str] | None = None) -> Director:
     """The demo admin made (its token written to a dirctl configuration beside the state directory), then the
     API server and the controller started; the caller waits for what it needs to answer."""
-    api_url = f"http://127.0.0.1:{free_tcp_port()}"
+    api_url = f"https://127.0.0.1:{free_tcp_port()}"
     config = settings.state_dir.parent / f"{settings.instance}-dirctl.yaml"
     log = settings.state_dir.parent / f"{settings.instance}-controller.log"
     kwargs = {} if controller_arguments is None else {"arguments": controller_arguments}
@@ -141,5 +147,10 @@ def start_director(settings: Settings, *, controller_arguments: Sequence[str] | 
 
 
 def api_answers(director: Director) -> bool:
-    with director.client() as client:
-        return client.get("/apis/director.io/v1/sites").status_code == 200
+    if not api_ca_path(director.settings.state_dir).exists():
+        return False  # the API has not made its certificates yet
+    try:
+        with director.client() as client:
+            return client.get("/apis/director.io/v1/sites").status_code == 200
+    except httpx.TransportError:
+        return False
