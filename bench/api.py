@@ -18,6 +18,7 @@ import functools
 import os
 import shutil
 import socket
+import ssl
 import statistics
 import subprocess
 import sys
@@ -78,7 +79,9 @@ def admin_token(state_dir: Path) -> str:
     return issue_token(user, "bench")[1]
 
 
-def start_server(state_dir: Path, port: int, checkout: Path = REPO) -> subprocess.Popen[bytes]:
+def start_server(state_dir: Path, port: int, checkout: Path = REPO) -> tuple[subprocess.Popen[bytes], str]:
+    """The API server and its URL: HTTPS with the CA it makes in the state directory (which dirctl and the
+    clients here then trust, through DIRECTOR_CA), or plain HTTP for a checkout from before TLS."""
     env = os.environ | {
         "DIRECTOR_STATE_DIR": str(state_dir),
         "DIRECTOR_API_PORT": str(port),
@@ -92,12 +95,19 @@ def start_server(state_dir: Path, port: int, checkout: Path = REPO) -> subproces
         stderr=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 30
+    ca = state_dir / "tls" / "ca.crt"
     while time.monotonic() < deadline:
-        try:
-            httpx.get(f"http://127.0.0.1:{port}/apis", timeout=1)
-            return process
-        except httpx.TransportError:
-            time.sleep(0.05)
+        for url in (f"https://127.0.0.1:{port}", f"http://127.0.0.1:{port}"):
+            if url.startswith("https:") and not ca.exists():
+                continue
+            try:
+                httpx.get(f"{url}/apis", timeout=1, verify=_trusted(url, ca))
+            except httpx.TransportError:
+                continue
+            if url.startswith("https:"):
+                os.environ["DIRECTOR_CA"] = str(ca)
+            return process, url
+        time.sleep(0.05)
     process.kill()
     raise SystemExit("the API server did not start")
 
@@ -113,8 +123,15 @@ def timed_runs(command: list[str], env: dict[str, str], runs: int) -> list[float
     return durations
 
 
+def _trusted(url: str, ca: Path) -> ssl.SSLContext | bool:
+    return ssl.create_default_context(cafile=str(ca)) if url.startswith("https:") else True
+
+
 def _api_client(url: str, token: str) -> httpx.Client:
-    return httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=60)
+    ca = Path(os.environ.get("DIRECTOR_CA", "/nonexistent"))
+    return httpx.Client(
+        base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=60, verify=_trusted(url, ca)
+    )
 
 
 def _median_ms(values: list[float]) -> str:
@@ -304,8 +321,8 @@ def main() -> None:
         print(f"seeded {arguments.sites} sites through the store in {time.perf_counter() - start:.1f} s")
         token = admin_token(state_dir)
         port = free_port()
-        server = start_server(state_dir, port, arguments.server_from.resolve())
-        url = f"http://127.0.0.1:{port}"
+        server, url = start_server(state_dir, port, arguments.server_from.resolve())
+        print(f"API at {url}")
         try:
             bench_get_sites(url, token, arguments.runs)
             for clients in (1, 4):

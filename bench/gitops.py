@@ -48,6 +48,8 @@ def api_server(state_dir: Path, extra_env: dict[str, str] | None = None) -> Iter
         | {
             "DIRECTOR_STATE_DIR": str(state_dir),
             "DIRECTOR_API_PORT": str(port),
+            # Plain HTTP on loopback: this benchmark measures GitOps, not TLS.
+            "DIRECTOR_API_TLS": "off",
         }
         | (extra_env or {})
     )
@@ -92,7 +94,8 @@ def admin_token(state_dir: Path) -> str:
     may already be set up for another state directory."""
     config = state_dir / "dirctl.yaml"
     env = {k: v for k, v in os.environ.items() if not k.startswith("DIRECTOR_")} | {
-        "DIRECTOR_STATE_DIR": str(state_dir)
+        "DIRECTOR_STATE_DIR": str(state_dir),
+        "DIRECTOR_API_TLS": "off",
     }
     subprocess.run(
         [sys.executable, "-m", "orchestrator.api_server", "demo-admin", "--config", str(config)],

@@ -101,6 +101,8 @@ class Director:
             "DIRECTOR_SITE_IMAGE": image,
             "DIRECTOR_API_PORT": str(self.api_port),
             "DIRECTOR_API_URL": self.api_url,
+            # Plain HTTP on loopback: this benchmark measures the shell, not TLS.
+            "DIRECTOR_API_TLS": "off",
             "DIRECTOR_SSH_PORT": str(self.ssh_port),
             "DIRECTOR_SSH_BIND": "127.0.0.1",
             "PYTHONPATH": str(ROOT),

@@ -63,6 +63,8 @@ def start_server(state_dir: Path, port: int, extra: dict[str, str] | None = None
         "DIRECTOR_STATE_DIR": str(state_dir),
         "DIRECTOR_API_PORT": str(port),
         "PYTHONPATH": str(REPO),
+        # Plain HTTP on loopback: this benchmark measures the pages, not TLS.
+        "DIRECTOR_API_TLS": "off",
         **(extra or {}),
     }
     process = subprocess.Popen(
