@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib.auth.models import User
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
@@ -50,6 +52,14 @@ def _client_address(body: dict[str, object]) -> str | None:
     return address
 
 
+def _texts_sent(request: HttpRequest, *names: str) -> dict[str, Any]:
+    """The request's body, a mapping holding a text under each of `names`; 422 naming them otherwise."""
+    body = content.parse_body(request)
+    if not isinstance(body, dict) or not all(isinstance(body.get(name), str) for name in names):
+        raise ApiError(422, f"send {' and '.join(names)}", causes=[Cause(name, "required") for name in names])
+    return body
+
+
 @csrf_exempt
 def authenticate_user(request: HttpRequest) -> HttpResponse:
     """The shell server passes on a person's user name and password, and the address they connect from
@@ -62,17 +72,7 @@ def authenticate_user(request: HttpRequest) -> HttpResponse:
     _require_shell_server(request)
     if request.method != "POST":
         return method_not_allowed(request, ["POST"])
-    body = content.parse_body(request)
-    if (
-        not isinstance(body, dict)
-        or not isinstance(body.get("username"), str)
-        or not isinstance(body.get("password"), str)
-    ):
-        raise ApiError(
-            422,
-            "send username and password",
-            causes=[Cause("username", "required"), Cause("password", "required")],
-        )
+    body = _texts_sent(request, "username", "password")
     user = user_from_password(body["username"], body["password"], _client_address(body))
     principal = principal_for(user)
     return content.render(
@@ -108,17 +108,7 @@ def public_key_user(request: HttpRequest) -> HttpResponse:
     _require_shell_server(request)
     if request.method != "POST":
         return method_not_allowed(request, ["POST"])
-    body = content.parse_body(request)
-    if (
-        not isinstance(body, dict)
-        or not isinstance(body.get("username"), str)
-        or not isinstance(body.get("publicKey"), str)
-    ):
-        raise ApiError(
-            422,
-            "send username and publicKey",
-            causes=[Cause("username", "required"), Cause("publicKey", "required")],
-        )
+    body = _texts_sent(request, "username", "publicKey")
     username = body["username"]
     key = key_of(username, body["publicKey"])
     if key is None:
