@@ -40,6 +40,7 @@ from controller.status import (
 from controller.steps import EventRecorder, Pass, StepCall, describe, run_pass
 from controller.types import FINALIZER, Request, Trigger
 from controller.watch import FingerprintCache, StoreWatch, classify
+from controller.writes import RecordWrites
 from specs.models import LastReconcile, Model, Resource
 from store.events import EventLog
 from store.records import BeingDeleted, NotFound, RecordError, StoreError
@@ -106,6 +107,10 @@ class Controller:
         self._triggers = list(triggers)
         self._lock = lock if lock is not None else LeaderLock(state_dir or Path())
         self._fingerprints = {kind.name: FingerprintCache() for kind in kinds}
+        self._writes: dict[str, RecordWrites[Any]] = {
+            kind.name: RecordWrites(kind.records, FINALIZER, timeout=self._options.step_timeout)
+            for kind in kinds
+        }
         self._stop = asyncio.Event()
         self._queue: WorkQueue | None = None
         # How many reconciles of each key have finished: what the resync waits on for a `first` kind.
@@ -371,7 +376,7 @@ class Controller:
             return _Done(Result(permanent=True))
         if FINALIZER not in record.metadata.finalizers:
             try:
-                record = await asyncio.to_thread(kind.records.add_finalizer, name, FINALIZER)
+                record = await self._writes[kind.name].add_finalizer(name)
             except (NotFound, BeingDeleted):
                 return _Done(Result(requeue_after=0.0, reason="record changed while adding the finalizer"))
             self._fingerprints[kind.name].remember(record)
@@ -620,7 +625,7 @@ class Controller:
         if previous is not None and previous == status:
             return previous
         try:
-            await asyncio.to_thread(kind.records.write_status, name, status)
+            await self._writes[kind.name].write_status(name, status)
         except NotFound:
             log.debug("%s %s: gone before its status could be written", kind.name, name)
             return previous

@@ -5,7 +5,7 @@ From a site's spec to the edge, in order:
    names (`host_holders`: the first to claim a domain keeps it).
 2. A plan of that one change against the current table (route_plan.plan). When it changes nothing at the
    edge the reconcile is done at once: a resync of converged sites costs no I/O and no wait.
-3. Otherwise the change joins a batch (reconcilers.batcher): changes arriving together, or while the
+3. Otherwise the change joins a batch (controller.batcher): changes arriving together, or while the
    previous batch is being installed, are planned together. The plan decides who gets each host, from the
    data; it refuses a change that asks for a host another site keeps, and says which sites to wake.
 4. The edge (reconcilers.edge) writes the shards the plan touches as a new generation, validates it with
@@ -33,9 +33,9 @@ from typing import TypeVar
 
 import docker
 
+from controller.batcher import Batcher
 from controller.types import Enqueue, Outcome, PermanentError, ReconcileContext, Request, Step
 from reconcilers import nginx_config
-from reconcilers.batcher import Batcher
 from reconcilers.docker_calls import DeadlineExceeded, off_loop, seconds_left
 from reconcilers.edge import Candidate, EdgeRoutes
 from reconcilers.route_plan import (
@@ -231,15 +231,19 @@ class SiteRoutes:
         for change in batch.values():
             holders.update(change.holders)
         changes = {name: change.wish for name, change in batch.items()}
-        deadline = time.monotonic() + NGINX_TEST_TIMEOUT_SECONDS
+        started = time.monotonic()
+        deadline = started + NGINX_TEST_TIMEOUT_SECONDS
         async with self._edge_lock:
+            locked = time.monotonic()
             table = self._table
             assert table is not None
             prepared = await asyncio.to_thread(self._prepare, table, changes, holders, deadline)
             the_plan = prepared.plan
+            staged = settled = time.monotonic()
             if prepared.candidate is not None:
                 # The edge must have loaded the previous batch (or given up) before this one replaces it.
                 await self._settled()
+                settled = time.monotonic()
                 await asyncio.to_thread(self._edge.install, prepared.candidate)
             # Onto the table as it is now: other sites' waits may have changed meanwhile, never a route.
             self._table = (self._table or table).updated(the_plan)
@@ -247,6 +251,18 @@ class SiteRoutes:
                 self._installed(self._edge.revision)
                 await self._reload(self._edge.revision)
                 await asyncio.to_thread(self._edge.collect)
+                log.debug(
+                    "routes revision %s: %d change(s) of %d routes; waited %.3fs for the edge lock, "
+                    "planned and validated in %.3fs, waited %.3fs for the previous revision, installed and "
+                    "reloaded in %.3fs",
+                    self._edge.revision,
+                    len(the_plan.routes),
+                    len(self._table.routes),
+                    locked - started,
+                    staged - locked,
+                    settled - staged,
+                    time.monotonic() - settled,
+                )
             self._wake(the_plan.wake)
             for name, why in prepared.refused_by_nginx.items():
                 self._refused[name] = (changes[name], why)
@@ -485,6 +501,7 @@ class SiteRoutes:
                 await self._reload(revision, confirm=False)
         finally:
             del self._confirming[revision]
+        log.debug("routes revision %s: %s", revision, "served" if served else "not served yet")
         if served and revision == self._revision:
             self._served_revision = revision
         return served

@@ -9,11 +9,17 @@ from __future__ import annotations
 import fcntl
 import os
 import secrets
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
 TEMP_SUFFIX = ".tmp"
+# Files of one batch are synced this many at a time: the filesystem's journal commits concurrent fsyncs
+# together (measured on these machines: 256 small files synced one by one 1.9 ms each, 16 at a time 0.2-0.3
+# ms each), where a single writer pays a whole commit per file.
+SYNC_THREADS = 16
+_syncing = ThreadPoolExecutor(max_workers=SYNC_THREADS, thread_name_prefix="director-fsync")
 
 
 def fsync_directory(directory: Path) -> None:
@@ -31,6 +37,13 @@ def write_atomic(path: Path, data: bytes, *, sync_directory: bool = True) -> Non
     makes the rename itself survive a crash; without it a crash may bring back the previous file, which
     suits what is recomputed anyway (a status record).
     """
+    os.replace(_written_temp(path, data), path)
+    if sync_directory:
+        fsync_directory(path.parent)
+
+
+def _written_temp(path: Path, data: bytes) -> Path:
+    """`data` in a new temp file beside `path`, on disk."""
     temp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}{TEMP_SUFFIX}"
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     try:
@@ -44,9 +57,29 @@ def write_atomic(path: Path, data: bytes, *, sync_directory: bool = True) -> Non
         temp.unlink(missing_ok=True)
         raise
     os.close(fd)
-    os.replace(temp, path)
-    if sync_directory:
-        fsync_directory(path.parent)
+    return temp
+
+
+def write_many_atomic(files: Sequence[tuple[Path, bytes]], *, sync_directories: bool = True) -> None:
+    """write_atomic for many files at once, with the same guarantee for each (a crash leaves each file old
+    or new, never torn): their contents are synced together, then each is renamed into place, then each
+    directory they are in is synced once. If one cannot be written, none is renamed."""
+    if len(files) == 1:
+        temps = [_written_temp(*files[0])]
+    else:
+        writing = [_syncing.submit(_written_temp, path, data) for path, data in files]
+        errors = [error for future in writing if (error := future.exception()) is not None]
+        if errors:
+            for future in writing:
+                if future.exception() is None:
+                    future.result().unlink(missing_ok=True)
+            raise errors[0]
+        temps = [future.result() for future in writing]
+    for temp, (path, _) in zip(temps, files, strict=True):
+        os.replace(temp, path)
+    if sync_directories:
+        for directory in dict.fromkeys(path.parent for path, _ in files):
+            fsync_directory(directory)
 
 
 def remove_durably(path: Path) -> bool:
@@ -102,13 +135,21 @@ class Counter:
             os.close(fd)
 
     def advance(self, at_least: int = 0) -> int:
+        return self.advance_each([at_least])[0]
+
+    def advance_each(self, floors: Sequence[int]) -> list[int]:
+        """One new value per floor, each above its floor and above the one before, with one write."""
         fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             raw = os.pread(fd, self._WIDTH + 1, 0).strip()
-            current = int(raw) if raw.isdigit() else 0
-            value = max(current, at_least) + 1
-            self._write(fd, value)
-            return value
+            value = int(raw) if raw.isdigit() else 0
+            values = []
+            for floor in floors:
+                value = max(value, floor) + 1
+                values.append(value)
+            if values:
+                self._write(fd, value)
+            return values
         finally:
             os.close(fd)
 

@@ -38,7 +38,7 @@ import shutil
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -54,7 +54,14 @@ from specs import yamlio
 from specs.gitsource import GitSource, GitSourceStatus
 from specs.models import SITE_NAME_PATTERN, Model, Resource, Site, SiteStatus, Uid
 from specs.platform import Platform, PlatformStatus
-from store.durable import Counter, exclusive_lock, remove_durably, remove_stale_temp_files, write_atomic
+from store.durable import (
+    Counter,
+    exclusive_lock,
+    remove_durably,
+    remove_stale_temp_files,
+    write_atomic,
+    write_many_atomic,
+)
 from store.hostclaims import Claim, HostClaims
 
 log = logging.getLogger(__name__)
@@ -704,6 +711,15 @@ class RecordStore(Generic[R]):
             self._cache.remember(path, site.model_copy(deep=True, update={"status": None}))
         self._written(site.name)
 
+    def _write_specs(self, records: builtins.list[R]) -> None:
+        """_write_spec of records nobody else holds (see `private`), their files synced together."""
+        write_many_atomic(
+            [(self.spec_path(r.name), _dump(r.to_document(include_status=False))) for r in records]
+        )
+        for record in records:
+            self._cache.remember(self.spec_path(record.name), record)
+            self._written(record.name)
+
     def _remove_record(self, name: str) -> None:
         with contextlib.suppress(InvalidRecord):
             record = self._read_spec(name)
@@ -957,27 +973,56 @@ class RecordStore(Generic[R]):
             return self._merge(stored, status, copy=True)
 
     def add_finalizer(self, name: str, finalizer: str) -> R:
+        added = self.add_finalizers([name], finalizer)[name]
+        if isinstance(added, StoreError):
+            raise added
+        return added.model_copy(deep=True)
+
+    def add_finalizers(self, names: Sequence[str], finalizer: str) -> dict[str, R | StoreError]:
+        """add_finalizer for each name, in one locked write: one counter advance, the spec files synced
+        together. Each name's record as it now stands, shared with the parse cache as current() shares it
+        (change a copy, never it), or why it could not be added (NotFound, BeingDeleted, InvalidRecord); an
+        OSError (no room left) fails them all, none written."""
+        results: dict[str, R | StoreError] = {}
         with self._writing():
-            shared = self._shared_spec(name)
-            if shared is None:
-                raise NotFound(f"site {name!r} not found")
-            try:
-                status = self._read_status(name, shared.metadata.uid)
-            except InvalidRecord:
-                status = None
-            if finalizer in shared.metadata.finalizers:
-                return self._merge(shared.model_copy(deep=True), status, copy=True)
-            if shared.metadata.deletion_timestamp is not None:
-                raise BeingDeleted(f"site {name!r} is being deleted: finalizer {finalizer!r} cannot be added")
-            metadata = shared.metadata.model_dump()
-            metadata["finalizers"] = [*shared.metadata.finalizers, finalizer]
-            metadata["resource_version"] = str(
-                self._counter.advance(_version(shared.metadata.resource_version))
+            adding: builtins.list[tuple[R, _StatusRecord[Model] | None]] = []
+            for name in dict.fromkeys(names):
+                try:
+                    shared = self._shared_spec(name)
+                    if shared is None:
+                        raise NotFound(f"site {name!r} not found")
+                    try:
+                        status = self._read_status(name, shared.metadata.uid)
+                    except InvalidRecord:
+                        status = None
+                    if finalizer in shared.metadata.finalizers:
+                        results[name] = self._merge(shared, status, copy=False)
+                        continue
+                    if shared.metadata.deletion_timestamp is not None:
+                        raise BeingDeleted(
+                            f"site {name!r} is being deleted: finalizer {finalizer!r} cannot be added"
+                        )
+                except StoreError as error:
+                    results[name] = error
+                    continue
+                adding.append((shared, status))
+            versions = self._counter.advance_each(
+                [_version(shared.metadata.resource_version) for shared, _ in adding]
             )
-            # New metadata over the cached spec, which no one changes: the cache may keep this one as it is.
-            stored = shared.model_copy(update={"metadata": type(shared.metadata).model_validate(metadata)})
-            self._write_spec(stored, private=True)
-            return self._merge(stored.model_copy(deep=True), status, copy=True)
+            written: builtins.list[tuple[R, _StatusRecord[Model] | None]] = []
+            for (shared, status), version in zip(adding, versions, strict=True):
+                metadata = shared.metadata.model_dump()
+                metadata["finalizers"] = [*shared.metadata.finalizers, finalizer]
+                metadata["resource_version"] = str(version)
+                # New metadata over the cached spec, which no one changes: the cache may keep it as it is.
+                stored = shared.model_copy(
+                    update={"metadata": type(shared.metadata).model_validate(metadata)}
+                )
+                written.append((stored, status))
+            self._write_specs([stored for stored, _ in written])
+            for stored, status in written:
+                results[stored.name] = self._merge(stored, status, copy=False)
+        return results
 
     def remove_finalizer(self, name: str, finalizer: str) -> R | None:
         with self._writing():
@@ -1003,18 +1048,44 @@ class RecordStore(Generic[R]):
     def write_status(self, name: str, status: Model) -> None:
         """update_status for a writer that does not need the record back (the controller, after every
         reconcile that changed something): it spares copying the record for it."""
-        with self._writing():
-            self._put_status(name, status)
+        failed = self.write_statuses({name: status})[name]
+        if failed is not None:
+            raise failed
 
-    def _put_status(self, name: str, status: Model) -> tuple[R, _StatusRecord[Model]]:
-        """Write the status record (under the lock); the shared spec it belongs to, and what was written."""
-        # The spec's identity before it is read: the record cached below can only be found stale, never
-        # taken for a newer version than it is.
+    def write_statuses(self, statuses: Mapping[str, Model]) -> dict[str, StoreError | None]:
+        """write_status of many records in one locked write: one counter advance, their files synced together
+        (the controller's statuses after a burst of reconciles). Per name None, or why it was not written
+        (NotFound, InvalidRecord); an OSError (no room left) fails them all, none written."""
+        results: dict[str, StoreError | None] = {}
+        with self._writing():
+            putting: builtins.list[tuple[str, _FileKey, R, int, Model]] = []
+            for name, status in statuses.items():
+                try:
+                    putting.append((name, *self._status_floor(name), status))
+                except StoreError as error:
+                    results[name] = error
+            versions = self._counter.advance_each([floor for _, _, _, floor, _ in putting])
+            records = [
+                (name, spec_key, stored, self._status_for(stored, status, version))
+                for (name, spec_key, stored, _, status), version in zip(putting, versions, strict=True)
+            ]
+            write_many_atomic(
+                [(self.status_path(name), _status_text(record)) for name, _, _, record in records],
+                sync_directories=False,
+            )
+            for name, spec_key, stored, record in records:
+                self._remember_status(name, spec_key, stored, record)
+                results[name] = None
+        return results
+
+    def _status_floor(self, name: str) -> tuple[_FileKey, R, int]:
+        """The spec's identity, the shared spec, and the version its next status must exceed."""
+        # The spec's identity before it is read: the record cached after the write can only be found stale,
+        # never taken for a newer version than it is.
         spec_key = _file_key(self.spec_path(name))
         stored = self._shared_spec(name)
         if stored is None or spec_key is None:
             raise NotFound(f"site {name!r} not found")
-        path = self.status_path(name)
         previous = None
         with contextlib.suppress(InvalidRecord):
             previous = self._read_status(name, stored.metadata.uid)
@@ -1022,20 +1093,31 @@ class RecordStore(Generic[R]):
             _version(stored.metadata.resource_version),
             _version(previous.metadata.resource_version) if previous else 0,
         )
-        record = self._status_record(
-            metadata=_StatusMeta(
-                name=name, uid=stored.metadata.uid, resource_version=str(self._counter.advance(floor))
-            ),
+        return spec_key, stored, floor
+
+    def _status_for(self, stored: R, status: Model, version: int) -> _StatusRecord[Model]:
+        return self._status_record(
+            metadata=_StatusMeta(name=stored.name, uid=stored.metadata.uid, resource_version=str(version)),
             kind=self.kind.kind,
             # Validated afresh (the caller may have assigned fields since), and a copy of its own.
             status=self.kind.status.model_validate(status.model_dump()),
         )
-        write_atomic(path, _status_text(record), sync_directory=False)
-        status_key = self._cache.remember(path, record)
+
+    def _remember_status(
+        self, name: str, spec_key: _FileKey, stored: R, record: _StatusRecord[Model]
+    ) -> None:
+        status_key = self._cache.remember(self.status_path(name), record)
         if status_key is not None:
             # The record as list() and cached() will show it: the next reconcile reads it without a parse.
             self._entries[name] = ((spec_key, status_key), self._merge(stored, record, copy=False))
         self._written(name)
+
+    def _put_status(self, name: str, status: Model) -> tuple[R, _StatusRecord[Model]]:
+        """Write the status record (under the lock); the shared spec it belongs to, and what was written."""
+        spec_key, stored, floor = self._status_floor(name)
+        record = self._status_for(stored, status, self._counter.advance(floor))
+        write_atomic(self.status_path(name), _status_text(record), sync_directory=False)
+        self._remember_status(name, spec_key, stored, record)
         return stored, record
 
     # ---- watching ------------------------------------------------------------------------------------

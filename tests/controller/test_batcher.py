@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from reconcilers.batcher import Batcher, MissingResult
+from controller.batcher import Batcher, MissingResult
 
 DEADLINE = 30.0
 
