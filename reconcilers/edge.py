@@ -45,7 +45,7 @@ import docker
 from reconcilers import nginx_config
 from reconcilers.route_plan import SiteRoute
 from specs.config import Settings
-from store.durable import fsync_directory
+from store.durable import fsync_directory, write_many_atomic
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +81,8 @@ class Fragment:
     names: str
     # The proxy_cache_path line of its cache zone; empty without spec.cache.
     cache: str = ""
+    # The route as its shard's table file lists it: made once, not at every generation the shard is in.
+    table_entry: str = ""
 
     @property
     def own_limit(self) -> int | None:
@@ -115,8 +117,8 @@ def _shard_files(shard: int, fragments: list[Fragment]) -> dict[str, str]:
         if text:
             files[f"{kind}-{shard:02d}.conf"] = text
     if fragments:
-        routes = [fragment.route.to_json() for fragment in fragments]
-        files[f"table-{shard:02d}.json"] = json.dumps(routes, separators=(",", ":"))
+        # What json.dumps(list of routes, separators=(",", ":")) writes, from each route's own entry.
+        files[f"table-{shard:02d}.json"] = f"[{','.join(fragment.table_entry for fragment in fragments)}]"
     return files
 
 
@@ -323,19 +325,19 @@ class EdgeRoutes:
         shards: set[int],
     ) -> None:
         previous = self._previous_files(shards)
+        written: list[tuple[Path, bytes]] = []
         for shard, names in members.items():
             if shard in previous:
                 for name in previous[shard]:
                     os.link(self._layout.routes_dir / str(self.generation) / name, directory / name)
                 continue
             shard_fragments = [fragments.get(name) or self._fragments[name] for name in names]
-            for name, text in _shard_files(shard, shard_fragments).items():
-                fd = os.open(directory / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-                try:
-                    os.write(fd, text.encode())
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
+            written += [
+                (directory / name, text.encode())
+                for name, text in _shard_files(shard, shard_fragments).items()
+            ]
+        # Synced together (the journal commits them at once), then the directory holding them and the links.
+        write_many_atomic(written, sync_directories=False)
         fsync_directory(directory)
 
     def _previous_files(self, rewritten: set[int]) -> dict[int, list[str]]:
@@ -442,4 +444,5 @@ class EdgeRoutes:
             site="" if route.kind == "static" else f'    {_map_key(route.name)} "{served_as}";\n',
             names=f"    server_name {' '.join(route.hosts)};\n" if own_limit else "",
             cache=nginx_config.cache_path_line(self._settings, route) if cached else "",
+            table_entry=json.dumps(route.to_json(), separators=(",", ":")),
         )

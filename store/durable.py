@@ -60,6 +60,19 @@ def _written_temp(path: Path, data: bytes) -> Path:
     return temp
 
 
+def _written_temps(files: Sequence[tuple[Path, bytes]]) -> list[Path]:
+    """_written_temp of each file in turn; if one fails, those already written are removed."""
+    temps: list[Path] = []
+    try:
+        for path, data in files:
+            temps.append(_written_temp(path, data))
+    except BaseException:
+        for temp in temps:
+            temp.unlink(missing_ok=True)
+        raise
+    return temps
+
+
 def write_many_atomic(files: Sequence[tuple[Path, bytes]], *, sync_directories: bool = True) -> None:
     """write_atomic for many files at once, with the same guarantee for each (a crash leaves each file old
     or new, never torn): their contents are synced together, then each is renamed into place, then each
@@ -67,14 +80,19 @@ def write_many_atomic(files: Sequence[tuple[Path, bytes]], *, sync_directories: 
     if len(files) == 1:
         temps = [_written_temp(*files[0])]
     else:
-        writing = [_syncing.submit(_written_temp, path, data) for path, data in files]
+        # A share of the files per thread, each written and synced in turn: the syncs of the threads overlap.
+        shares = [files[start::SYNC_THREADS] for start in range(min(SYNC_THREADS, len(files)))]
+        writing = [_syncing.submit(_written_temps, share) for share in shares]
         errors = [error for future in writing if (error := future.exception()) is not None]
         if errors:
             for future in writing:
                 if future.exception() is None:
-                    future.result().unlink(missing_ok=True)
+                    for temp in future.result():
+                        temp.unlink(missing_ok=True)
             raise errors[0]
-        temps = [future.result() for future in writing]
+        # Back in the order of `files`: share i holds files i, i + SYNC_THREADS, ...
+        written = [future.result() for future in writing]
+        temps = [written[index % len(shares)][index // len(shares)] for index in range(len(files))]
     for temp, (path, _) in zip(temps, files, strict=True):
         os.replace(temp, path)
     if sync_directories:
