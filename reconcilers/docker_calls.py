@@ -18,6 +18,7 @@ LABEL_SITE = "io.director.site"
 LABEL_GENERATION = "io.director.generation"
 LABEL_SPEC_HASH = "io.director.spec-hash"
 LABEL_ROLE = "io.director.role"
+EDGE_ROLE = "edge"
 SWARM_SERVICE_NAME_LABEL = "com.docker.swarm.service.name"
 
 

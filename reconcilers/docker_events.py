@@ -76,6 +76,10 @@ def _parts(event: dict[str, Any]) -> tuple[str, str, dict[str, Any]]:
     return kind, action, attributes
 
 
+# Settings.edge_service names every instance's edge so.
+EDGE_SUFFIX = "-edge"
+
+
 def request_for_service(name: str, settings: Settings) -> Request | None:
     """Whose a service is, by its name alone (service events carry no labels)."""
     if name == settings.edge_service:
@@ -117,6 +121,8 @@ def mark_stale(event: dict[str, Any], cache: SwarmCache) -> None:
         name = attributes.get("name")
         if name:
             cache.forget_service(str(name))
+            if is_edge_name(str(name)):
+                cache.forget_edges()
         else:
             cache.forget_service_id(str(event.get("Actor", {}).get("ID", "")))
     elif kind == "container" and action in CONTAINER_ACTIONS:
@@ -127,6 +133,16 @@ def mark_stale(event: dict[str, Any], cache: SwarmCache) -> None:
         cache.forget_network(str(attributes["name"]))
     elif kind == "node":
         cache.forget_nodes()
+
+
+def is_edge_name(name: str) -> bool:
+    """Whether a service may be an edge, of any instance, by its name (service events carry no labels)."""
+    return name.endswith(EDGE_SUFFIX)
+
+
+def _is_edge_event(event: dict[str, Any]) -> bool:
+    kind, _, attributes = _parts(event)
+    return kind == "service" and is_edge_name(str(attributes.get("name", "")))
 
 
 def request_for_entry(entry: Entry, settings: Settings) -> Request | None:
@@ -335,6 +351,9 @@ class DockerEvents:
             found = request_for(event, self._settings)
             if found is not None:
                 loop.call_soon_threadsafe(deliver, event, *found)
+            elif _is_edge_event(event):
+                # Another instance's edge: its published ports are open to sites here too.
+                loop.call_soon_threadsafe(self._cache.forget_edges)
         if time.time() < until - EARLY_END_SECONDS:
             # The daemon ends a stream at `until`; one ending sooner lost its connection (dockerd restarted?).
             raise StreamBroken(f"Docker's event stream ended {until - time.time():.0f} s before its end")

@@ -20,7 +20,14 @@ import docker
 
 from controller.types import Outcome, PermanentError, ReconcileContext, Request, Step
 from reconcilers import nginx_config
-from reconcilers.docker_calls import LABEL_INSTANCE, LABEL_MANAGED, LABEL_ROLE, off_loop, seconds_left
+from reconcilers.docker_calls import (
+    EDGE_ROLE,
+    LABEL_INSTANCE,
+    LABEL_MANAGED,
+    LABEL_ROLE,
+    off_loop,
+    seconds_left,
+)
 from reconcilers.host_firewall import FirewallError, ensure_host_firewall
 from reconcilers.images import ImageResolver
 from reconcilers.isolation import EDGE_LOG_DRIVER
@@ -34,7 +41,6 @@ PLATFORM = Request(KIND_PLATFORM, PLATFORM_NAME)
 LABEL_MOUNTED = "io.director.edge.mounted"
 # Puts the edge's route files back as the records' routes make them; the step saying what it did, if it did.
 RoutesRepair = Callable[[float], Awaitable[Step | None]]
-EDGE_ROLE = "edge"
 # How long the edge may take to answer the revision of its files: after a reload, and otherwise.
 EDGE_RELOAD_CONFIRM_SECONDS = 5.0
 EDGE_CHECK_SECONDS = 0.5
@@ -178,7 +184,8 @@ class EdgePlatform:
 
     async def _converge(self, ctx: ReconcileContext) -> tuple[Outcome, dict[str, Any], SwarmService | None]:
         network, network_step = await self._ensure_network(ctx.deadline)
-        firewall_step = await off_loop(ctx.deadline, self._ensure_host_firewall)
+        edges = await self._cache.edges(ctx.deadline)
+        firewall_step = await off_loop(ctx.deadline, self._ensure_host_firewall, edges)
         files_step = await off_loop(ctx.deadline, self._ensure_edge_files, ctx.deadline)
         steps = [network_step, firewall_step, files_step]
         if self._routes_repair is not None:
@@ -261,11 +268,8 @@ class EdgePlatform:
             )
         return network, Step("network", "unchanged", f"overlay network {name} exists")
 
-    def _ensure_host_firewall(self) -> Step:
+    def _ensure_host_firewall(self, edges: list[dict[str, Any]]) -> Step:
         """Sites' containers may not open connections to this host, but to its edges' published ports."""
-        edges = self._client.api.services(
-            filters={"label": [f"{LABEL_MANAGED}=true", f"{LABEL_ROLE}={EDGE_ROLE}"]}
-        )
         ports = {self._settings.http_port} | {
             int(port["PublishedPort"])
             for edge in edges

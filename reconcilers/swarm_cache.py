@@ -30,16 +30,29 @@ import docker
 import docker.errors
 
 from controller.types import PermanentError
-from reconcilers.docker_calls import LABEL_INSTANCE, LABEL_SITE, instance_filter, off_loop
+from reconcilers.docker_calls import (
+    EDGE_ROLE,
+    LABEL_INSTANCE,
+    LABEL_MANAGED,
+    LABEL_ROLE,
+    LABEL_SITE,
+    instance_filter,
+    off_loop,
+)
 from reconcilers.swarm_spec import Applied, ServiceSpec, apply_service
 from specs.config import Settings
 
 log = logging.getLogger(__name__)
 
-EntryKind = Literal["service", "network", "nodes"]
-# What one stale mark, one read or one write is about: ("service", name), ("network", name), ("nodes", "").
+EntryKind = Literal["service", "network", "nodes", "edges"]
+# What one stale mark, one read or one write is about: ("service", name), ("network", name), ("nodes", ""),
+# ("edges", "").
 Entry = tuple[EntryKind, str]
 NODES: Entry = ("nodes", "")
+# Every Director edge on the Swarm, whatever its instance.
+EDGES: Entry = ("edges", "")
+# What no listing covers: only their own read speaks for them.
+UNLISTED = (NODES, EDGES)
 # The labels saying whose a service is: one Director would name so, but labelled otherwise, is someone else's.
 OWNER_LABELS = (LABEL_INSTANCE, LABEL_SITE)
 HTTP_CONFLICT = 409
@@ -106,6 +119,7 @@ class SwarmCache:
         self._names_by_id: dict[str, str] = {}
         self._networks: dict[str, dict[str, Any]] = {}
         self._nodes: list[dict[str, Any]] = []
+        self._edges: list[dict[str, Any]] = []
         self._clock = itertools.count(1)
         # When the last complete listing began (0: none yet), and its wall-clock time for the event stream.
         self._listed = 0
@@ -135,6 +149,10 @@ class SwarmCache:
 
     def forget_nodes(self) -> None:
         self._stale[NODES] = next(self._clock)
+
+    def forget_edges(self) -> None:
+        """An event told of a service named like an edge, of this instance or another."""
+        self._stale[EDGES] = next(self._clock)
 
     def distrust_all(self) -> None:
         """Events may have been lost (the stream broke, dockerd restarted): trust nothing until a listing."""
@@ -197,6 +215,18 @@ class SwarmCache:
             self._settle(NODES, began, lambda: self._put_nodes(found))
             return list(found)
         return list(self._nodes)
+
+    async def edges(self, deadline: float) -> list[dict[str, Any]]:
+        """Every Director edge service on the Swarm, of any instance (the host's firewall lets sites reach
+        all their published ports): listed when first asked for and again after an event about a service
+        named like an edge, not by the refresh, so a resync does not pay a call for them."""
+        if not self._trusted(EDGES):
+            began = next(self._clock)
+            ours = {"label": [f"{LABEL_MANAGED}=true", f"{LABEL_ROLE}={EDGE_ROLE}"]}
+            found = await off_loop(deadline, self._api.services, filters=ours)
+            self._settle(EDGES, began, lambda: self._put_edges(found))
+            return list(found)
+        return list(self._edges)
 
     async def refresh(self, deadline: float) -> None:
         """List services, tasks and the network (three calls), unless a listing begun since this call was
@@ -261,14 +291,13 @@ class SwarmCache:
         return self._listed > self._distrusted
 
     def _trusted(self, entry: Entry) -> bool:
-        # Nodes are not part of a listing: only their own read speaks for them.
-        listed = 0 if entry == NODES else self._listed
+        listed = 0 if entry in UNLISTED else self._listed
         basis = max(self._read.get(entry, 0), listed)
         return basis > self._distrusted and basis > self._stale.get(entry, 0)
 
     def _settle(self, entry: Entry, began: int, put: Callable[[], None]) -> None:
         """Store an answer to a call that began at `began`, unless a newer answer is already stored."""
-        listed = 0 if entry == NODES else self._listed
+        listed = 0 if entry in UNLISTED else self._listed
         if self._read.get(entry, 0) < began and listed < began:
             put()
             self._read[entry] = began
@@ -289,6 +318,9 @@ class SwarmCache:
 
     def _put_nodes(self, found: list[dict[str, Any]]) -> None:
         self._nodes = list(found)
+
+    def _put_edges(self, found: list[dict[str, Any]]) -> None:
+        self._edges = list(found)
 
     def _unmarked(self, entry: Entry) -> bool:
         """No event marked this entry since its picture was taken: a change found now is one no event told."""
@@ -332,8 +364,8 @@ class SwarmCache:
         self._listed_wall = wall
         self.listings += 1
         # Marks and reads older than the listing say nothing it does not: dropped, so the maps stay small.
-        self._stale = {entry: at_ for entry, at_ in self._stale.items() if at_ > began or entry == NODES}
-        self._read = {entry: at_ for entry, at_ in self._read.items() if at_ > began or entry == NODES}
+        self._stale = {entry: at_ for entry, at_ in self._stale.items() if at_ > began or entry in UNLISTED}
+        self._read = {entry: at_ for entry, at_ in self._read.items() if at_ > began or entry in UNLISTED}
         for entry in missed:
             for changed in list(self._watchers):
                 changed(entry)

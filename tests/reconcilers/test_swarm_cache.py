@@ -19,7 +19,14 @@ import requests
 from reconciler_helpers import CountingClient, context, make_site
 
 from controller.types import Request
-from reconcilers.docker_events import MISSED, RETRY_JITTER, RETRY_MAX_SECONDS, DockerEvents, mark_stale
+from reconcilers.docker_events import (
+    MISSED,
+    RETRY_JITTER,
+    RETRY_MAX_SECONDS,
+    DockerEvents,
+    is_edge_name,
+    mark_stale,
+)
 from reconcilers.images import ImageResolver
 from reconcilers.service import SiteServices
 from reconcilers.swarm_cache import SwarmCache
@@ -237,6 +244,27 @@ async def test_an_event_during_a_listing_outlives_it_and_a_read_begun_after_it_w
     marked = await cache.service("marked", time.monotonic() + 30)
     assert marked is not None and marked.service["Version"]["Index"] == 3
     assert cache.is_trusted("service", "marked")
+
+
+@pytest.mark.swarm
+async def test_edges_are_listed_when_first_asked_for_and_again_only_after_an_edge_event(stack):
+    counting = CountingClient(stack.client)
+    cache = SwarmCache(stack.settings, counting)
+    await cache.refresh(time.monotonic() + 30)
+    listed = counting.api.calls["services"]
+    edges = await cache.edges(time.monotonic() + 30)
+    assert all(edge["Spec"]["Labels"]["io.director.role"] == "edge" for edge in edges)
+    await cache.edges(time.monotonic() + 30)
+    await cache.refresh(time.monotonic() + 30)
+    await cache.edges(time.monotonic() + 30)
+    # One listing of the edges; the refreshes list this instance's services only.
+    assert counting.api.calls["services"] == listed * 2 + 1
+
+    # Any instance's edge, by its name: service events carry no labels.
+    assert is_edge_name("someone-else-edge") and not is_edge_name(stack.settings.service_name("blog"))
+    mark_stale({"Type": "service", "Action": "update", "Actor": {"Attributes": {"name": "x-edge"}}}, cache)
+    await cache.edges(time.monotonic() + 30)
+    assert counting.api.calls["services"] == listed * 2 + 2
 
 
 @pytest.mark.swarm
