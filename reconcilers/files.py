@@ -62,6 +62,31 @@ exec python3 -m http.server "$PORT" --bind "$HOST" --directory /site/public
 """
 
 
+# What lstat says of a directory that any change to it alters: a replacement (inode), an entry added or
+# removed, a chown or chmod (ctime), the type, owner, group and mode.
+_DirectoryState = tuple[int, int, int, int, int]
+
+
+def _directory_states(paths: tuple[Path, ...]) -> tuple[_DirectoryState, ...] | None:
+    states = []
+    for path in paths:
+        try:
+            found = os.lstat(path)
+        except OSError:
+            return None
+        states.append((found.st_ino, found.st_ctime_ns, found.st_mode, found.st_uid, found.st_gid))
+    return tuple(states)
+
+
+@dataclass(frozen=True)
+class _Converged:
+    """A site's directories as the last converge left them, and what that converge was asked."""
+
+    uid: int
+    wants_run_sh: bool
+    states: tuple[_DirectoryState, ...]
+
+
 @dataclass(frozen=True)
 class DirectoryRule:
     relative: str
@@ -89,6 +114,9 @@ class SiteFiles:
         self._scanned = False
         # Allocation must be atomic across the worker threads that run reconciles.
         self._lock = threading.Lock()
+        # Per site, its directories as its last converge left them: a resync finding them so (a few lstat
+        # calls on the loop) has nothing to do, without a thread hop and a dozen system calls per site.
+        self._converged: dict[str, _Converged] = {}
 
     def uid_of(self, name: str) -> int | None:
         """The site's uid, read from its directory's owner (None before its first reconcile)."""
@@ -102,12 +130,32 @@ class SiteFiles:
         await off_loop(time.monotonic() + 60, self._scan_and_prune)
 
     async def reconcile(self, site: Site, ctx: ReconcileContext) -> Outcome:
+        uid = self._unchanged_uid(site)
+        if uid is not None:
+            site_dir = self._settings.sites_dir / site.name
+            step = Step("directories", "unchanged", f"{site_dir} is in place, owned by uid {uid}")
+            return Outcome(steps=[step], provides={"uid": uid})
         steps, uid = await off_loop(ctx.deadline, self._converge, site)
         # The service runs as this uid; nothing later in the pass has to look it up again.
         return Outcome(steps=steps, provides={"uid": uid})
 
     async def finalize(self, name: str, ctx: ReconcileContext) -> Outcome:
+        self._converged.pop(name, None)
         return Outcome(steps=[await off_loop(ctx.deadline, self._archive, name)])
+
+    def _watched(self, name: str) -> tuple[Path, ...]:
+        sites_dir = self._settings.sites_dir
+        site_dir = sites_dir / name
+        return (sites_dir, site_dir, *(site_dir / rule.relative for rule in SITE_LAYOUT if rule.relative))
+
+    def _unchanged_uid(self, site: Site) -> int | None:
+        """The site's uid when its directories are as its last converge left them, for the same ask."""
+        converged = self._converged.get(site.name)
+        if converged is None or converged.wants_run_sh != _wants_run_sh(site):
+            return None
+        if _directory_states(self._watched(site.name)) != converged.states:
+            return None
+        return converged.uid
 
     def owned_names(self) -> set[str]:
         return set(self._uids)
@@ -197,7 +245,7 @@ class SiteFiles:
                     steps.append(
                         Step("index", "created", "wrote a default public/index.html for the new site")
                     )
-            wants_run_sh = site.spec.type == "dynamic" and site.spec.command is None
+            wants_run_sh = _wants_run_sh(site)
             if wants_run_sh and _write_new_file(directories[""], "run.sh", STARTER_RUN_SH, uid, uid, 0o770):
                 steps.append(Step("run.sh", "created", "wrote a starter run.sh that serves public/"))
         if created:
@@ -206,9 +254,14 @@ class SiteFiles:
             steps.append(Step("permissions", "updated", f"repaired {'; '.join(repaired)}"))
         if not steps:
             steps.append(Step("directories", "unchanged", f"{site_dir} is in place, owned by uid {uid}"))
+        # Read after the converge's own changes: the next reconcile compares with what it left.
+        states = _directory_states(self._watched(site.name))
+        if states is not None:
+            self._converged[site.name] = _Converged(uid, wants_run_sh, states)
         return steps, uid
 
     def _archive(self, name: str) -> Step:
+        self._converged.pop(name, None)
         site_dir = self._settings.sites_dir / name
         with self._lock:
             self._uids.pop(name, None)
@@ -234,6 +287,10 @@ class SiteFiles:
             os.rename(name, archived, src_dir_fd=sites_fd, dst_dir_fd=trash_fd)
         days = self._settings.trash_retention_days
         return Step("directories", "deleted", f"archived {site_dir} to {trash / archived} (kept {days} days)")
+
+
+def _wants_run_sh(site: Site) -> bool:
+    return site.spec.type == "dynamic" and site.spec.command is None
 
 
 def _ensure_directory(parent_fd: int, name: str, shown: Path) -> tuple[bool, int, tuple[int, int, int]]:

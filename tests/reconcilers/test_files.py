@@ -77,6 +77,41 @@ async def test_drifted_permissions_are_repaired_and_user_files_kept(files_settin
     assert (public / "index.html").read_text() == "mine"
 
 
+async def test_a_converged_site_is_checked_without_converging_again_until_its_directories_change(
+    files_settings, monkeypatch
+):
+    files = SiteFiles(files_settings)
+    site = make_site("gamma")
+    await files.reconcile(site, context())
+    converges = 0
+    converge = files._converge
+
+    def counted(site: Site) -> tuple[list[Any], int]:
+        nonlocal converges
+        converges += 1
+        return converge(site)
+
+    monkeypatch.setattr(files, "_converge", counted)
+    again = await files.reconcile(site, context())
+    assert [s.result for s in again.steps] == ["unchanged"] and converges == 0
+    assert again.provides == {"uid": files.uid_of("gamma")}
+
+    # Any change to a directory (its mode, an entry removed, a replacement) is converged again.
+    public = files_settings.sites_dir / "gamma" / "public"
+    public.chmod(0o777)
+    repaired = await files.reconcile(site, context())
+    assert converges == 1 and [s.result for s in repaired.steps] == ["updated"]
+    assert _owner_mode(public)[2] == 0o2770
+    await files.reconcile(site, context())
+    assert converges == 1
+    (files_settings.sites_dir / "gamma" / "private").rmdir()
+    await files.reconcile(site, context())
+    assert converges == 2 and (files_settings.sites_dir / "gamma" / "private").is_dir()
+    # So is a new ask of the same directories: a dynamic site without a command gets its starter run.sh.
+    await files.reconcile(make_site("gamma", type="dynamic", image="director-local/site:latest"), context())
+    assert converges == 3 and (files_settings.sites_dir / "gamma" / "run.sh").exists()
+
+
 async def test_finalize_archives_and_observe_prunes_expired_archives(files_settings):
     files = SiteFiles(files_settings)
     await files.reconcile(make_site("delta"), context())
