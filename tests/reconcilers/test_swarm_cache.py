@@ -10,6 +10,7 @@ import asyncio
 import subprocess
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -237,6 +238,68 @@ async def test_an_event_during_a_listing_outlives_it_and_a_read_begun_after_it_w
     marked = await cache.service("marked", time.monotonic() + 30)
     assert marked is not None and marked.service["Version"]["Index"] == 3
     assert cache.is_trusted("service", "marked")
+
+
+class HeldRead:
+    """A Docker API whose first inspect waits for the test's word, counting every call."""
+
+    def __init__(self, names: list[str]) -> None:
+        self.services_by_name = {name: {"ID": f"id-{name}", "Spec": {"Name": name}} for name in names}
+        self.tasks_by_service = {
+            f"id-{name}": [{"ID": f"task-{name}", "ServiceID": f"id-{name}"}] for name in names
+        }
+        self.calls: Counter[str] = Counter()
+        self.inspect_started = threading.Event()
+        self.release = threading.Event()
+
+    def inspect_service(self, name: str) -> dict[str, Any]:
+        self.calls["inspect_service"] += 1
+        self.inspect_started.set()
+        if not self.release.wait(30):
+            raise TimeoutError("the test never released the read")
+        return self.services_by_name[name]
+
+    def services(self, filters: dict[str, Any]) -> list[dict[str, Any]]:
+        self.calls["services"] += 1
+        # As Docker's name filter: the beginnings of names match.
+        return [
+            service
+            for name, service in self.services_by_name.items()
+            if any(name.startswith(asked) for asked in filters["name"])
+        ]
+
+    def tasks(self, filters: dict[str, Any]) -> list[dict[str, Any]]:
+        self.calls["tasks"] += 1
+        # One id or a list of them, as docker-py passes either.
+        asked = filters["service"]
+        ids = [asked] if isinstance(asked, str) else asked
+        return [task for service_id in ids for task in self.tasks_by_service[service_id]]
+
+
+async def test_reads_asked_while_one_is_under_way_are_answered_together_in_two_calls(tmp_path):
+    api = HeldRead(["first", "web", "web-shop"])
+    client = type("HeldReadClient", (), {"api": api})()
+    cache = SwarmCache(Settings(state_dir=tmp_path, instance="batched"), client)
+    deadline = time.monotonic() + 30
+    first = asyncio.create_task(cache.read_service("first", deadline))
+    await asyncio.to_thread(api.inspect_started.wait, 30)
+
+    # Asked while the first read is under way: one batch, whatever the number of sites polling.
+    later = [asyncio.create_task(cache.read_service(name, deadline)) for name in ("web", "web", "gone")]
+    await _until(
+        lambda: api.calls["inspect_service"] == 1 and all(not read.done() for read in later), "asked"
+    )
+    api.release.set()
+    read_first = await first
+    web, web_again, gone = await asyncio.gather(*later)
+
+    assert read_first is not None and read_first.name == "first"
+    assert web is not None and web.name == "web", "a longer name the filter also matched is not the one asked"
+    assert [task["ID"] for task in web.tasks] == ["task-web"]
+    assert web_again is web
+    assert gone is None
+    assert api.calls == Counter(inspect_service=1, tasks=2, services=1)
+    assert cache.is_trusted("service", "web") and cache.is_trusted("service", "gone")
 
 
 @pytest.mark.swarm
