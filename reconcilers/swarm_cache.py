@@ -424,7 +424,11 @@ class SwarmCache:
         ]
         tasks: list[dict[str, Any]] = []
         if services:
-            tasks = self._api.tasks(filters={"service": [service["ID"] for service in services]})
+            try:
+                tasks = self._api.tasks(filters={"service": [service["ID"] for service in services]})
+            except docker.errors.NotFound:
+                # One of them was removed between the two calls, and Docker refuses the whole list for it.
+                return {name: self._inspect(name) for name in names}
         at = time.monotonic()
         tasks_by_service: dict[str, list[dict[str, Any]]] = {}
         for task in tasks:

@@ -249,6 +249,8 @@ class HeldRead:
             f"id-{name}": [{"ID": f"task-{name}", "ServiceID": f"id-{name}"}] for name in names
         }
         self.calls: Counter[str] = Counter()
+        # Removed after the listing of services, before their tasks are asked for.
+        self.removed: set[str] = set()
         self.inspect_started = threading.Event()
         self.release = threading.Event()
 
@@ -257,6 +259,8 @@ class HeldRead:
         self.inspect_started.set()
         if not self.release.wait(30):
             raise TimeoutError("the test never released the read")
+        if name in self.removed:
+            raise docker.errors.NotFound(f"service {name} not found")
         return self.services_by_name[name]
 
     def services(self, filters: dict[str, Any]) -> list[dict[str, Any]]:
@@ -273,6 +277,8 @@ class HeldRead:
         # One id or a list of them, as docker-py passes either.
         asked = filters["service"]
         ids = [asked] if isinstance(asked, str) else asked
+        if any(service_id.removeprefix("id-") in self.removed for service_id in ids):
+            raise docker.errors.NotFound("service not found")
         return [task for service_id in ids for task in self.tasks_by_service[service_id]]
 
 
@@ -286,9 +292,8 @@ async def test_reads_asked_while_one_is_under_way_are_answered_together_in_two_c
 
     # Asked while the first read is under way: one batch, whatever the number of sites polling.
     later = [asyncio.create_task(cache.read_service(name, deadline)) for name in ("web", "web", "gone")]
-    await _until(
-        lambda: api.calls["inspect_service"] == 1 and all(not read.done() for read in later), "asked"
-    )
+    # One turn of the loop: each asks for its read while the first is still under way.
+    await asyncio.sleep(0)
     api.release.set()
     read_first = await first
     web, web_again, gone = await asyncio.gather(*later)
@@ -300,6 +305,25 @@ async def test_reads_asked_while_one_is_under_way_are_answered_together_in_two_c
     assert gone is None
     assert api.calls == Counter(inspect_service=1, tasks=2, services=1)
     assert cache.is_trusted("service", "web") and cache.is_trusted("service", "gone")
+
+
+async def test_a_service_removed_during_a_batch_of_reads_is_read_as_gone_and_the_others_as_they_are(tmp_path):
+    api = HeldRead(["first", "kept", "removed"])
+    api.removed.add("removed")
+    client = type("HeldReadClient", (), {"api": api})()
+    cache = SwarmCache(Settings(state_dir=tmp_path, instance="batched"), client)
+    deadline = time.monotonic() + 30
+    first = asyncio.create_task(cache.read_service("first", deadline))
+    await asyncio.to_thread(api.inspect_started.wait, 30)
+    later = [asyncio.create_task(cache.read_service(name, deadline)) for name in ("kept", "removed")]
+    # One turn of the loop: each asks for its read while the first is still under way.
+    await asyncio.sleep(0)
+    api.release.set()
+    await first
+    kept, removed = await asyncio.gather(*later)
+
+    assert kept is not None and kept.name == "kept"
+    assert removed is None
 
 
 @pytest.mark.swarm
