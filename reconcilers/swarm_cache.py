@@ -363,6 +363,7 @@ class SwarmCache:
 
     async def _read_batches(self) -> None:
         """Read the services asked for, in batches: those asked while a batch is under way form the next."""
+        batch: dict[str, list[asyncio.Future[SwarmService | None]]] = {}
         try:
             while self._wanted:
                 batch, self._wanted = self._wanted, {}
@@ -386,7 +387,7 @@ class SwarmCache:
         finally:
             self._reader = None
             # Cancelled (the loop is closing): nobody is left waiting for a batch that will not come.
-            for futures in self._wanted.values():
+            for futures in [*batch.values(), *self._wanted.values()]:
                 for future in futures:
                     future.cancel()
             self._wanted = {}
