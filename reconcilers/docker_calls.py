@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import docker
+from docker.transport.unixconn import UnixHTTPAdapter
 
 T = TypeVar("T")
 
@@ -32,6 +33,8 @@ CALL_TIMEOUT_SECONDS = 60.0
 # Connections kept open to the daemon: as many as calls run at once (workers, the events stream, the edge
 # probes), so that none is opened and thrown away per call (urllib3 warns "Connection pool is full").
 CONNECTIONS = 32
+# The one key the Unix socket adapter's connections are pooled under.
+_SOCKET_POOL_KEY = "http+docker://localhost"
 
 
 def make_client(timeout: float = CALL_TIMEOUT_SECONDS, connections: int = CONNECTIONS) -> docker.DockerClient:
@@ -39,7 +42,24 @@ def make_client(timeout: float = CALL_TIMEOUT_SECONDS, connections: int = CONNEC
     Docker (the Swarm cache, the reconcilers, the events trigger, the logs backend)."""
     if timeout <= 0:
         raise ValueError(f"timeout must be positive, got {timeout}; it bounds every Docker call, in seconds")
-    return docker.from_env(timeout=timeout, max_pool_size=connections)
+    client = docker.from_env(timeout=timeout, max_pool_size=connections)
+    adapter = getattr(client.api, "_custom_adapter", None)
+    if isinstance(adapter, UnixHTTPAdapter):
+        _one_pool_per_socket(adapter)
+    return client
+
+
+def _one_pool_per_socket(adapter: UnixHTTPAdapter) -> None:
+    """Make the Unix socket adapter keep its connections in one pool. docker-py keys its pools by the whole
+    URL, query included, and keeps ten: each call about one service (its inspect, its tasks) opened a new
+    connection to dockerd and closed an older pool's, so a burst of sites cost a connect per Docker call."""
+    pool_of = adapter.get_connection
+
+    def get_connection(url: str | bytes, proxies: Any = None) -> Any:
+        # Every pool of this adapter speaks to the same socket; the path goes with each request, not the pool.
+        return pool_of(_SOCKET_POOL_KEY, proxies)
+
+    adapter.get_connection = get_connection
 
 
 def seconds_left(deadline: float) -> float:

@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
@@ -137,6 +137,14 @@ class SiteRoutes:
         # The revision of the live routes, and the last one the edge was seen answering since its last reload.
         self._revision = ""
         self._served_revision: str | None = None
+        # Installs of new revisions so far; the install that brought each site's current route (a site not
+        # named has had its route since the install that wrote them all); the newest install the edge was seen
+        # answering. A site whose route was answered needs no newer revision answered to be served: in a burst
+        # the revision changes with every batch, and waiting for the newest one held every site's poll.
+        self._installs = 0
+        self._route_installs: dict[str, int] = {}
+        self._all_routes_install = 0
+        self._served_install = 0
         # The last reload, and the revision it installed: its old workers must stop before that one counts.
         self._last_reload: tuple[str, nginx_config.EdgeReload] | None = None
         self._confirming: dict[str, asyncio.Task[bool]] = {}
@@ -183,7 +191,7 @@ class SiteRoutes:
         else:
             hosts = ", ".join(result.route.hosts)
             step = Step("routes", "updated", f"validated and reloaded: {hosts} -> {result.route.kind}")
-        outcome = await self._once_served(step, ctx)
+        outcome = await self._once_served(site.name, step, ctx)
         if result.denied:
             outcome.ready = False
             outcome.message = "; ".join(result.denied.values()) + DENIED_SUFFIX
@@ -198,7 +206,7 @@ class SiteRoutes:
         if not result.changed:
             return Outcome(steps=[Step("routes", "unchanged", f"{name} has no routes")])
         message = f"removed the routes of {name}: its hosts answer 404"
-        return await self._once_served(Step("routes", "deleted", message), ctx)
+        return await self._once_served(name, Step("routes", "deleted", message), ctx)
 
     # ---- one change: planned on its own first, batched only when the edge must change ----------------------
 
@@ -248,7 +256,7 @@ class SiteRoutes:
             # Onto the table as it is now: other sites' waits may have changed meanwhile, never a route.
             self._table = (self._table or table).updated(the_plan)
             if prepared.candidate is not None:
-                self._installed(self._edge.revision)
+                self._installed(self._edge.revision, the_plan.routes)
                 await self._reload(self._edge.revision)
                 await asyncio.to_thread(self._edge.collect)
                 log.debug(
@@ -422,9 +430,17 @@ class SiteRoutes:
 
     # ---- the edge serving what was installed ---------------------------------------------------------------
 
-    def _installed(self, revision: str) -> None:
+    def _installed(self, revision: str, routes: Iterable[str] | None = None) -> None:
+        """`revision` is live now, the routes of `routes` new in it (None: all of them were written)."""
         if revision != self._revision:
             self._revision, self._served_revision = revision, None
+            self._installs += 1
+        if routes is None:
+            self._route_installs.clear()
+            self._all_routes_install = self._installs
+        else:
+            for name in routes:
+                self._route_installs[name] = self._installs
 
     async def _reload(self, revision: str, *, confirm: bool = True) -> None:
         try:
@@ -446,12 +462,16 @@ class SiteRoutes:
     def _confirmation(self, revision: str) -> asyncio.Task[bool]:
         confirming = self._confirming.get(revision)
         if confirming is None:
-            confirming = asyncio.create_task(self._confirm(revision))
+            install = self._installs if revision == self._revision else 0
+            confirming = asyncio.create_task(self._confirm(revision, install))
             self._confirming[revision] = confirming
         return confirming
 
-    async def _once_served(self, step: Step, ctx: ReconcileContext) -> Outcome:
-        """The outcome of `step`: ready only once the edge answers the current routes' revision."""
+    async def _once_served(self, name: str, step: Step, ctx: ReconcileContext) -> Outcome:
+        """The outcome of `step`: ready only once the edge answers a revision with the site's current route
+        (the current revision, unless the edge answered one since the route was installed)."""
+        if self._served_install >= self._route_installs.get(name, self._all_routes_install):
+            return Outcome(steps=[step])
         while True:
             revision = self._revision
             if await self._served(revision, ctx.deadline):
@@ -477,7 +497,7 @@ class SiteRoutes:
         except TimeoutError:
             return False
 
-    async def _confirm(self, revision: str) -> bool:
+    async def _confirm(self, revision: str, install: int) -> bool:
         reload = self._last_reload[1] if self._last_reload and self._last_reload[0] == revision else None
         try:
             try:
@@ -504,6 +524,8 @@ class SiteRoutes:
         log.debug("routes revision %s: %s", revision, "served" if served else "not served yet")
         if served and revision == self._revision:
             self._served_revision = revision
+        if served:
+            self._served_install = max(self._served_install, install)
         return served
 
     def _wake(self, names: Mapping[str, str]) -> None:

@@ -24,6 +24,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Literal
 
 import docker
@@ -36,8 +37,10 @@ from reconcilers.docker_calls import (
     LABEL_MANAGED,
     LABEL_ROLE,
     LABEL_SITE,
+    DeadlineExceeded,
     instance_filter,
     off_loop,
+    seconds_left,
 )
 from reconcilers.swarm_spec import Applied, ServiceSpec, apply_service
 from specs.config import Settings
@@ -129,6 +132,11 @@ class SwarmCache:
         # When the last read or write of an entry began, for those read or written since the last listing.
         self._read: dict[Entry, int] = {}
         self._listing: asyncio.Future[None] | None = None
+        # Services asked to be read, each with its waiting readers, for the next batch; the latest deadline
+        # among them; the task reading the batches.
+        self._wanted: dict[str, list[asyncio.Future[SwarmService | None]]] = {}
+        self._wanted_until = 0.0
+        self._reader: asyncio.Future[None] | None = None
         self._watchers: list[Callable[[Entry], None]] = []
         # Complete listings so far (tests and benchmarks count them).
         self.listings = 0
@@ -188,11 +196,21 @@ class SwarmCache:
         return await self.read_service(name, deadline)
 
     async def read_service(self, name: str, deadline: float) -> SwarmService | None:
-        """Ask Docker for this one service and its tasks, whatever the picture says (two calls)."""
-        began = next(self._clock)
-        found = await off_loop(deadline, self._inspect, name)
-        self._settle(("service", name), began, lambda: self._put_service(name, found))
-        return found
+        """Ask Docker for this service and its tasks, whatever the picture says: two calls, shared with the
+        reads asked for while the previous ones were under way (a burst of sites starting polls its services
+        in a few calls, not two per site and poll)."""
+        future: asyncio.Future[SwarmService | None] = asyncio.get_running_loop().create_future()
+        # Read, so that a batch failing after its caller gave up is not reported as an error never seen.
+        future.add_done_callback(lambda done: done.cancelled() or done.exception())
+        self._wanted.setdefault(name, []).append(future)
+        self._wanted_until = max(self._wanted_until, deadline)
+        if self._reader is None:
+            self._reader = asyncio.ensure_future(self._read_batches())
+        try:
+            # Shielded: one reader giving up at its deadline must not cancel the batch others wait on.
+            return await asyncio.wait_for(asyncio.shield(future), seconds_left(deadline))
+        except TimeoutError:
+            raise DeadlineExceeded(f"service {name} was not read before the reconcile deadline") from None
 
     async def network(self, deadline: float) -> dict[str, Any] | None:
         """The sites' network (settings.network) as Docker describes it, or None when it does not exist."""
@@ -370,6 +388,37 @@ class SwarmCache:
             for changed in list(self._watchers):
                 changed(entry)
 
+    async def _read_batches(self) -> None:
+        """Read the services asked for, in batches: those asked while a batch is under way form the next."""
+        batch: dict[str, list[asyncio.Future[SwarmService | None]]] = {}
+        try:
+            while self._wanted:
+                batch, self._wanted = self._wanted, {}
+                deadline, self._wanted_until = self._wanted_until, 0.0
+                # Begun after every read of the batch was asked for: newer than any mark made before that.
+                began = next(self._clock)
+                try:
+                    found = await off_loop(deadline, self._inspect_many, sorted(batch))
+                except Exception as error:
+                    for futures in batch.values():
+                        for future in futures:
+                            if not future.done():
+                                future.set_exception(error)
+                    continue
+                for name, futures in batch.items():
+                    service = found.get(name)
+                    self._settle(("service", name), began, partial(self._put_service, name, service))
+                    for future in futures:
+                        if not future.done():
+                            future.set_result(service)
+        finally:
+            self._reader = None
+            # Cancelled (the loop is closing): nobody is left waiting for a batch that will not come.
+            for futures in [*batch.values(), *self._wanted.values()]:
+                for future in futures:
+                    future.cancel()
+            self._wanted = {}
+
     def _listing_done(self, listing: asyncio.Future[None]) -> None:
         if self._listing is listing:
             self._listing = None
@@ -389,6 +438,34 @@ class SwarmCache:
             return None
         tasks = self._api.tasks(filters={"service": service["ID"]})
         return SwarmService(service, tasks, time.monotonic())
+
+    def _inspect_many(self, names: list[str]) -> dict[str, SwarmService | None]:
+        """Each of these services with its tasks (None when there is none), in two calls however many."""
+        if len(names) == 1:
+            return {names[0]: self._inspect(names[0])}
+        wanted = set(names)
+        # The name filter matches the beginnings of names: only services of those very names are kept.
+        services = [
+            service
+            for service in self._api.services(filters={"name": names})
+            if service["Spec"]["Name"] in wanted
+        ]
+        tasks: list[dict[str, Any]] = []
+        if services:
+            try:
+                tasks = self._api.tasks(filters={"service": [service["ID"] for service in services]})
+            except docker.errors.NotFound:
+                # One of them was removed between the two calls, and Docker refuses the whole list for it.
+                return {name: self._inspect(name) for name in names}
+        at = time.monotonic()
+        tasks_by_service: dict[str, list[dict[str, Any]]] = {}
+        for task in tasks:
+            tasks_by_service.setdefault(task["ServiceID"], []).append(task)
+        found: dict[str, SwarmService | None] = dict.fromkeys(names)
+        for service in services:
+            own_tasks = tasks_by_service.get(service["ID"], [])
+            found[service["Spec"]["Name"]] = SwarmService(service, own_tasks, at)
+        return found
 
     def _apply(self, spec: ServiceSpec, live: SwarmService | None) -> tuple[Applied, SwarmService | None]:
         """Applied, and the service as Docker now describes it (None when nothing was written or read)."""

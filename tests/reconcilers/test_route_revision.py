@@ -76,3 +76,23 @@ async def test_an_edge_that_does_not_answer_leaves_the_change_not_ready(stack, m
     seeing = SiteRoutes(stack.settings, stack.client)
     confirmed = await seeing.reconcile(site, context())
     assert confirmed.steps[0].result == "unchanged" and confirmed.ready
+
+
+async def test_a_site_whose_route_the_edge_answered_waits_for_no_newer_revision(stack, monkeypatch):
+    answered = make_site("answered")
+    newcomer = make_site("newcomer")
+    for site in (answered, newcomer):
+        await stack.files.reconcile(site, context())
+    assert (await stack.routes.reconcile(answered, context())).ready
+
+    # From now on the edge is never seen answering: the newcomer's revision stays unconfirmed.
+    monkeypatch.setattr(routes, "CONFIRM_SECONDS", 0.2)
+    monkeypatch.setattr(nginx_config, "wait_until_served", lambda *_args: False)
+    added = await stack.routes.reconcile(newcomer, context())
+    assert added.steps[0].result == "updated" and not added.ready
+
+    # The answered site's route is in the unconfirmed revision as it was in the one the edge answered.
+    again = await stack.routes.reconcile(answered, context())
+    assert again.steps[0].result == "unchanged" and again.ready
+    still = await stack.routes.reconcile(newcomer, context())
+    assert still.steps[0].result == "unchanged" and not still.ready

@@ -10,6 +10,7 @@ import asyncio
 import subprocess
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -244,6 +245,92 @@ async def test_an_event_during_a_listing_outlives_it_and_a_read_begun_after_it_w
     marked = await cache.service("marked", time.monotonic() + 30)
     assert marked is not None and marked.service["Version"]["Index"] == 3
     assert cache.is_trusted("service", "marked")
+
+
+class HeldRead:
+    """A Docker API whose first inspect waits for the test's word, counting every call."""
+
+    def __init__(self, names: list[str]) -> None:
+        self.services_by_name = {name: {"ID": f"id-{name}", "Spec": {"Name": name}} for name in names}
+        self.tasks_by_service = {
+            f"id-{name}": [{"ID": f"task-{name}", "ServiceID": f"id-{name}"}] for name in names
+        }
+        self.calls: Counter[str] = Counter()
+        # Removed after the listing of services, before their tasks are asked for.
+        self.removed: set[str] = set()
+        self.inspect_started = threading.Event()
+        self.release = threading.Event()
+
+    def inspect_service(self, name: str) -> dict[str, Any]:
+        self.calls["inspect_service"] += 1
+        self.inspect_started.set()
+        if not self.release.wait(30):
+            raise TimeoutError("the test never released the read")
+        if name in self.removed:
+            raise docker.errors.NotFound(f"service {name} not found")
+        return self.services_by_name[name]
+
+    def services(self, filters: dict[str, Any]) -> list[dict[str, Any]]:
+        self.calls["services"] += 1
+        # As Docker's name filter: the beginnings of names match.
+        return [
+            service
+            for name, service in self.services_by_name.items()
+            if any(name.startswith(asked) for asked in filters["name"])
+        ]
+
+    def tasks(self, filters: dict[str, Any]) -> list[dict[str, Any]]:
+        self.calls["tasks"] += 1
+        # One id or a list of them, as docker-py passes either.
+        asked = filters["service"]
+        ids = [asked] if isinstance(asked, str) else asked
+        if any(service_id.removeprefix("id-") in self.removed for service_id in ids):
+            raise docker.errors.NotFound("service not found")
+        return [task for service_id in ids for task in self.tasks_by_service[service_id]]
+
+
+async def test_reads_asked_while_one_is_under_way_are_answered_together_in_two_calls(tmp_path):
+    api = HeldRead(["first", "web", "web-shop"])
+    client = type("HeldReadClient", (), {"api": api})()
+    cache = SwarmCache(Settings(state_dir=tmp_path, instance="batched"), client)
+    deadline = time.monotonic() + 30
+    first = asyncio.create_task(cache.read_service("first", deadline))
+    await asyncio.to_thread(api.inspect_started.wait, 30)
+
+    # Asked while the first read is under way: one batch, whatever the number of sites polling.
+    later = [asyncio.create_task(cache.read_service(name, deadline)) for name in ("web", "web", "gone")]
+    # One turn of the loop: each asks for its read while the first is still under way.
+    await asyncio.sleep(0)
+    api.release.set()
+    read_first = await first
+    web, web_again, gone = await asyncio.gather(*later)
+
+    assert read_first is not None and read_first.name == "first"
+    assert web is not None and web.name == "web", "a longer name the filter also matched is not the one asked"
+    assert [task["ID"] for task in web.tasks] == ["task-web"]
+    assert web_again is web
+    assert gone is None
+    assert api.calls == Counter(inspect_service=1, tasks=2, services=1)
+    assert cache.is_trusted("service", "web") and cache.is_trusted("service", "gone")
+
+
+async def test_a_service_removed_during_a_batch_of_reads_is_read_as_gone_and_the_others_as_they_are(tmp_path):
+    api = HeldRead(["first", "kept", "removed"])
+    api.removed.add("removed")
+    client = type("HeldReadClient", (), {"api": api})()
+    cache = SwarmCache(Settings(state_dir=tmp_path, instance="batched"), client)
+    deadline = time.monotonic() + 30
+    first = asyncio.create_task(cache.read_service("first", deadline))
+    await asyncio.to_thread(api.inspect_started.wait, 30)
+    later = [asyncio.create_task(cache.read_service(name, deadline)) for name in ("kept", "removed")]
+    # One turn of the loop: each asks for its read while the first is still under way.
+    await asyncio.sleep(0)
+    api.release.set()
+    await first
+    kept, removed = await asyncio.gather(*later)
+
+    assert kept is not None and kept.name == "kept"
+    assert removed is None
 
 
 @pytest.mark.swarm
