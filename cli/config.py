@@ -12,11 +12,13 @@ The file (YAML, mode 0600 since it holds a token):
 
 from __future__ import annotations
 
+import functools
 import os
-from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple
 
-import yaml
+if TYPE_CHECKING:
+    import yaml
 
 CONFIG_ENV = "DIRECTOR_CONFIG"
 SERVER_ENV = "DIRECTOR_SERVER"
@@ -26,23 +28,13 @@ SETTINGS = ("server", "token", "ca", "output")
 OUTPUT_CHOICES = ("", "wide", "yaml", "json", "name")
 
 
-class _BlockDumper(yaml.SafeDumper):
-    """Multi-line texts (a CA's PEM) as YAML block scalars, readable as they are."""
-
-
-def _text(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
-    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style="|" if "\n" in value else None)
-
-
-_BlockDumper.add_representer(str, _text)
-
-
 class ConfigError(Exception):
     """The configuration cannot be used; str() says which file or variable and why."""
 
 
-@dataclass(frozen=True)
-class CliConfig:
+class CliConfig(NamedTuple):
+    """A named tuple rather than a dataclass: dataclasses take about 8 ms to load, at every command."""
+
     server: str = ""
     token: str = ""
     # The CA certificate the server's must be signed by: PEM text, or the path of a file holding it.
@@ -58,6 +50,22 @@ def default_config_path() -> Path:
     return Path(base) / "director" / "config.yaml"
 
 
+@functools.cache
+def _block_dumper() -> type[yaml.SafeDumper]:
+    """A YAML dumper writing multi-line texts (a CA's PEM) as block scalars, readable as they are. Made when
+    first needed: PyYAML takes about 15 ms to load, and most commands only read the configuration."""
+    import yaml
+
+    class BlockDumper(yaml.SafeDumper):
+        pass
+
+    def text(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style="|" if "\n" in value else None)
+
+    BlockDumper.add_representer(str, text)
+    return BlockDumper
+
+
 def read_config_file(path: Path) -> CliConfig:
     try:
         raw = path.read_text()
@@ -65,6 +73,8 @@ def read_config_file(path: Path) -> CliConfig:
         return CliConfig()
     except OSError as error:
         raise ConfigError(f"{path}: cannot be read: {error.strerror}") from None
+    import yaml
+
     try:
         document = yaml.safe_load(raw) or {}
     except yaml.YAMLError as error:
@@ -87,13 +97,12 @@ def load_config(
     server: str | None = None, token: str | None = None, path: Path | None = None, ca: str | None = None
 ) -> CliConfig:
     config = read_config_file(path or default_config_path())
-    config = replace(
-        config,
+    config = config._replace(
         server=os.environ.get(SERVER_ENV) or config.server,
         token=os.environ.get(TOKEN_ENV) or config.token,
         ca=os.environ.get(CA_ENV) or config.ca,
     )
-    return replace(config, server=server or config.server, token=token or config.token, ca=ca or config.ca)
+    return config._replace(server=server or config.server, token=token or config.token, ca=ca or config.ca)
 
 
 def read_ca(path: str) -> str:
@@ -109,6 +118,8 @@ def read_ca(path: str) -> str:
 
 
 def save_config(config: CliConfig, path: Path | None = None) -> Path:
+    import yaml
+
     target = path or default_config_path()
     target.parent.mkdir(parents=True, exist_ok=True)
     document = {"server": config.server, "token": config.token}
@@ -119,6 +130,6 @@ def save_config(config: CliConfig, path: Path | None = None) -> Path:
     temporary = target.with_name(f".{target.name}.tmp")
     descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(descriptor, "w") as handle:
-        yaml.dump(document, handle, Dumper=_BlockDumper, sort_keys=False)
+        yaml.dump(document, handle, Dumper=_block_dumper(), sort_keys=False)
     os.replace(temporary, target)
     return target
