@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -66,6 +67,59 @@ def _block_dumper() -> type[yaml.SafeDumper]:
     return BlockDumper
 
 
+# A plain YAML scalar that is a text as it stands: from a letter or a slash on, without spaces, quotes,
+# comments or flow indicators; the few such words YAML reads as booleans or null are excluded below.
+_PLAIN_TEXT = re.compile(r"[A-Za-z/][A-Za-z0-9._~:/@%+=-]*")
+_NOT_TEXT = frozenset(
+    variant
+    for word in ("yes", "no", "true", "false", "on", "off", "null")
+    for variant in (word, word.capitalize(), word.upper())
+)
+
+
+def _as_written(raw: str) -> dict[str, str] | None:
+    """The settings of a file in the shape save_config writes (`key: value` lines, the CA as a `|` or `|-`
+    block), read without PyYAML, which takes longer to load than dirctl takes to list 10,000 sites; None
+    for anything else (comments, quotes, another layout), which PyYAML then reads. Whatever this reads,
+    PyYAML reads the same (tests/cli/test_config.py)."""
+    if "\r" in raw or "\t" in raw:
+        return None
+    document: dict[str, str] = {}
+    lines = raw.split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    index = 0
+    while index < len(lines):
+        key, separator, value = lines[index].partition(": ")
+        index += 1
+        if not separator or key not in SETTINGS or key in document:
+            return None
+        if value in ("|", "|-"):
+            block = []
+            while index < len(lines) and lines[index].startswith(" "):
+                block.append(lines[index])
+                index += 1
+            text = _block_text(block)
+            if text is None:
+                return None
+            document[key] = text + ("\n" if value == "|" else "")
+        elif _PLAIN_TEXT.fullmatch(value) and value not in _NOT_TEXT and not value.endswith(":"):
+            document[key] = value
+        else:
+            return None
+    return document
+
+
+def _block_text(lines: list[str]) -> str | None:
+    """The text of a literal block's lines, all indented alike and none blank; None for any other block."""
+    if not lines:
+        return None
+    indent = len(lines[0]) - len(lines[0].lstrip(" "))
+    if any(len(line) - len(line.lstrip(" ")) != indent or line.isspace() for line in lines):
+        return None
+    return "\n".join(line[indent:] for line in lines)
+
+
 def read_config_file(path: Path) -> CliConfig:
     try:
         raw = path.read_text()
@@ -73,12 +127,14 @@ def read_config_file(path: Path) -> CliConfig:
         return CliConfig()
     except OSError as error:
         raise ConfigError(f"{path}: cannot be read: {error.strerror}") from None
-    import yaml
+    document = _as_written(raw)
+    if document is None:
+        import yaml
 
-    try:
-        document = yaml.safe_load(raw) or {}
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{path}: not valid YAML: {' '.join(str(error).split())}") from None
+        try:
+            document = yaml.safe_load(raw) or {}
+        except yaml.YAMLError as error:
+            raise ConfigError(f"{path}: not valid YAML: {' '.join(str(error).split())}") from None
     if not isinstance(document, dict):
         raise ConfigError(f"{path}: must be a mapping with server, token, ca and output")
     unknown = sorted(set(document) - set(SETTINGS))

@@ -1047,6 +1047,7 @@ class RecordStore(Generic[R]):
         resync_seconds: float = 10.0,
         on_listed: Callable[[builtins.set[str]], None] | None = None,
         statuses: bool = True,
+        quiet_ms: int = 5,
     ) -> AsyncIterator[WatchEvent[R]]:
         """Spec and status changes as they happen, plus a full comparison every `resync_seconds`.
 
@@ -1060,6 +1061,11 @@ class RecordStore(Generic[R]):
         Without `statuses`, only spec records are watched and the records come without their status, as
         list() shares them (read them, never change them): for a watcher of metadata and spec alone (the
         controller, which writes the statuses itself), which then neither wakes nor parses on a status write.
+
+        Changes are reported once the files have been quiet for `quiet_ms`, and at the latest 50 ms after
+        the first of them. Each report costs the watcher a wake-up and two thread switches, whatever it
+        holds: a watcher that need not see a change within milliseconds and follows a busy store waits
+        longer (up to 50) and takes a burst of writes in one report rather than one by one.
         """
         stop = asyncio.Event()
         batches: asyncio.Queue[set[tuple[Change, str]] | None] = asyncio.Queue()
@@ -1073,7 +1079,7 @@ class RecordStore(Generic[R]):
             *view.directories,
             watch_filter=is_record,
             debounce=50,
-            step=5,
+            step=quiet_ms,
             stop_event=stop,
             rust_timeout=max(1, int(resync_seconds * 1000)),
             yield_on_timeout=True,
