@@ -285,6 +285,7 @@ class ListingCache:
             resync_seconds=self._resync_seconds,
             on_listed=self._listed,
             quiet_ms=_WATCH_QUIET_MS,
+            shared=True,  # the cache reads each changed record from the store itself: no copy wanted
         )
         try:
             async for event in events:

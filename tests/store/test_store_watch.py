@@ -164,3 +164,16 @@ async def test_a_watch_waiting_for_quiet_reports_every_write_of_a_burst(store: S
         assert sorted((event.type, event.name) for event in seen) == sorted(("ADDED", name) for name in names)
     finally:
         await events.aclose()
+
+
+async def test_a_shared_watch_hands_out_the_records_list_shares_and_a_plain_one_copies(store: SiteStore):
+    store.create(make_site("blog"))
+    shared, copying = store.watch(initial=True, shared=True), store.watch(initial=True)
+    try:
+        from_shared, from_copying = await next_event(shared), await next_event(copying)
+        listed = store.list()[0][0]
+        assert from_shared.site is listed
+        assert from_copying.site is not listed and from_copying.site == listed
+    finally:
+        await shared.aclose()
+        await copying.aclose()
