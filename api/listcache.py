@@ -44,6 +44,11 @@ log = logging.getLogger("api")
 
 # How soon a failed watch is started again; meanwhile lists are read from the store.
 _RETRY_SECONDS = 1.0
+# The watch reports what other processes wrote once the files have been quiet this long (and within 50 ms
+# in any case): this process's own writes reach the cache at once through the write listener, so the
+# watch need not hurry, and a busy API (every write of its own is reported by the watch too) then takes a
+# burst of writes in one wake-up rather than one by one, about a tenth of an apply's CPU time.
+_WATCH_QUIET_MS = 50
 
 ChangeType = Literal["ADDED", "MODIFIED", "DELETED", "ERROR"]
 
@@ -275,7 +280,13 @@ class ListingCache:
         self._feed_task = asyncio.current_task()
         if self._stopping.is_set():
             return
-        events = self._store.watch(initial=False, resync_seconds=self._resync_seconds, on_listed=self._listed)
+        events = self._store.watch(
+            initial=False,
+            resync_seconds=self._resync_seconds,
+            on_listed=self._listed,
+            quiet_ms=_WATCH_QUIET_MS,
+            shared=True,  # the cache reads each changed record from the store itself: no copy wanted
+        )
         try:
             async for event in events:
                 self._watched_change(event)

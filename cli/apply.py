@@ -7,7 +7,7 @@ import argparse
 import sys
 from typing import TYPE_CHECKING
 
-from cli import exit_codes, gitsources
+from cli import exit_codes, gitsources, verbs
 from cli.client import Api, ApiCallError
 from cli.common import api_from, reports_errors
 from cli.documents import intent
@@ -25,7 +25,7 @@ OUTPUT_FORMATS = ("yaml", "name")
 def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subcommands.add_parser(
         "apply",
-        help="create or update Sites (and GitSources) from YAML files",
+        help=verbs.SUMMARY["apply"],
         description=(
             "Create or update the Sites and GitSources described in YAML files. With --dry-run=client every "
             "document is validated offline and nothing is sent anywhere."

@@ -6,11 +6,12 @@ import json
 import sys
 from typing import Any
 
+from cli import kinds
 from cli.client import Api
 from cli.output import age, table, to_yaml
 
 BLOCKED = "/apis/director.io/v1/blockeddomains"
-KINDS = ("blockeddomain", "blockeddomains")
+KINDS = kinds.BLOCKED_DOMAINS
 Document = dict[str, Any]
 
 

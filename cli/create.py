@@ -5,14 +5,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from cli import blocked, exit_codes, secrets, users
+from cli import blocked, exit_codes, secrets, users, verbs
 from cli.common import api_from, reports_errors
 
 
 def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subcommands.add_parser(
         "create",
-        help="create a user, a token, a secret or a blocked domain",
+        help=verbs.SUMMARY["create"],
         description="Create an object that is not a Site record. Sites are created with `dirctl apply`.",
     )
     kinds = parser.add_subparsers(title="kinds", metavar="KIND", required=True)

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from cli import blocked, exit_codes, gitsources, secrets, users
+from cli import blocked, exit_codes, gitsources, secrets, users, verbs
 from cli.common import api_from, error, parse_target, reports_errors
 from cli.waiting import parse_timeout, wait_for_deletion
 
 
 def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subcommands.add_parser(
-        "delete", help="delete sites by name or by file, or a user, token, gitsource..."
-    )
+    parser = subcommands.add_parser("delete", help=verbs.SUMMARY["delete"])
     parser.add_argument(
         "target", nargs="*", metavar="site NAME", help="`site NAME`, `site/NAME` or `blockeddomain DOMAIN`"
     )

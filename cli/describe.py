@@ -8,7 +8,7 @@ import io
 from datetime import UTC, datetime
 from typing import Any
 
-from cli import exit_codes, gitsources, platform, users
+from cli import exit_codes, gitsources, platform, users, verbs
 from cli.common import api_from, parse_target, reports_errors
 from cli.output import EVENT_COLUMNS, age, event_row, table
 
@@ -16,9 +16,7 @@ Document = dict[str, Any]
 
 
 def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subcommands.add_parser(
-        "describe", help="show a site (or a user, a gitsource, the platform) in detail"
-    )
+    parser = subcommands.add_parser("describe", help=verbs.SUMMARY["describe"])
     parser.add_argument(
         "target", nargs="+", metavar="site NAME", help="`site NAME`, `site/NAME` or `platform edge`"
     )

@@ -7,7 +7,7 @@ import argparse
 import difflib
 import sys
 
-from cli import exit_codes
+from cli import exit_codes, verbs
 from cli.client import ApiCallError
 from cli.common import api_from, error
 from cli.config import ConfigError
@@ -18,7 +18,7 @@ from cli.output import to_yaml
 def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subcommands.add_parser(
         "diff",
-        help="show what apply would change (exit 0: none, 1: differences, >1: error)",
+        help=verbs.SUMMARY["diff"],
         description="Compare the live sites with what applying the files would make of them (the server "
         "computes it with a dry run, so defaults and other managers' fields are accounted for).",
     )

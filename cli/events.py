@@ -7,14 +7,14 @@ import json
 import sys
 from datetime import UTC, datetime
 
-from cli import exit_codes
+from cli import exit_codes, verbs
 from cli.client import EVENTS, SITES
 from cli.common import api_from, reports_errors
 from cli.output import EVENT_COLUMNS, event_row, table
 
 
 def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subcommands.add_parser("events", help="show reconcile events, oldest first")
+    parser = subcommands.add_parser("events", help=verbs.SUMMARY["events"])
     parser.add_argument("name", nargs="?", help="one site's name (default: every site you may see)")
     parser.add_argument("--limit", type=int, default=50, help="how many of the newest events (default 50)")
     parser.add_argument("-w", "--watch", action="store_true", help="keep printing events as they happen")

@@ -11,7 +11,7 @@ import json
 import sys
 from typing import Any
 
-from cli import blocked, exit_codes, gitsources, platform, secrets, users, writes
+from cli import exit_codes, kinds, verbs
 from cli.client import SITES, TABLE_ACCEPT, Api
 from cli.common import api_from, config_from, error, reports_errors
 from cli.output import OUTPUT_FORMATS, print_sites, table_text, to_yaml
@@ -22,7 +22,7 @@ Document = dict[str, Any]
 def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subcommands.add_parser(
         "get",
-        help="list sites (or gitsources, users, tokens, writes...) or show one",
+        help=verbs.SUMMARY["get"],
         description="List sites (those you own; an admin sees all), or another kind.",
     )
     parser.add_argument(
@@ -30,13 +30,13 @@ def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         choices=[
             "sites",
             "site",
-            *platform.KINDS,
-            *blocked.KINDS,
-            *gitsources.KINDS,
-            *secrets.KINDS,
-            *users.KINDS,
-            *users.TOKEN_KINDS,
-            *writes.KINDS,
+            *kinds.PLATFORMS,
+            *kinds.BLOCKED_DOMAINS,
+            *kinds.GITSOURCES,
+            *kinds.SECRETS,
+            *kinds.USERS,
+            *kinds.TOKENS,
+            *kinds.WRITES,
         ],
         help="the resource kind",
     )
@@ -64,46 +64,61 @@ def _params(args: argparse.Namespace) -> dict[str, str]:
 def run(args: argparse.Namespace) -> int:
     output = args.output or config_from(args).output or ""
     with api_from(args) as api:
-        if args.kind in platform.KINDS:
-            if args.watch or args.selector:
-                error("the platform takes neither -w nor -l")
-                return exit_codes.USAGE
-            platform.show(api, args.name, output)
-            return exit_codes.OK
-        if args.kind in writes.KINDS:
-            if args.watch or args.selector or args.name:
-                error("writes take --site and --user, not a name, -w or -l")
-                return exit_codes.USAGE
-            writes.show(api, site=args.site, user=args.user, output=output)
-            return exit_codes.OK
-        if args.kind in users.KINDS + users.TOKEN_KINDS:
-            if args.watch or args.selector:
-                error(f"{args.kind} take neither -w nor -l")
-                return exit_codes.USAGE
-            if args.kind in users.KINDS:
-                users.show_users(api, args.name, output)
-            else:
-                users.show_tokens(api, args.user, output)
-            return exit_codes.OK
-        if args.kind in gitsources.KINDS + secrets.KINDS:
-            if args.watch or args.selector:
-                error(f"{args.kind} takes neither -w nor -l")
-                return exit_codes.USAGE
-            show = gitsources.show if args.kind in gitsources.KINDS else secrets.show
-            show(api, args.name, output)
-            return exit_codes.OK
-        if args.kind in blocked.KINDS:
-            if args.watch or args.selector:
-                error("blocked domains take neither -w nor -l")
-                return exit_codes.USAGE
-            blocked.show(api, args.name, output)
-            return exit_codes.OK
+        if args.kind not in ("sites", "site"):
+            return _show_other_kind(api, args, output)
         if output in ("yaml", "json"):
             version = _print_objects(api, args, output)
         else:
             version = _print_table(api, args, output)
         if args.watch:
             _watch(api, args, output, version)
+    return exit_codes.OK
+
+
+def _show_other_kind(api: Api, args: argparse.Namespace, output: str) -> int:
+    """Whatever is not a site, each kind by its own module (imported only when asked for)."""
+    if args.kind in kinds.PLATFORMS:
+        if args.watch or args.selector:
+            error("the platform takes neither -w nor -l")
+            return exit_codes.USAGE
+        from cli import platform
+
+        platform.show(api, args.name, output)
+        return exit_codes.OK
+    if args.kind in kinds.WRITES:
+        if args.watch or args.selector or args.name:
+            error("writes take --site and --user, not a name, -w or -l")
+            return exit_codes.USAGE
+        from cli import writes
+
+        writes.show(api, site=args.site, user=args.user, output=output)
+        return exit_codes.OK
+    if args.kind in kinds.USERS + kinds.TOKENS:
+        if args.watch or args.selector:
+            error(f"{args.kind} take neither -w nor -l")
+            return exit_codes.USAGE
+        from cli import users
+
+        if args.kind in kinds.USERS:
+            users.show_users(api, args.name, output)
+        else:
+            users.show_tokens(api, args.user, output)
+        return exit_codes.OK
+    if args.kind in kinds.GITSOURCES + kinds.SECRETS:
+        if args.watch or args.selector:
+            error(f"{args.kind} takes neither -w nor -l")
+            return exit_codes.USAGE
+        from cli import gitsources, secrets
+
+        show = gitsources.show if args.kind in kinds.GITSOURCES else secrets.show
+        show(api, args.name, output)
+        return exit_codes.OK
+    if args.watch or args.selector:
+        error("blocked domains take neither -w nor -l")
+        return exit_codes.USAGE
+    from cli import blocked
+
+    blocked.show(api, args.name, output)
     return exit_codes.OK
 
 
@@ -133,8 +148,7 @@ def _print_table(api: Api, args: argparse.Namespace, output: str) -> str:
         columns = [column for column in listed["columnDefinitions"] if wide or column["priority"] == 0]
         sys.stdout.write(
             table_text(
-                [column["name"].upper() for column in columns],
-                [[str(cell) for cell in row["cells"][: len(columns)]] for row in rows],
+                [column["name"].upper() for column in columns], [row["cells"][: len(columns)] for row in rows]
             )
         )
     elif not args.watch:

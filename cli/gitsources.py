@@ -8,11 +8,12 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
+from cli import kinds
 from cli.client import MERGE_TYPE, Api
 from cli.output import EVENT_COLUMNS, age, condition, event_row, table, to_yaml
 
 GITSOURCES = "/apis/director.io/v1/gitsources"
-KINDS = ("gitsource", "gitsources")
+KINDS = kinds.GITSOURCES
 Document = dict[str, Any]
 
 

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from cli import exit_codes
+from cli import exit_codes, verbs
 from cli.common import UsageError, api_from, reports_errors
 from cli.output import age, table, to_yaml
 
@@ -18,7 +18,7 @@ SSH_KEYS = "/apis/auth.director.io/v1/sshkeys"
 def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subcommands.add_parser(
         "keys",
-        help="your SSH keys for the shell: ssh -p 2222 you/SITE@HOST",
+        help=verbs.SUMMARY["keys"],
         description="Add, list and delete the SSH public keys you log in to Director's SSH shell with.",
     )
     actions = parser.add_subparsers(title="actions", metavar="ACTION", required=True)

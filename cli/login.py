@@ -7,7 +7,7 @@ import getpass
 import sys
 from datetime import UTC, datetime
 
-from cli import exit_codes
+from cli import exit_codes, verbs
 from cli.client import Api
 from cli.common import error, reports_errors
 from cli.config import CliConfig, default_config_path, load_config, read_ca, read_config_file, save_config
@@ -16,7 +16,7 @@ from cli.config import CliConfig, default_config_path, load_config, read_ca, rea
 def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subcommands.add_parser(
         "login",
-        help="log in to a Director API and save the token",
+        help=verbs.SUMMARY["login"],
         description="Ask for the password (or read it from stdin with --password-stdin), obtain an API token "
         "and save server, token and CA in the config file. Over HTTPS, --ca FILE names the CA certificate "
         "the server's is signed by (make run: STATE_DIR/tls/ca.crt); it is saved too.",

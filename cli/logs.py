@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-from cli import exit_codes
+from cli import exit_codes, verbs
 from cli.common import api_from, reports_errors
 
 
 def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subcommands.add_parser("logs", help="print a dynamic site's service logs")
+    parser = subcommands.add_parser("logs", help=verbs.SUMMARY["logs"])
     parser.add_argument("name", help="the site's name")
     parser.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
     parser.add_argument("--tail", type=int, metavar="N", help="only the last N lines")

@@ -7,11 +7,12 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
+from cli import kinds
 from cli.client import Api
 from cli.output import age, condition, table, to_yaml
 
 PLATFORMS = "/apis/director.io/v1/platforms"
-KINDS = ("platform", "platforms")
+KINDS = kinds.PLATFORMS
 Document = dict[str, Any]
 
 

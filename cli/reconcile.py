@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 from datetime import UTC, datetime
 
-from cli import exit_codes, gitsources
+from cli import exit_codes, gitsources, verbs
 from cli.common import api_from, parse_target, reports_errors
 
 
 def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subcommands.add_parser("reconcile", help="reconcile a site now, or fetch a gitsource now")
+    parser = subcommands.add_parser("reconcile", help=verbs.SUMMARY["reconcile"])
     parser.add_argument(
         "target", nargs="+", metavar="site NAME", help="`site NAME`, `site/NAME` or `gitsource NAME`"
     )

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import argparse
 
-from cli import exit_codes, writes
+from cli import exit_codes, verbs, writes
 from cli.common import api_from, error, parse_target, reports_errors
 from cli.output import table
 
 
 def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subcommands.add_parser("rollout", help="a site's spec history, and going back to an earlier one")
+    parser = subcommands.add_parser("rollout", help=verbs.SUMMARY["rollout"])
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
     history = actions.add_parser("history", help="list the site's previous spec generations")
     history.add_argument("target", nargs="+", metavar="site NAME")

@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from cli import exit_codes
+from cli import exit_codes, verbs
 
 # Kinds by name; their models are imported only when a schema is asked for (pydantic loads in ~60 ms).
 SCHEMAS = ("site", "gitsource")
@@ -15,7 +15,7 @@ SCHEMAS = ("site", "gitsource")
 def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subcommands.add_parser(
         "schema",
-        help="print the JSON Schema of a resource kind",
+        help=verbs.SUMMARY["schema"],
         description="Print the JSON Schema (camelCase field names, as written in YAML) of a resource kind.",
     )
     parser.add_argument("kind", choices=sorted(SCHEMAS), help="the resource kind")

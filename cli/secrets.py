@@ -7,12 +7,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from cli import kinds
 from cli.client import Api
 from cli.common import UsageError
 from cli.output import age, table, to_yaml
 
 SECRETS = "/apis/director.io/v1/secrets"
-KINDS = ("secret", "secrets")
+KINDS = kinds.SECRETS
 MAX_FILE_BYTES = 64 * 1024
 Document = dict[str, Any]
 

@@ -5,16 +5,13 @@ from __future__ import annotations
 
 import argparse
 
-from cli import exit_codes, gitsources
+from cli import exit_codes, gitsources, verbs
 from cli.common import UsageError, api_from, reports_errors
 
 
 def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    for verb, suspended, summary in (
-        ("suspend", True, "stop applying a gitsource's new revisions and correcting drift"),
-        ("resume", False, "apply a suspended gitsource's revisions again"),
-    ):
-        parser = subcommands.add_parser(verb, help=summary)
+    for verb, suspended in (("suspend", True), ("resume", False)):
+        parser = subcommands.add_parser(verb, help=verbs.SUMMARY[verb])
         parser.add_argument("target", nargs="+", metavar="gitsource NAME", help="`gitsource NAME`")
         parser.set_defaults(run=run, suspend=suspended)
 

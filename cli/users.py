@@ -11,15 +11,15 @@ import re
 import sys
 from typing import Any
 
-from cli import exit_codes
+from cli import exit_codes, kinds, verbs
 from cli.client import Api
 from cli.common import UsageError, api_from, reports_errors
 from cli.output import age, table, to_yaml
 
 USERS = "/apis/auth.director.io/v1/users"
 TOKENS = "/apis/auth.director.io/v1/tokens"
-KINDS = ("user", "users")
-TOKEN_KINDS = ("token", "tokens")
+KINDS = kinds.USERS
+TOKEN_KINDS = kinds.TOKENS
 Document = dict[str, Any]
 _DURATION = re.compile(r"^([1-9][0-9]*)([smhd])$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -35,7 +35,7 @@ def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         ),
         ("enable", False, "Let a disabled user in again."),
     ):
-        parser = subcommands.add_parser(verb, help=f"{verb} a user (admins)", description=meaning)
+        parser = subcommands.add_parser(verb, help=verbs.SUMMARY[verb], description=meaning)
         parser.add_argument("target", nargs="+", metavar="user NAME", help="`user NAME` or `user/NAME`")
         parser.set_defaults(run=run_set_disabled, disabled=disabled)
 

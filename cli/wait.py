@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from cli import exit_codes
+from cli import exit_codes, verbs
 from cli.common import api_from, error, parse_target, reports_errors
 from cli.waiting import parse_timeout, wait_for_condition, wait_for_deletion
 
@@ -12,7 +12,7 @@ CONDITIONS = ("Ready", "Reconciling", "Stalled")
 
 
 def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subcommands.add_parser("wait", help="wait until a site has a condition, or is deleted")
+    parser = subcommands.add_parser("wait", help=verbs.SUMMARY["wait"])
     parser.add_argument("target", nargs="+", metavar="site/NAME", help="`site/NAME` or `site NAME`")
     parser.add_argument(
         "--for", dest="wait_for", required=True, help="condition=Ready (or another) or delete"

@@ -7,11 +7,12 @@ import json
 import sys
 from typing import Any
 
+from cli import kinds
 from cli.client import Api
 from cli.output import table, to_yaml
 
 WRITES = "/apis/director.io/v1/writes"
-KINDS = ("write", "writes")
+KINDS = kinds.WRITES
 Document = dict[str, Any]
 COLUMNS = ["TIME", "USER", "SITE", "OPERATION", "MANAGER", "GENERATION"]
 

@@ -1129,6 +1129,8 @@ class RecordStore(Generic[R]):
         resync_seconds: float = 10.0,
         on_listed: Callable[[builtins.set[str]], None] | None = None,
         statuses: bool = True,
+        quiet_ms: int = 5,
+        shared: bool = False,
     ) -> AsyncIterator[WatchEvent[R]]:
         """Spec and status changes as they happen, plus a full comparison every `resync_seconds`.
 
@@ -1142,10 +1144,17 @@ class RecordStore(Generic[R]):
         Without `statuses`, only spec records are watched and the records come without their status, as
         list() shares them (read them, never change them): for a watcher of metadata and spec alone (the
         controller, which writes the statuses itself), which then neither wakes nor parses on a status write.
+        With `shared`, whole records come as list() shares them too, rather than each a copy: for a watcher
+        that only reads them.
+
+        Changes are reported once the files have been quiet for `quiet_ms`, and at the latest 50 ms after
+        the first of them. Each report costs the watcher a wake-up and two thread switches, whatever it
+        holds: a watcher that need not see a change within milliseconds and follows a busy store waits
+        longer (up to 50) and takes a burst of writes in one report rather than one by one.
         """
         stop = asyncio.Event()
         batches: asyncio.Queue[set[tuple[Change, str]] | None] = asyncio.Queue()
-        view = _RecordView(self) if statuses else _SpecView(self)
+        view = _RecordView(self, copies=not shared) if statuses else _SpecView(self)
 
         def is_record(_change: Change, path: str) -> bool:
             base = os.path.basename(path)
@@ -1155,7 +1164,7 @@ class RecordStore(Generic[R]):
             *view.directories,
             watch_filter=is_record,
             debounce=50,
-            step=5,
+            step=quiet_ms,
             stop_event=stop,
             rust_timeout=max(1, int(resync_seconds * 1000)),
             yield_on_timeout=True,
@@ -1228,10 +1237,12 @@ class RecordStore(Generic[R]):
 
 
 class _RecordView(Generic[R]):
-    """What watch() follows of a store: whole records, spec and status, each event's record a copy."""
+    """What watch() follows of a store: whole records, spec and status, each event's record a copy unless
+    the watcher takes the shared ones (`copies` False)."""
 
-    def __init__(self, store: RecordStore[R]) -> None:
+    def __init__(self, store: RecordStore[R], *, copies: bool = True) -> None:
         self.store = store
+        self.copies = copies
         self.directories: tuple[Path, ...] = (store.specs_dir, store.status_dir)
 
     def keys_of(self, name: str) -> object | None:
@@ -1244,7 +1255,7 @@ class _RecordView(Generic[R]):
         return self.store._read_entry(name, keys)
 
     def shown(self, record: R) -> R:
-        return record.model_copy(deep=True)
+        return record.model_copy(deep=True) if self.copies else record
 
 
 class _SpecView(_RecordView[R]):

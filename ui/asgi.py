@@ -9,7 +9,11 @@ thread.
 
 For the same reason the request signals' database housekeeping is not connected: it would run on that shared
 thread, which holds no connection, at the cost of a thread hop per request. in_worker_thread does it where
-the connections are.
+the connections are. What closing a response still runs (the request_finished receivers left, Django's own
+cache and urlconf resets: tests/api/test_asgi.py keeps that list) takes microseconds and never blocks, so a
+whole response is closed on the event loop, where it was sent; only a streaming one, whose iterators may
+block as they close, still goes to that shared thread. The trip there and back was two thread switches of
+every request, which on a busy machine cost more than the request's own work.
 
 Websockets (terminal sessions, api/terminal_socket.py) go to their own small handler, which needs no
 Django Channels.
@@ -17,16 +21,86 @@ Django Channels.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 from typing import Any
 
+import django
+from asgiref.sync import sync_to_async
 from django.core import signals
-from django.core.asgi import get_asgi_application
+from django.core.exceptions import RequestAborted
+from django.core.handlers.asgi import ASGIHandler, get_script_prefix
 from django.db import close_old_connections, reset_queries
+from django.http import HttpResponseBase
+from django.urls import set_script_prefix
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ui.settings")
 
-django_application = get_asgi_application()
+
+class _Handler(ASGIHandler):
+    """Django's ASGI handler (5.2's `handle`, step by step), but for where a whole response is closed: see
+    the module's docstring."""
+
+    async def handle(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        try:
+            body_file = await self.read_body(receive)
+        except RequestAborted:
+            return
+        set_script_prefix(get_script_prefix(scope))
+        await signals.request_started.asend(sender=self.__class__, scope=scope)
+        request, error_response = self.create_request(scope, body_file)
+        if request is None:
+            assert error_response is not None  # Django makes one of the two
+            body_file.close()
+            await self.send_response(error_response, send)
+            await _close(error_response)
+            return
+
+        async def process_request() -> HttpResponseBase:
+            response = await self.run_get_response(request)
+            # The client went away while the response was being sent.
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.send_response(response, send)
+            return response
+
+        # A disconnect while the response is being made cancels the making, as in Django's own handler; the
+        # listener goes first, as there: it raises nothing that could keep the making from being cancelled.
+        listening = asyncio.create_task(self.listen_for_disconnect(receive))
+        making = asyncio.create_task(process_request())
+        tasks: list[asyncio.Task[Any]] = [listening, making]
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        for task in tasks:
+            if task.done():
+                try:
+                    task.result()
+                except RequestAborted:
+                    pass
+                except AssertionError:
+                    body_file.close()
+                    raise
+            else:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        try:
+            response = making.result()
+        except asyncio.CancelledError:
+            await signals.request_finished.asend(sender=self.__class__)
+        else:
+            await _close(response)
+        body_file.close()
+
+
+async def _close(response: HttpResponseBase) -> None:
+    if response.streaming:
+        await sync_to_async(response.close)()
+    else:
+        response.close()
+
+
+django.setup(set_prefix=False)
+django_application = _Handler()
 signals.request_started.disconnect(reset_queries)
 signals.request_started.disconnect(close_old_connections)
 signals.request_finished.disconnect(close_old_connections)

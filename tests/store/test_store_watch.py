@@ -148,3 +148,32 @@ async def test_a_watch_of_specs_alone_wakes_on_spec_writes_never_on_status_write
         assert modified.site.status is None
     finally:
         await events.aclose()
+
+
+async def test_a_watch_waiting_for_quiet_reports_every_write_of_a_burst(store: SiteStore):
+    events = store.watch(initial=False, quiet_ms=50)
+    try:
+        pending = asyncio.ensure_future(anext(events))
+        await asyncio.sleep(0.2)  # the watch has its listing: the writes below are changes against it
+        names = [f"burst-{index}" for index in range(20)]
+        for name in names:
+            store.create(make_site(name))
+        seen = [await asyncio.wait_for(pending, timeout=60)]
+        while len(seen) < len(names):
+            seen.append(await next_event(events))
+        assert sorted((event.type, event.name) for event in seen) == sorted(("ADDED", name) for name in names)
+    finally:
+        await events.aclose()
+
+
+async def test_a_shared_watch_hands_out_the_records_list_shares_and_a_plain_one_copies(store: SiteStore):
+    store.create(make_site("blog"))
+    shared, copying = store.watch(initial=True, shared=True), store.watch(initial=True)
+    try:
+        from_shared, from_copying = await next_event(shared), await next_event(copying)
+        listed = store.list()[0][0]
+        assert from_shared.site is listed
+        assert from_copying.site is not listed and from_copying.site == listed
+    finally:
+        await shared.aclose()
+        await copying.aclose()
