@@ -169,3 +169,16 @@ def test_director_controller_refuses_a_bad_option_naming_it():
     )
     assert result.returncode == 2
     assert "--step-timeout: must be more than 0, got 0" in result.stderr
+
+
+def test_director_controller_does_not_load_the_ssh_library_it_never_uses():
+    # asyncssh, which only `director run` and the shell server need, is about 14 MB of a controller's RSS.
+    loaded = subprocess.run(
+        [sys.executable, "-c", "import sys, orchestrator.main; print('asyncssh' in sys.modules)"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=Path(__file__).resolve().parents[2],
+        check=True,
+    )
+    assert loaded.stdout.strip() == "False"
