@@ -1097,7 +1097,7 @@ class RecordStore(Generic[R]):
             initial_events = await asyncio.to_thread(_full_diff, view, known, initial)
             if on_listed is not None:
                 on_listed(builtins.set(known))
-            for event in initial_events if initial else []:
+            for event in _handed_out(initial_events if initial else []):
                 yield event
             last_full_scan = time.monotonic()
             while True:
@@ -1113,7 +1113,7 @@ class RecordStore(Generic[R]):
                 if not batch or time.monotonic() - last_full_scan >= resync_seconds:
                     events += await asyncio.to_thread(_full_diff, view, known, True)
                     last_full_scan = time.monotonic()
-                for event in events:
+                for event in _handed_out(events):
                     yield event
         finally:
             stop.set()
@@ -1183,6 +1183,14 @@ class _SpecView(_RecordView[R]):
 
     def shown(self, record: R) -> R:
         return record
+
+
+def _handed_out(events: builtins.list[WatchEvent[R]]) -> Iterator[WatchEvent[R]]:
+    """The events in order, each let go of as it is handed out: the watch lives as long as its watcher, and
+    a list it kept would keep every record of the first listing alive after the store has moved on."""
+    events.reverse()
+    while events:
+        yield events.pop()
 
 
 def _full_diff(
