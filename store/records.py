@@ -183,6 +183,7 @@ class _StatusRecord(Model, Generic[S]):
 # What identifies one version of a file without reading it; a rename always brings a new inode.
 _FileKey = tuple[int, int, int]
 _Parsed = TypeVar("_Parsed")
+_Cached = TypeVar("_Cached")
 
 
 def _file_key(path: Path | str) -> _FileKey | None:
@@ -324,25 +325,50 @@ def _collector_paused() -> Iterator[None]:
             gc.enable()
 
 
+# One set per distinct collection of field names, for the models this process caches. Pydantic gives each
+# model a set of the fields it was given (216 to 728 bytes, more than the rest of a small model; a Site and
+# its status are a dozen models); the cached ones are never changed (they are shared: see list()), so they
+# may share these as well. A copy, deep or not, gets a set of its own (pydantic copies the set).
+_FIELD_SETS: dict[frozenset[str], set[str]] = {}
+
+
+def _sharing_field_sets(value: _Cached) -> _Cached:
+    """`value`, a record about to be cached, each model in it holding the shared set of its given fields."""
+    pending: builtins.list[object] = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, Model):
+            given = item.__pydantic_fields_set__
+            object.__setattr__(
+                item, "__pydantic_fields_set__", _FIELD_SETS.setdefault(frozenset(given), given)
+            )
+            pending.extend(item.__dict__.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return value
+
+
 class _ParseCache:
     """Parsed records of this process keyed by file identity, so unchanged files are never re-parsed."""
 
     def __init__(self) -> None:
-        self._entries: dict[Path, tuple[_FileKey, object]] = {}
+        # Keyed by the path's text: a Path kept as a key keeps its parts too (about 1 kB a record).
+        self._entries: dict[str, tuple[_FileKey, object]] = {}
         self._lock = threading.Lock()
         self.parses = 0
 
     def lookup(self, path: Path) -> tuple[_FileKey, object] | None:
         with self._lock:
-            return self._entries.get(path)
+            return self._entries.get(str(path))
 
     def put(self, path: Path, key: _FileKey, value: object) -> None:
+        _sharing_field_sets(value)
         with self._lock:
-            self._entries[path] = (key, value)
+            self._entries[str(path)] = (key, value)
 
     def get(self, path: Path, key: _FileKey, parse: Callable[[Path], _Parsed]) -> _Parsed | InvalidRecord:
         with self._lock:
-            entry = self._entries.get(path)
+            entry = self._entries.get(str(path))
         if entry is not None and entry[0] == key:
             return entry[1]  # type: ignore[return-value]
         value: object
@@ -353,24 +379,27 @@ class _ParseCache:
             value = error
         # The file may have been replaced while it was read: cache only if it is still the one we stat'ed.
         if _file_key(path) == key:
+            _sharing_field_sets(value)
             with self._lock:
-                self._entries[path] = (key, value)
+                self._entries[str(path)] = (key, value)
         return value
 
     def remember(self, path: Path, value: object) -> _FileKey | None:
         """Cache what this process just wrote, so its own next list() need not parse it back; the file's
         identity (None: gone already)."""
         key = _file_key(path)
+        if key is not None:
+            _sharing_field_sets(value)
         with self._lock:
             if key is None:
-                self._entries.pop(path, None)
+                self._entries.pop(str(path), None)
             else:
-                self._entries[path] = (key, value)
+                self._entries[str(path)] = (key, value)
         return key
 
     def forget(self, path: Path) -> None:
         with self._lock:
-            self._entries.pop(path, None)
+            self._entries.pop(str(path), None)
 
 
 class RecordStore(Generic[R]):
@@ -510,7 +539,7 @@ class RecordStore(Generic[R]):
         cached = self._entries.get(name)
         if cached is not None and cached[0] == keys:
             return cached[1]
-        entry = self._parse_entry(name, keys)
+        entry = _sharing_field_sets(self._parse_entry(name, keys))
         self._entries[name] = (keys, entry)
         return entry
 
@@ -1034,7 +1063,8 @@ class RecordStore(Generic[R]):
         status_key = self._cache.remember(path, record)
         if status_key is not None:
             # The record as list() and cached() will show it: the next reconcile reads it without a parse.
-            self._entries[name] = ((spec_key, status_key), self._merge(stored, record, copy=False))
+            merged = _sharing_field_sets(self._merge(stored, record, copy=False))
+            self._entries[name] = ((spec_key, status_key), merged)
         self._written(name)
         return stored, record
 

@@ -282,6 +282,36 @@ def test_returned_objects_do_not_alias_the_cache(store: SiteStore):
     assert store.update(site).metadata.generation == 2
 
 
+def test_cached_records_share_their_models_field_sets_and_copies_get_sets_of_their_own(store: SiteStore):
+    # Pydantic keeps a set of the given fields in every model: 85 MB of a controller holding 10,000 Sites.
+    for name in ("one", "two"):
+        store.create(make_site(name))
+        conditions = [
+            Condition(
+                type=kind, status="False", reason="Waiting", last_transition_time="2026-01-01T00:00:00Z"
+            )
+            for kind in ("Ready", "Stalled")
+        ]
+        store.write_status(name, SiteStatus(observed_generation=1, conditions=conditions))
+    # Another process reads them from their files, where what was None is left out: not given.
+    reader = SiteStore(store.state_dir)
+    (one, two), _ = reader.list()
+    assert one.status is not None and two.status is not None
+    assert one.metadata.__pydantic_fields_set__ is two.metadata.__pydantic_fields_set__
+    assert (
+        one.status.conditions[0].__pydantic_fields_set__ is two.status.conditions[1].__pydantic_fields_set__
+    )
+    assert "observed_generation" not in one.status.conditions[0].model_fields_set
+
+    copy = reader.get("one")
+    assert copy.status is not None
+    copy.status.conditions[0].observed_generation = 1
+    assert "observed_generation" in copy.status.conditions[0].model_fields_set
+    assert "observed_generation" not in copy.status.conditions[1].model_fields_set
+    assert "observed_generation" not in one.status.conditions[0].model_fields_set
+    assert "observedGeneration" not in two.status.conditions[0].model_dump(by_alias=True, exclude_unset=True)
+
+
 def test_records_are_readable_yaml(store: SiteStore):
     store.create(Site(metadata=ObjectMeta(name="blog"), spec=SiteSpec(owners=["alice"])))
     text = store.spec_path("blog").read_text()
