@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import logging
 import os
 import signal
@@ -21,6 +22,11 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 # until it returns, so the pool is larger than asyncio's default (cores + 4).
 THREADS = 32
 THREAD_PREFIX = "director-pool"
+# glibc gives each new thread that allocates a malloc arena of its own, up to eight per core, and memory
+# freed in one is reused by that arena alone: at 10,000 sites a controller's pool held about 40 MB more that
+# way. Its threads spend their time waiting on Docker and the disk, not in malloc, so two arenas serve them.
+MALLOC_ARENAS = 2
+_M_ARENA_MAX = -8  # mallopt's parameter number, from glibc's malloc.h
 
 
 def configure_logging(level: str = "INFO") -> None:
@@ -68,6 +74,7 @@ def run(build: Callable[[], Controller], *, threads: int = THREADS, exit_grace: 
     a hung Docker daemon (given up at its deadline, still running) would hold the exit forever. Here the
     pool gets `exit_grace` seconds, then the process exits without it, as a kill would.
     """
+    limit_malloc_arenas()
     executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix=THREAD_PREFIX)
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
@@ -89,6 +96,18 @@ def run(build: Callable[[], Controller], *, threads: int = THREADS, exit_grace: 
         logging.shutdown()
         os._exit(status)
     return status
+
+
+def limit_malloc_arenas(arenas: int = MALLOC_ARENAS) -> bool:
+    """Let threads started from now on share at most `arenas` malloc arenas; False where that cannot be set
+    (a C library other than glibc) or MALLOC_ARENA_MAX already says how many."""
+    if "MALLOC_ARENA_MAX" in os.environ:
+        return False
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return False
+    return bool(mallopt(_M_ARENA_MAX, arenas))
 
 
 async def _cancel_leftovers() -> None:

@@ -182,3 +182,42 @@ def test_director_controller_does_not_load_the_ssh_library_it_never_uses():
         check=True,
     )
     assert loaded.stdout.strip() == "False"
+
+
+ARENAS_USED = """
+import ctypes, sys, threading
+from controller.process import limit_malloc_arenas
+if sys.argv[1] == "limited":
+    assert limit_malloc_arenas(2)
+together = threading.Barrier(9)
+held = []
+def allocate():
+    held.append([bytearray(2000) for _ in range(200)])
+    together.wait()
+threads = [threading.Thread(target=allocate) for _ in range(8)]
+for thread in threads:
+    thread.start()
+together.wait()
+ctypes.CDLL(None).malloc_stats()
+"""
+
+
+def arenas_used(mode: str) -> int:
+    # glibc's malloc_stats() writes one "Arena N:" paragraph per arena to stderr.
+    env = {key: value for key, value in os.environ.items() if key != "MALLOC_ARENA_MAX"}
+    done = subprocess.run(
+        [sys.executable, "-c", ARENAS_USED, mode],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=Path(__file__).resolve().parents[2],
+        env=env,
+        check=True,
+    )
+    return sum(line.startswith("Arena ") for line in done.stderr.splitlines())
+
+
+def test_the_controllers_threads_share_two_malloc_arenas():
+    assert arenas_used("limited") == 2
+    # What they would use otherwise: one arena each, as long as glibc's limit allows.
+    assert arenas_used("unlimited") > 2
