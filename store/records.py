@@ -180,6 +180,21 @@ class _StatusRecord(Model, Generic[S]):
     status: S
 
 
+@dataclass(frozen=True, slots=True)
+class _Status:
+    """A status record as this process keeps it: the incarnation of the spec record it belongs to, its
+    version and the status. The file's model wraps the same in two more models, about half a kilobyte a
+    record in a cache that holds every record."""
+
+    uid: str | None
+    resource_version: str
+    status: Model
+
+
+def _kept(record: _StatusRecord[Model]) -> _Status:
+    return _Status(record.metadata.uid, record.metadata.resource_version, record.status)
+
+
 # What identifies one version of a file without reading it; a rename always brings a new inode.
 _FileKey = tuple[int, int, int]
 _Parsed = TypeVar("_Parsed")
@@ -293,9 +308,9 @@ def _parse_spec_record(model: type[R], path: Path) -> R:
     return record
 
 
-def _parse_status_record(status: type[Model], path: Path) -> _StatusRecord[Model]:
+def _parse_status_record(status: type[Model], path: Path) -> _Status:
     try:
-        return _StatusRecord[status].model_validate(_load_document(path))  # type: ignore[valid-type]
+        return _kept(_StatusRecord[status].model_validate(_load_document(path)))  # type: ignore[valid-type]
     except ValidationError as error:
         raise InvalidRecord(path, _validation_message(error)) from None
 
@@ -345,6 +360,8 @@ def _sharing_field_sets(value: _Cached) -> _Cached:
             pending.extend(item.__dict__.values())
         elif isinstance(item, list):
             pending.extend(item)
+        elif isinstance(item, _Status):
+            pending.append(item.status)
     return value
 
 
@@ -484,7 +501,7 @@ class RecordStore(Generic[R]):
             raise parsed
         return parsed
 
-    def _read_status(self, name: str, uid: str | None) -> _StatusRecord[Model] | None:
+    def _read_status(self, name: str, uid: str | None) -> _Status | None:
         """The status of this incarnation of the record; a status left by an earlier one is ignored."""
         path = self.status_path(name)
         key = _file_key(path)
@@ -493,15 +510,15 @@ class RecordStore(Generic[R]):
         parsed = self._cache.get(path, key, self._parse_status)
         if isinstance(parsed, InvalidRecord):
             raise parsed
-        if parsed.metadata.uid != uid:
+        if parsed.uid != uid:
             return None
         return parsed
 
     @staticmethod
-    def _merge(spec: R, status: _StatusRecord[Model] | None, *, copy: bool) -> R:
+    def _merge(spec: R, status: _Status | None, *, copy: bool) -> R:
         metadata = spec.metadata
         if status is not None:
-            version = max(_version(metadata.resource_version), _version(status.metadata.resource_version))
+            version = max(_version(metadata.resource_version), _version(status.resource_version))
             metadata = metadata.model_copy(update={"resource_version": str(version)})
         status_value = None
         if status is not None:
@@ -557,7 +574,7 @@ class RecordStore(Generic[R]):
             parsed = self._cache.get(status_path, status_key, self._parse_status)
             if isinstance(parsed, InvalidRecord):
                 return RecordError(name, status_path, parsed.message)
-            if parsed.metadata.uid == spec.metadata.uid:
+            if parsed.uid == spec.metadata.uid:
                 status = parsed
         return self._merge(spec, status, copy=False)
 
@@ -625,10 +642,10 @@ class RecordStore(Generic[R]):
                     statuses.get(name),
                     status_path,
                     status_key,
-                    self._status_record.model_validate_json,
+                    lambda text: _kept(self._status_record.model_validate_json(text)),
                 )
 
-    def _adopt(self, item: Any, path: Path, key: _FileKey, validate: Callable[[str], Model]) -> None:
+    def _adopt(self, item: Any, path: Path, key: _FileKey, validate: Callable[[str], object]) -> None:
         if not isinstance(item, dict) or item.get("key") != builtins.list(key) or self._cache.lookup(path):
             return
         try:
@@ -654,10 +671,11 @@ class RecordStore(Generic[R]):
                 if isinstance(cached[1], self.kind.model):
                     text = cached[1].model_dump_json(by_alias=True, exclude_none=True, exclude={"status"})
                     into[name] = {"key": key, "json": text}
-                elif isinstance(cached[1], _StatusRecord):
+                elif isinstance(cached[1], _Status):
+                    record = self._status_file_model(name, cached[1])
                     into[name] = {
                         "key": key,
-                        "json": cached[1].model_dump_json(by_alias=True, exclude_none=True),
+                        "json": record.model_dump_json(by_alias=True, exclude_none=True),
                     }
         payload = {"format": _INDEX_FORMAT, "specs": specs, "status": statuses}
         # Only a cache: a reader without write access to the state directory simply goes without.
@@ -758,7 +776,15 @@ class RecordStore(Generic[R]):
         for old in generations[self.history_limit :]:
             (directory / f"{old}{_RECORD_SUFFIX}").unlink(missing_ok=True)
 
-    def _current_for_write(self, name: str) -> tuple[R, _StatusRecord[Model] | None]:
+    def _status_file_model(self, name: str, status: _Status) -> _StatusRecord[Model]:
+        """The status record's file as a model, for writing it."""
+        return self._status_record(
+            metadata=_StatusMeta(name=name, uid=status.uid, resource_version=status.resource_version),
+            kind=self.kind.kind,
+            status=status.status,
+        )
+
+    def _current_for_write(self, name: str) -> tuple[R, _Status | None]:
         stored = self._read_spec(name)
         if stored is None:
             raise NotFound(f"site {name!r} not found")
@@ -769,13 +795,11 @@ class RecordStore(Generic[R]):
         return stored, status
 
     @staticmethod
-    def _check_version(
-        name: str, given: str | None, stored: Resource, status: _StatusRecord[Model] | None
-    ) -> None:
+    def _check_version(name: str, given: str | None, stored: Resource, status: _Status | None) -> None:
         if given is None:
             return
         spec_version = _version(stored.metadata.resource_version)
-        newest = max(spec_version, _version(status.metadata.resource_version) if status else 0)
+        newest = max(spec_version, _version(status.resource_version) if status else 0)
         # Any version the caller read after the last spec write is at least the spec's and at most the newest.
         if not spec_version <= _version(given) <= newest:
             raise Conflict(
@@ -1035,7 +1059,7 @@ class RecordStore(Generic[R]):
         with self._writing():
             self._put_status(name, status)
 
-    def _put_status(self, name: str, status: Model) -> tuple[R, _StatusRecord[Model]]:
+    def _put_status(self, name: str, status: Model) -> tuple[R, _Status]:
         """Write the status record (under the lock); the shared spec it belongs to, and what was written."""
         # The spec's identity before it is read: the record cached below can only be found stale, never
         # taken for a newer version than it is.
@@ -1049,17 +1073,15 @@ class RecordStore(Generic[R]):
             previous = self._read_status(name, stored.metadata.uid)
         floor = max(
             _version(stored.metadata.resource_version),
-            _version(previous.metadata.resource_version) if previous else 0,
+            _version(previous.resource_version) if previous else 0,
         )
-        record = self._status_record(
-            metadata=_StatusMeta(
-                name=name, uid=stored.metadata.uid, resource_version=str(self._counter.advance(floor))
-            ),
-            kind=self.kind.kind,
+        record = _Status(
+            stored.metadata.uid,
+            str(self._counter.advance(floor)),
             # Validated afresh (the caller may have assigned fields since), and a copy of its own.
-            status=self.kind.status.model_validate(status.model_dump()),
+            self.kind.status.model_validate(status.model_dump()),
         )
-        write_atomic(path, _status_text(record), sync_directory=False)
+        write_atomic(path, _status_text(self._status_file_model(name, record)), sync_directory=False)
         status_key = self._cache.remember(path, record)
         if status_key is not None:
             # The record as list() and cached() will show it: the next reconcile reads it without a parse.
