@@ -369,7 +369,7 @@ class _ParseCache:
     """Parsed records of this process keyed by file identity, so unchanged files are never re-parsed."""
 
     def __init__(self) -> None:
-        # Keyed by the path's text: a Path kept as a key keeps its parts too (about 1 kB a record).
+        # Keyed by the path's text: a Path kept as a key keeps its parts too (about half a kilobyte a record).
         self._entries: dict[str, tuple[_FileKey, object]] = {}
         self._lock = threading.Lock()
         self.parses = 0
