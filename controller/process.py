@@ -26,7 +26,13 @@ THREAD_PREFIX = "director-pool"
 # freed in one is reused by that arena alone: at 10,000 sites a controller's pool held about 40 MB more that
 # way. Its threads spend their time waiting on Docker and the disk, not in malloc, so two arenas serve them.
 MALLOC_ARENAS = 2
-_M_ARENA_MAX = -8  # mallopt's parameter number, from glibc's malloc.h
+# glibc's own starting value, kept fixed: once a large block (the record index's text, megabytes) is freed,
+# glibc would raise it to that size, and later large blocks then come from the heap, which keeps the space
+# after they are freed (about 7 MB of a controller at 10,000 sites).
+MALLOC_MMAP_THRESHOLD = 128 * 1024
+# mallopt's parameter numbers, from glibc's malloc.h.
+_M_ARENA_MAX = -8
+_M_MMAP_THRESHOLD = -3
 
 
 def configure_logging(level: str = "INFO") -> None:
@@ -74,7 +80,7 @@ def run(build: Callable[[], Controller], *, threads: int = THREADS, exit_grace: 
     a hung Docker daemon (given up at its deadline, still running) would hold the exit forever. Here the
     pool gets `exit_grace` seconds, then the process exits without it, as a kill would.
     """
-    limit_malloc_arenas()
+    configure_malloc()
     executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix=THREAD_PREFIX)
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
@@ -98,16 +104,23 @@ def run(build: Callable[[], Controller], *, threads: int = THREADS, exit_grace: 
     return status
 
 
-def limit_malloc_arenas(arenas: int = MALLOC_ARENAS) -> bool:
-    """Let threads started from now on share at most `arenas` malloc arenas; False where that cannot be set
-    (a C library other than glibc) or MALLOC_ARENA_MAX already says how many."""
-    if "MALLOC_ARENA_MAX" in os.environ:
-        return False
+def configure_malloc(arenas: int = MALLOC_ARENAS, mmap_threshold: int = MALLOC_MMAP_THRESHOLD) -> set[str]:
+    """Let threads started from now on share at most `arenas` malloc arenas, and serve blocks of at least
+    `mmap_threshold` bytes from their own mappings; what was set. Nothing is where the C library is not glibc,
+    nor what the environment already says (MALLOC_ARENA_MAX, MALLOC_MMAP_THRESHOLD_)."""
     try:
         mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):
-        return False
-    return bool(mallopt(_M_ARENA_MAX, arenas))
+        return set()
+    wanted = {
+        "MALLOC_ARENA_MAX": (_M_ARENA_MAX, arenas),
+        "MALLOC_MMAP_THRESHOLD_": (_M_MMAP_THRESHOLD, mmap_threshold),
+    }
+    return {
+        name
+        for name, (parameter, value) in wanted.items()
+        if name not in os.environ and mallopt(parameter, value)
+    }
 
 
 async def _cancel_leftovers() -> None:
