@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import logging
 import os
 import signal
@@ -21,6 +22,17 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 # until it returns, so the pool is larger than asyncio's default (cores + 4).
 THREADS = 32
 THREAD_PREFIX = "director-pool"
+# glibc gives each new thread that allocates a malloc arena of its own, up to eight per core, and memory
+# freed in one is reused by that arena alone: at 10,000 sites a controller's pool held about 40 MB more that
+# way. Its threads spend their time waiting on Docker and the disk, not in malloc, so two arenas serve them.
+MALLOC_ARENAS = 2
+# glibc's own starting value, kept fixed: once a large block (the record index's text, megabytes) is freed,
+# glibc would raise it to that size, and later large blocks then come from the heap, which keeps the space
+# after they are freed (about 7 MB of a controller at 10,000 sites).
+MALLOC_MMAP_THRESHOLD = 128 * 1024
+# mallopt's parameter numbers, from glibc's malloc.h.
+_M_ARENA_MAX = -8
+_M_MMAP_THRESHOLD = -3
 
 
 def configure_logging(level: str = "INFO") -> None:
@@ -68,6 +80,7 @@ def run(build: Callable[[], Controller], *, threads: int = THREADS, exit_grace: 
     a hung Docker daemon (given up at its deadline, still running) would hold the exit forever. Here the
     pool gets `exit_grace` seconds, then the process exits without it, as a kill would.
     """
+    configure_malloc()
     executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix=THREAD_PREFIX)
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
@@ -89,6 +102,25 @@ def run(build: Callable[[], Controller], *, threads: int = THREADS, exit_grace: 
         logging.shutdown()
         os._exit(status)
     return status
+
+
+def configure_malloc(arenas: int = MALLOC_ARENAS, mmap_threshold: int = MALLOC_MMAP_THRESHOLD) -> set[str]:
+    """Let threads started from now on share at most `arenas` malloc arenas, and serve blocks of at least
+    `mmap_threshold` bytes from their own mappings; what was set. Nothing is where the C library is not glibc,
+    nor what the environment already says (MALLOC_ARENA_MAX, MALLOC_MMAP_THRESHOLD_)."""
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return set()
+    wanted = {
+        "MALLOC_ARENA_MAX": (_M_ARENA_MAX, arenas),
+        "MALLOC_MMAP_THRESHOLD_": (_M_MMAP_THRESHOLD, mmap_threshold),
+    }
+    return {
+        name
+        for name, (parameter, value) in wanted.items()
+        if name not in os.environ and mallopt(parameter, value)
+    }
 
 
 async def _cancel_leftovers() -> None:

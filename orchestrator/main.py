@@ -18,7 +18,6 @@ from controller.backoff import Backoff
 from controller.kinds import Kind
 from controller.process import THREADS, configure_logging, run
 from controller.runtime import Controller, ControllerOptions
-from orchestrator import demo
 from orchestrator.gitops import api_base_url, controller_credential
 from reconcilers.director_api import DirectorApi
 from reconcilers.docker_calls import make_client
@@ -205,6 +204,10 @@ def shell_server() -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "run":
+        # Imported here: the demo brings the SSH server's library (asyncssh, about 14 MB resident), which a
+        # controller never uses.
+        from orchestrator import demo
+
         return demo.run(args.examples)
     if args.command == "shell-server":
         return shell_server()

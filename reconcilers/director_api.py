@@ -14,9 +14,10 @@ import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-import httpx
+if TYPE_CHECKING:
+    import httpx
 
 SITES = "/apis/director.io/v1/sites"
 APPLY_TYPE = "application/apply-patch+yaml"
@@ -89,6 +90,10 @@ class DirectorApi:
         self._client: httpx.AsyncClient | None = None
 
     def _http(self) -> httpx.AsyncClient:
+        # Imported on the first request: a controller with no GitSource never makes one, and httpx is
+        # about 5 MB of its RSS.
+        import httpx
+
         if self._client is None:
             ca = self._ca_file if self._ca_file is not None and self._ca_file.exists() else None
             self._client = httpx.AsyncClient(
@@ -114,6 +119,8 @@ class DirectorApi:
         headers: dict[str, str] | None = None,
         **kwargs: Any,
     ) -> httpx.Response:
+        import httpx
+
         for renew in (False, True):
             sent = dict(headers or {})
             sent["Authorization"] = f"Bearer {await self._credential.token(renew=renew)}"

@@ -187,9 +187,25 @@ class _StatusRecord(Model, Generic[S]):
     status: S
 
 
+@dataclass(frozen=True, slots=True)
+class _Status:
+    """A status record as this process keeps it: the incarnation of the spec record it belongs to, its
+    version and the status. The file's model wraps the same in two more models, about half a kilobyte a
+    record in a cache that holds every record."""
+
+    uid: str | None
+    resource_version: str
+    status: Model
+
+
+def _kept(record: _StatusRecord[Model]) -> _Status:
+    return _Status(record.metadata.uid, record.metadata.resource_version, record.status)
+
+
 # What identifies one version of a file without reading it; a rename always brings a new inode.
 _FileKey = tuple[int, int, int]
 _Parsed = TypeVar("_Parsed")
+_Cached = TypeVar("_Cached")
 
 
 def _file_key(path: Path | str) -> _FileKey | None:
@@ -299,9 +315,9 @@ def _parse_spec_record(model: type[R], path: Path) -> R:
     return record
 
 
-def _parse_status_record(status: type[Model], path: Path) -> _StatusRecord[Model]:
+def _parse_status_record(status: type[Model], path: Path) -> _Status:
     try:
-        return _StatusRecord[status].model_validate(_load_document(path))  # type: ignore[valid-type]
+        return _kept(_StatusRecord[status].model_validate(_load_document(path)))  # type: ignore[valid-type]
     except ValidationError as error:
         raise InvalidRecord(path, _validation_message(error)) from None
 
@@ -331,25 +347,52 @@ def _collector_paused() -> Iterator[None]:
             gc.enable()
 
 
+# One set per distinct collection of field names, for the models this process caches. Pydantic gives each
+# model a set of the fields it was given (216 to 728 bytes, more than the rest of a small model; a Site and
+# its status are a dozen models); the cached ones are never changed (they are shared: see list()), so they
+# may share these as well. A copy, deep or not, gets a set of its own (pydantic copies the set).
+_FIELD_SETS: dict[frozenset[str], set[str]] = {}
+
+
+def _sharing_field_sets(value: _Cached) -> _Cached:
+    """`value`, a record about to be cached, each model in it holding the shared set of its given fields."""
+    pending: builtins.list[object] = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, Model):
+            given = item.__pydantic_fields_set__
+            object.__setattr__(
+                item, "__pydantic_fields_set__", _FIELD_SETS.setdefault(frozenset(given), given)
+            )
+            pending.extend(item.__dict__.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+        elif isinstance(item, _Status):
+            pending.append(item.status)
+    return value
+
+
 class _ParseCache:
     """Parsed records of this process keyed by file identity, so unchanged files are never re-parsed."""
 
     def __init__(self) -> None:
-        self._entries: dict[Path, tuple[_FileKey, object]] = {}
+        # Keyed by the path's text: a Path kept as a key keeps its parts too (about half a kilobyte a record).
+        self._entries: dict[str, tuple[_FileKey, object]] = {}
         self._lock = threading.Lock()
         self.parses = 0
 
     def lookup(self, path: Path) -> tuple[_FileKey, object] | None:
         with self._lock:
-            return self._entries.get(path)
+            return self._entries.get(str(path))
 
     def put(self, path: Path, key: _FileKey, value: object) -> None:
+        _sharing_field_sets(value)
         with self._lock:
-            self._entries[path] = (key, value)
+            self._entries[str(path)] = (key, value)
 
     def get(self, path: Path, key: _FileKey, parse: Callable[[Path], _Parsed]) -> _Parsed | InvalidRecord:
         with self._lock:
-            entry = self._entries.get(path)
+            entry = self._entries.get(str(path))
         if entry is not None and entry[0] == key:
             return entry[1]  # type: ignore[return-value]
         value: object
@@ -360,24 +403,27 @@ class _ParseCache:
             value = error
         # The file may have been replaced while it was read: cache only if it is still the one we stat'ed.
         if _file_key(path) == key:
+            _sharing_field_sets(value)
             with self._lock:
-                self._entries[path] = (key, value)
+                self._entries[str(path)] = (key, value)
         return value
 
     def remember(self, path: Path, value: object) -> _FileKey | None:
         """Cache what this process just wrote, so its own next list() need not parse it back; the file's
         identity (None: gone already)."""
         key = _file_key(path)
+        if key is not None:
+            _sharing_field_sets(value)
         with self._lock:
             if key is None:
-                self._entries.pop(path, None)
+                self._entries.pop(str(path), None)
             else:
-                self._entries[path] = (key, value)
+                self._entries[str(path)] = (key, value)
         return key
 
     def forget(self, path: Path) -> None:
         with self._lock:
-            self._entries.pop(path, None)
+            self._entries.pop(str(path), None)
 
 
 class RecordStore(Generic[R]):
@@ -462,7 +508,7 @@ class RecordStore(Generic[R]):
             raise parsed
         return parsed
 
-    def _read_status(self, name: str, uid: str | None) -> _StatusRecord[Model] | None:
+    def _read_status(self, name: str, uid: str | None) -> _Status | None:
         """The status of this incarnation of the record; a status left by an earlier one is ignored."""
         path = self.status_path(name)
         key = _file_key(path)
@@ -471,15 +517,15 @@ class RecordStore(Generic[R]):
         parsed = self._cache.get(path, key, self._parse_status)
         if isinstance(parsed, InvalidRecord):
             raise parsed
-        if parsed.metadata.uid != uid:
+        if parsed.uid != uid:
             return None
         return parsed
 
     @staticmethod
-    def _merge(spec: R, status: _StatusRecord[Model] | None, *, copy: bool) -> R:
+    def _merge(spec: R, status: _Status | None, *, copy: bool) -> R:
         metadata = spec.metadata
         if status is not None:
-            version = max(_version(metadata.resource_version), _version(status.metadata.resource_version))
+            version = max(_version(metadata.resource_version), _version(status.resource_version))
             metadata = metadata.model_copy(update={"resource_version": str(version)})
         status_value = None
         if status is not None:
@@ -517,7 +563,7 @@ class RecordStore(Generic[R]):
         cached = self._entries.get(name)
         if cached is not None and cached[0] == keys:
             return cached[1]
-        entry = self._parse_entry(name, keys)
+        entry = _sharing_field_sets(self._parse_entry(name, keys))
         self._entries[name] = (keys, entry)
         return entry
 
@@ -535,7 +581,7 @@ class RecordStore(Generic[R]):
             parsed = self._cache.get(status_path, status_key, self._parse_status)
             if isinstance(parsed, InvalidRecord):
                 return RecordError(name, status_path, parsed.message)
-            if parsed.metadata.uid == spec.metadata.uid:
+            if parsed.uid == spec.metadata.uid:
                 status = parsed
         return self._merge(spec, status, copy=False)
 
@@ -603,10 +649,10 @@ class RecordStore(Generic[R]):
                     statuses.get(name),
                     status_path,
                     status_key,
-                    self._status_record.model_validate_json,
+                    lambda text: _kept(self._status_record.model_validate_json(text)),
                 )
 
-    def _adopt(self, item: Any, path: Path, key: _FileKey, validate: Callable[[str], Model]) -> None:
+    def _adopt(self, item: Any, path: Path, key: _FileKey, validate: Callable[[str], object]) -> None:
         if not isinstance(item, dict) or item.get("key") != builtins.list(key) or self._cache.lookup(path):
             return
         try:
@@ -632,10 +678,11 @@ class RecordStore(Generic[R]):
                 if isinstance(cached[1], self.kind.model):
                     text = cached[1].model_dump_json(by_alias=True, exclude_none=True, exclude={"status"})
                     into[name] = {"key": key, "json": text}
-                elif isinstance(cached[1], _StatusRecord):
+                elif isinstance(cached[1], _Status):
+                    record = self._status_file_model(name, cached[1])
                     into[name] = {
                         "key": key,
-                        "json": cached[1].model_dump_json(by_alias=True, exclude_none=True),
+                        "json": record.model_dump_json(by_alias=True, exclude_none=True),
                     }
         payload = {"format": _INDEX_FORMAT, "specs": specs, "status": statuses}
         # Only a cache: a reader without write access to the state directory simply goes without.
@@ -745,7 +792,15 @@ class RecordStore(Generic[R]):
         for old in generations[self.history_limit :]:
             (directory / f"{old}{_RECORD_SUFFIX}").unlink(missing_ok=True)
 
-    def _current_for_write(self, name: str) -> tuple[R, _StatusRecord[Model] | None]:
+    def _status_file_model(self, name: str, status: _Status) -> _StatusRecord[Model]:
+        """The status record's file as a model, for writing it."""
+        return self._status_record(
+            metadata=_StatusMeta(name=name, uid=status.uid, resource_version=status.resource_version),
+            kind=self.kind.kind,
+            status=status.status,
+        )
+
+    def _current_for_write(self, name: str) -> tuple[R, _Status | None]:
         stored = self._read_spec(name)
         if stored is None:
             raise NotFound(f"site {name!r} not found")
@@ -756,13 +811,11 @@ class RecordStore(Generic[R]):
         return stored, status
 
     @staticmethod
-    def _check_version(
-        name: str, given: str | None, stored: Resource, status: _StatusRecord[Model] | None
-    ) -> None:
+    def _check_version(name: str, given: str | None, stored: Resource, status: _Status | None) -> None:
         if given is None:
             return
         spec_version = _version(stored.metadata.resource_version)
-        newest = max(spec_version, _version(status.metadata.resource_version) if status else 0)
+        newest = max(spec_version, _version(status.resource_version) if status else 0)
         # Any version the caller read after the last spec write is at least the spec's and at most the newest.
         if not spec_version <= _version(given) <= newest:
             raise Conflict(
@@ -985,7 +1038,7 @@ class RecordStore(Generic[R]):
         OSError (no room left) fails them all, none written."""
         results: dict[str, R | StoreError] = {}
         with self._writing():
-            adding: builtins.list[tuple[R, _StatusRecord[Model] | None]] = []
+            adding: builtins.list[tuple[R, _Status | None]] = []
             for name in dict.fromkeys(names):
                 try:
                     shared = self._shared_spec(name)
@@ -1009,7 +1062,7 @@ class RecordStore(Generic[R]):
             versions = self._counter.advance_each(
                 [_version(shared.metadata.resource_version) for shared, _ in adding]
             )
-            written: builtins.list[tuple[R, _StatusRecord[Model] | None]] = []
+            written: builtins.list[tuple[R, _Status | None]] = []
             for (shared, status), version in zip(adding, versions, strict=True):
                 metadata = shared.metadata.model_dump()
                 metadata["finalizers"] = [*shared.metadata.finalizers, finalizer]
@@ -1070,7 +1123,10 @@ class RecordStore(Generic[R]):
                 for (name, spec_key, stored, _, status), version in zip(putting, versions, strict=True)
             ]
             write_many_atomic(
-                [(self.status_path(name), _status_text(record)) for name, _, _, record in records],
+                [
+                    (self.status_path(name), _status_text(self._status_file_model(name, record)))
+                    for name, _, _, record in records
+                ],
                 sync_directories=False,
             )
             for name, spec_key, stored, record in records:
@@ -1091,32 +1147,33 @@ class RecordStore(Generic[R]):
             previous = self._read_status(name, stored.metadata.uid)
         floor = max(
             _version(stored.metadata.resource_version),
-            _version(previous.metadata.resource_version) if previous else 0,
+            _version(previous.resource_version) if previous else 0,
         )
         return spec_key, stored, floor
 
-    def _status_for(self, stored: R, status: Model, version: int) -> _StatusRecord[Model]:
-        return self._status_record(
-            metadata=_StatusMeta(name=stored.name, uid=stored.metadata.uid, resource_version=str(version)),
-            kind=self.kind.kind,
+    def _status_for(self, stored: R, status: Model, version: int) -> _Status:
+        return _Status(
+            stored.metadata.uid,
+            str(version),
             # Validated afresh (the caller may have assigned fields since), and a copy of its own.
-            status=self.kind.status.model_validate(status.model_dump()),
+            self.kind.status.model_validate(status.model_dump()),
         )
 
-    def _remember_status(
-        self, name: str, spec_key: _FileKey, stored: R, record: _StatusRecord[Model]
-    ) -> None:
+    def _remember_status(self, name: str, spec_key: _FileKey, stored: R, record: _Status) -> None:
         status_key = self._cache.remember(self.status_path(name), record)
         if status_key is not None:
             # The record as list() and cached() will show it: the next reconcile reads it without a parse.
-            self._entries[name] = ((spec_key, status_key), self._merge(stored, record, copy=False))
+            merged = _sharing_field_sets(self._merge(stored, record, copy=False))
+            self._entries[name] = ((spec_key, status_key), merged)
         self._written(name)
 
-    def _put_status(self, name: str, status: Model) -> tuple[R, _StatusRecord[Model]]:
+    def _put_status(self, name: str, status: Model) -> tuple[R, _Status]:
         """Write the status record (under the lock); the shared spec it belongs to, and what was written."""
         spec_key, stored, floor = self._status_floor(name)
         record = self._status_for(stored, status, self._counter.advance(floor))
-        write_atomic(self.status_path(name), _status_text(record), sync_directory=False)
+        write_atomic(
+            self.status_path(name), _status_text(self._status_file_model(name, record)), sync_directory=False
+        )
         self._remember_status(name, spec_key, stored, record)
         return stored, record
 
@@ -1188,7 +1245,7 @@ class RecordStore(Generic[R]):
             initial_events = await asyncio.to_thread(_full_diff, view, known, initial)
             if on_listed is not None:
                 on_listed(builtins.set(known))
-            for event in initial_events if initial else []:
+            for event in _handed_out(initial_events if initial else []):
                 yield event
             last_full_scan = time.monotonic()
             while True:
@@ -1204,7 +1261,7 @@ class RecordStore(Generic[R]):
                 if not batch or time.monotonic() - last_full_scan >= resync_seconds:
                     events += await asyncio.to_thread(_full_diff, view, known, True)
                     last_full_scan = time.monotonic()
-                for event in events:
+                for event in _handed_out(events):
                     yield event
         finally:
             stop.set()
@@ -1276,6 +1333,14 @@ class _SpecView(_RecordView[R]):
 
     def shown(self, record: R) -> R:
         return record
+
+
+def _handed_out(events: builtins.list[WatchEvent[R]]) -> Iterator[WatchEvent[R]]:
+    """The events in order, each let go of as it is handed out: the watch lives as long as its watcher, and
+    a list it kept would keep every record of the first listing alive after the store has moved on."""
+    events.reverse()
+    while events:
+        yield events.pop()
 
 
 def _full_diff(

@@ -169,3 +169,98 @@ def test_director_controller_refuses_a_bad_option_naming_it():
     )
     assert result.returncode == 2
     assert "--step-timeout: must be more than 0, got 0" in result.stderr
+
+
+def test_director_controller_does_not_load_libraries_before_it_needs_them():
+    # asyncssh, which only `director run` and the shell server need, is about 14 MB of a controller's RSS;
+    # httpx, for GitSources alone, about 5 MB.
+    loaded = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys, orchestrator.main; print(sorted({'asyncssh', 'httpx'} & set(sys.modules)))",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=Path(__file__).resolve().parents[2],
+        check=True,
+    )
+    assert loaded.stdout.strip() == "[]"
+
+
+MALLOC_UNSET = {key: value for key, value in os.environ.items() if not key.startswith("MALLOC_")}
+ARENAS_USED = """
+import ctypes, sys, threading
+from controller.process import configure_malloc
+if sys.argv[1] == "limited":
+    assert configure_malloc(2) == {"MALLOC_ARENA_MAX", "MALLOC_MMAP_THRESHOLD_"}
+together = threading.Barrier(9)
+held = []
+def allocate():
+    held.append([bytearray(2000) for _ in range(200)])
+    together.wait()
+threads = [threading.Thread(target=allocate) for _ in range(8)]
+for thread in threads:
+    thread.start()
+together.wait()
+ctypes.CDLL(None).malloc_stats()
+"""
+
+
+def arenas_used(mode: str) -> int:
+    # glibc's malloc_stats() writes one "Arena N:" paragraph per arena to stderr.
+    done = subprocess.run(
+        [sys.executable, "-c", ARENAS_USED, mode],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=Path(__file__).resolve().parents[2],
+        env=MALLOC_UNSET,
+        check=True,
+    )
+    return sum(line.startswith("Arena ") for line in done.stderr.splitlines())
+
+
+def test_the_controllers_threads_share_two_malloc_arenas():
+    assert arenas_used("limited") == 2
+    # What they would use otherwise: one arena each, as long as glibc's limit allows.
+    assert arenas_used("unlimited") > 2
+
+
+RESIDENT_AFTER_FREEING = """
+import sys
+from controller.process import configure_malloc
+if sys.argv[1] == "configured":
+    configure_malloc()
+def resident_kib():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+large = b"x" * (8 << 20)
+del large  # glibc would now serve blocks up to its size from the heap
+before = resident_kib()
+blocks = [b"x" * (256 << 10) for _ in range(100)]
+pinned = bytearray(1024)  # above them in the heap, if they are there: the heap cannot shrink past it
+del blocks
+print(resident_kib() - before)
+"""
+
+
+def resident_kib_kept_after_freeing(mode: str) -> int:
+    done = subprocess.run(
+        [sys.executable, "-c", RESIDENT_AFTER_FREEING, mode],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=Path(__file__).resolve().parents[2],
+        env=MALLOC_UNSET,
+        check=True,
+    )
+    return int(done.stdout)
+
+
+def test_large_blocks_freed_by_the_controller_go_back_to_the_system():
+    # 25 MB of 256 kB blocks, freed: glibc left to itself keeps megabytes of them (9 MB here).
+    assert resident_kib_kept_after_freeing("configured") < 2_000
+    assert resident_kib_kept_after_freeing("default") > 5_000

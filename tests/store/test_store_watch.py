@@ -1,11 +1,12 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import AsyncIterator
 
 from store_helpers import make_site
 
-from specs.models import SiteStatus
+from specs.models import Site, SiteStatus
 from store.records import SiteStore, WatchEvent
 
 
@@ -177,3 +178,25 @@ async def test_a_shared_watch_hands_out_the_records_list_shares_and_a_plain_one_
     finally:
         await shared.aclose()
         await copying.aclose()
+
+
+async def test_a_watch_keeps_no_record_it_has_handed_out(store: SiteStore):
+    # The controller's watch lives as long as the controller: records it held on to would stay in memory
+    # beside the store's current ones (the first listing alone is every record).
+    names = ("one", "two")
+    for name in names:
+        store.create(make_site(name))
+    events = store.watch(initial=True, statuses=False)
+    try:
+        assert sorted([(await next_event(events)).name for _ in names]) == sorted(names)
+        for name in names:
+            changed = store.get(name)
+            changed.spec.replicas = 2
+            store.update(changed)
+        del changed
+        assert {(await next_event(events)).type for _ in names} == {"MODIFIED"}
+        gc.collect()
+        alive = [o for o in gc.get_objects() if isinstance(o, Site) and o.name in names]
+        assert [site.metadata.generation for site in alive if site.metadata.generation == 1] == []
+    finally:
+        await events.aclose()
