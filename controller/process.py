@@ -19,8 +19,9 @@ log = logging.getLogger(__name__)
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 # Store, event-log and Docker calls all run in threads; a call given up at its deadline keeps its thread
-# until it returns, so the pool is larger than asyncio's default (cores + 4).
-THREADS = 32
+# until it returns, so the pool is larger than asyncio's default (cores + 4). Not one per worker: the Python
+# part of those calls runs one at a time anyway, and each thread's stack stays resident once used.
+THREADS = 48
 THREAD_PREFIX = "director-pool"
 # glibc gives each new thread that allocates a malloc arena of its own, up to eight per core, and memory
 # freed in one is reused by that arena alone: at 10,000 sites a controller's pool held about 40 MB more that

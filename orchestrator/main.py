@@ -234,7 +234,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "state dir %s, instance %s, edge port %d", settings.state_dir, settings.instance, settings.http_port
     )
     try:
-        return run(lambda: build_controller(settings, options, client), threads=THREADS + args.workers)
+        return run(lambda: build_controller(settings, options, client), threads=THREADS)
     finally:
         client.close()
 
