@@ -67,14 +67,16 @@ exec python3 -m http.server "$PORT" --bind "$HOST" --directory /site/public
 _DirectoryState = tuple[int, int, int, int, int]
 
 
-def _directory_states(paths: tuple[Path, ...]) -> tuple[_DirectoryState, ...] | None:
+def _directory_states(sites_dir: Path, paths: tuple[Path, ...]) -> tuple[_DirectoryState, ...] | None:
+    """The state of each of `paths`, and of `sites_dir` but for its ctime: every new site changes that."""
     states = []
-    for path in paths:
+    for index, path in enumerate((sites_dir, *paths)):
         try:
             found = os.lstat(path)
         except OSError:
             return None
-        states.append((found.st_ino, found.st_ctime_ns, found.st_mode, found.st_uid, found.st_gid))
+        changed = found.st_ctime_ns if index else 0
+        states.append((found.st_ino, changed, found.st_mode, found.st_uid, found.st_gid))
     return tuple(states)
 
 
@@ -143,17 +145,17 @@ class SiteFiles:
         self._converged.pop(name, None)
         return Outcome(steps=[await off_loop(ctx.deadline, self._archive, name)])
 
-    def _watched(self, name: str) -> tuple[Path, ...]:
-        sites_dir = self._settings.sites_dir
-        site_dir = sites_dir / name
-        return (sites_dir, site_dir, *(site_dir / rule.relative for rule in SITE_LAYOUT if rule.relative))
+    def _states(self, name: str) -> tuple[_DirectoryState, ...] | None:
+        site_dir = self._settings.sites_dir / name
+        watched = (site_dir, *(site_dir / rule.relative for rule in SITE_LAYOUT if rule.relative))
+        return _directory_states(self._settings.sites_dir, watched)
 
     def _unchanged_uid(self, site: Site) -> int | None:
         """The site's uid when its directories are as its last converge left them, for the same ask."""
         converged = self._converged.get(site.name)
         if converged is None or converged.wants_run_sh != _wants_run_sh(site):
             return None
-        if _directory_states(self._watched(site.name)) != converged.states:
+        if self._states(site.name) != converged.states:
             return None
         return converged.uid
 
@@ -255,7 +257,7 @@ class SiteFiles:
         if not steps:
             steps.append(Step("directories", "unchanged", f"{site_dir} is in place, owned by uid {uid}"))
         # Read after the converge's own changes: the next reconcile compares with what it left.
-        states = _directory_states(self._watched(site.name))
+        states = self._states(site.name)
         if states is not None:
             self._converged[site.name] = _Converged(uid, wants_run_sh, states)
         return steps, uid

@@ -104,12 +104,16 @@ async def test_a_converged_site_is_checked_without_converging_again_until_its_di
     assert _owner_mode(public)[2] == 0o2770
     await files.reconcile(site, context())
     assert converges == 1
+    # Another site's directory made beside it changes nothing of this one's.
+    await files.reconcile(make_site("delta"), context())
+    await files.reconcile(site, context())
+    assert converges == 2  # delta's own
     (files_settings.sites_dir / "gamma" / "private").rmdir()
     await files.reconcile(site, context())
-    assert converges == 2 and (files_settings.sites_dir / "gamma" / "private").is_dir()
+    assert converges == 3 and (files_settings.sites_dir / "gamma" / "private").is_dir()
     # So is a new ask of the same directories: a dynamic site without a command gets its starter run.sh.
     await files.reconcile(make_site("gamma", type="dynamic", image="director-local/site:latest"), context())
-    assert converges == 3 and (files_settings.sites_dir / "gamma" / "run.sh").exists()
+    assert converges == 4 and (files_settings.sites_dir / "gamma" / "run.sh").exists()
 
 
 async def test_finalize_archives_and_observe_prunes_expired_archives(files_settings):
