@@ -38,7 +38,8 @@ log = logging.getLogger("director")
 
 # The batches of routes the edge reloads grow with the workers. Measured with 10,000 static sites starting
 # at once, in one sitting: all Ready in 222 s with 16 workers (CPU 103 s), 77 s with 128 (CPU 73 s), where
-# the CPU is the limit; a burst of 100 dynamic sites issues all its service creates at once.
+# the CPU is the limit. A burst of 100 dynamic sites was slower with them (45 s against 34 s with 16, for
+# reasons not yet found; bench.reconcile_loop --parts burst --workers N).
 WORKERS = 128
 
 
