@@ -34,7 +34,7 @@ from controller.types import Enqueue, Request
 from reconcilers.docker_calls import LABEL_INSTANCE, LABEL_SITE, SWARM_SERVICE_NAME_LABEL
 from reconcilers.platform import PLATFORM
 from reconcilers.swarm_cache import Entry, SwarmCache
-from specs.config import Settings
+from specs.config import EDGE_SERVICE_SUFFIX, Settings
 from specs.models import SITE_NAME_PATTERN
 from store.events import EventLog, EventResult, NewEvent
 
@@ -74,10 +74,6 @@ def _parts(event: dict[str, Any]) -> tuple[str, str, dict[str, Any]]:
     action = str(event.get("Action", "")).split(":", 1)[0]
     attributes = event.get("Actor", {}).get("Attributes", {}) or {}
     return kind, action, attributes
-
-
-# Settings.edge_service names every instance's edge so.
-EDGE_SUFFIX = "-edge"
 
 
 def request_for_service(name: str, settings: Settings) -> Request | None:
@@ -137,7 +133,7 @@ def mark_stale(event: dict[str, Any], cache: SwarmCache) -> None:
 
 def is_edge_name(name: str) -> bool:
     """Whether a service may be an edge, of any instance, by its name (service events carry no labels)."""
-    return name.endswith(EDGE_SUFFIX)
+    return name.endswith(EDGE_SERVICE_SUFFIX)
 
 
 def _is_edge_event(event: dict[str, Any]) -> bool:

@@ -79,10 +79,10 @@ class Fragment:
     site: str
     # Its server_name line in the server of its upload limit; empty with the default limit.
     names: str
+    # The route as its shard's table file lists it: made once, not at every generation the shard is in.
+    table_entry: str
     # The proxy_cache_path line of its cache zone; empty without spec.cache.
     cache: str = ""
-    # The route as its shard's table file lists it: made once, not at every generation the shard is in.
-    table_entry: str = ""
 
     @property
     def own_limit(self) -> int | None:

@@ -134,9 +134,9 @@ class SiteFiles:
     async def reconcile(self, site: Site, ctx: ReconcileContext) -> Outcome:
         uid = self._unchanged_uid(site)
         if uid is not None:
-            site_dir = self._settings.sites_dir / site.name
-            step = Step("directories", "unchanged", f"{site_dir} is in place, owned by uid {uid}")
-            return Outcome(steps=[step], provides={"uid": uid})
+            return Outcome(
+                steps=[_in_place(self._settings.sites_dir / site.name, uid)], provides={"uid": uid}
+            )
         steps, uid = await off_loop(ctx.deadline, self._converge, site)
         # The service runs as this uid; nothing later in the pass has to look it up again.
         return Outcome(steps=steps, provides={"uid": uid})
@@ -255,7 +255,7 @@ class SiteFiles:
         if repaired:
             steps.append(Step("permissions", "updated", f"repaired {'; '.join(repaired)}"))
         if not steps:
-            steps.append(Step("directories", "unchanged", f"{site_dir} is in place, owned by uid {uid}"))
+            steps.append(_in_place(site_dir, uid))
         # Read after the converge's own changes: the next reconcile compares with what it left.
         states = self._states(site.name)
         if states is not None:
@@ -289,6 +289,10 @@ class SiteFiles:
             os.rename(name, archived, src_dir_fd=sites_fd, dst_dir_fd=trash_fd)
         days = self._settings.trash_retention_days
         return Step("directories", "deleted", f"archived {site_dir} to {trash / archived} (kept {days} days)")
+
+
+def _in_place(site_dir: Path, uid: int) -> Step:
+    return Step("directories", "unchanged", f"{site_dir} is in place, owned by uid {uid}")
 
 
 def _wants_run_sh(site: Site) -> bool:

@@ -121,8 +121,8 @@ class SwarmCache:
         self._services: dict[str, SwarmService] = {}
         self._names_by_id: dict[str, str] = {}
         self._networks: dict[str, dict[str, Any]] = {}
-        self._nodes: list[dict[str, Any]] = []
-        self._edges: list[dict[str, Any]] = []
+        # What the unlisted entries (UNLISTED) were when last read.
+        self._unlisted: dict[Entry, list[dict[str, Any]]] = {}
         self._clock = itertools.count(1)
         # When the last complete listing began (0: none yet), and its wall-clock time for the event stream.
         self._listed = 0
@@ -227,24 +227,28 @@ class SwarmCache:
 
     async def nodes(self, deadline: float) -> list[dict[str, Any]]:
         """The Swarm's nodes: listed when first asked for and again after a node event, not by the refresh."""
-        if not self._trusted(NODES):
-            began = next(self._clock)
-            found = await off_loop(deadline, self._api.nodes)
-            self._settle(NODES, began, lambda: self._put_nodes(found))
-            return list(found)
-        return list(self._nodes)
+        return await self._read_unlisted(NODES, deadline, self._api.nodes)
 
     async def edges(self, deadline: float) -> list[dict[str, Any]]:
         """Every Director edge service on the Swarm, of any instance (the host's firewall lets sites reach
         all their published ports): listed when first asked for and again after an event about a service
         named like an edge, not by the refresh, so a resync does not pay a call for them."""
-        if not self._trusted(EDGES):
-            began = next(self._clock)
-            ours = {"label": [f"{LABEL_MANAGED}=true", f"{LABEL_ROLE}={EDGE_ROLE}"]}
-            found = await off_loop(deadline, self._api.services, filters=ours)
-            self._settle(EDGES, began, lambda: self._put_edges(found))
-            return list(found)
-        return list(self._edges)
+        ours = {"label": [f"{LABEL_MANAGED}=true", f"{LABEL_ROLE}={EDGE_ROLE}"]}
+        return await self._read_unlisted(EDGES, deadline, lambda: self._api.services(filters=ours))
+
+    async def _read_unlisted(
+        self, entry: Entry, deadline: float, read: Callable[[], list[dict[str, Any]]]
+    ) -> list[dict[str, Any]]:
+        if self._trusted(entry):
+            return list(self._unlisted.get(entry, []))
+        began = next(self._clock)
+        found = await off_loop(deadline, read)
+
+        def put() -> None:
+            self._unlisted[entry] = list(found)
+
+        self._settle(entry, began, put)
+        return list(found)
 
     async def refresh(self, deadline: float) -> None:
         """List services, tasks and the network (three calls), unless a listing begun since this call was
@@ -333,12 +337,6 @@ class SwarmCache:
             self._networks.pop(name, None)
         else:
             self._networks[name] = found
-
-    def _put_nodes(self, found: list[dict[str, Any]]) -> None:
-        self._nodes = list(found)
-
-    def _put_edges(self, found: list[dict[str, Any]]) -> None:
-        self._edges = list(found)
 
     def _unmarked(self, entry: Entry) -> bool:
         """No event marked this entry since its picture was taken: a change found now is one no event told."""

@@ -6,6 +6,9 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+# Every instance's edge service is named `<instance>-edge`: what tells an edge by its name alone.
+EDGE_SERVICE_SUFFIX = "-edge"
+
 
 def _env_int(name: str, default: int, *, minimum: int | None = None) -> int:
     raw = os.environ.get(name)
@@ -104,7 +107,7 @@ class Settings:
 
     @property
     def edge_service(self) -> str:
-        return f"{self.instance}-edge"
+        return f"{self.instance}{EDGE_SERVICE_SUFFIX}"
 
     def service_name(self, site: str) -> str:
         return f"{self.instance}-site-{site}"

@@ -747,19 +747,13 @@ class RecordStore(Generic[R]):
         if written is not None and name not in written:
             written.append(name)
 
-    def _write_spec(self, site: R, *, private: bool = False) -> None:
-        """Write the spec record; `private`: `site` is nobody else's (its parts at most shared with cached
-        records, which nobody changes), so the parse cache may keep it as it is rather than a copy."""
-        path = self.spec_path(site.name)
-        write_atomic(path, _dump(site.to_document(include_status=False)))
-        if private and site.status is None:
-            self._cache.remember(path, site)
-        else:
-            self._cache.remember(path, site.model_copy(deep=True, update={"status": None}))
-        self._written(site.name)
+    def _write_spec(self, site: R) -> None:
+        """Write the spec record; the parse cache keeps a copy, since the caller may go on changing `site`."""
+        self._write_specs([site.model_copy(deep=True, update={"status": None})])
 
     def _write_specs(self, records: builtins.list[R]) -> None:
-        """_write_spec of records nobody else holds (see `private`), their files synced together."""
+        """Write these spec records, their files synced together. The parse cache keeps them as they are:
+        they are nobody else's (their parts at most shared with cached records, which nobody changes)."""
         write_many_atomic(
             [(self.spec_path(r.name), _dump(r.to_document(include_status=False))) for r in records]
         )
@@ -801,14 +795,20 @@ class RecordStore(Generic[R]):
         )
 
     def _current_for_write(self, name: str) -> tuple[R, _Status | None]:
-        stored = self._read_spec(name)
-        if stored is None:
+        """The record's spec (a copy of its own, to change) and status; NotFound, InvalidRecord."""
+        shared, status = self._shared_for_write(name)
+        return shared.model_copy(deep=True), status
+
+    def _shared_for_write(self, name: str) -> tuple[R, _Status | None]:
+        """_current_for_write with the spec as the parse cache shares it: read it, never change it."""
+        shared = self._shared_spec(name)
+        if shared is None:
             raise NotFound(f"site {name!r} not found")
         try:
-            status = self._read_status(name, stored.metadata.uid)
+            status = self._read_status(name, shared.metadata.uid)
         except InvalidRecord:
             status = None
-        return stored, status
+        return shared, status
 
     @staticmethod
     def _check_version(name: str, given: str | None, stored: Resource, status: _Status | None) -> None:
@@ -1041,13 +1041,7 @@ class RecordStore(Generic[R]):
             adding: builtins.list[tuple[R, _Status | None]] = []
             for name in dict.fromkeys(names):
                 try:
-                    shared = self._shared_spec(name)
-                    if shared is None:
-                        raise NotFound(f"site {name!r} not found")
-                    try:
-                        status = self._read_status(name, shared.metadata.uid)
-                    except InvalidRecord:
-                        status = None
+                    shared, status = self._shared_for_write(name)
                     if finalizer in shared.metadata.finalizers:
                         results[name] = self._merge(shared, status, copy=False)
                         continue

@@ -208,10 +208,11 @@ ctypes.CDLL(None).malloc_stats()
 """
 
 
-def arenas_used(mode: str) -> int:
-    # glibc's malloc_stats() writes one "Arena N:" paragraph per arena to stderr.
-    done = subprocess.run(
-        [sys.executable, "-c", ARENAS_USED, mode],
+def run_snippet(code: str, mode: str) -> subprocess.CompletedProcess[str]:
+    """`code` run by a fresh interpreter from the repository, with `mode` as its argument and glibc's malloc
+    left to its defaults."""
+    return subprocess.run(
+        [sys.executable, "-c", code, mode],
         capture_output=True,
         text=True,
         timeout=60,
@@ -219,7 +220,11 @@ def arenas_used(mode: str) -> int:
         env=MALLOC_UNSET,
         check=True,
     )
-    return sum(line.startswith("Arena ") for line in done.stderr.splitlines())
+
+
+def arenas_used(mode: str) -> int:
+    # glibc's malloc_stats() writes one "Arena N:" paragraph per arena to stderr.
+    return sum(line.startswith("Arena ") for line in run_snippet(ARENAS_USED, mode).stderr.splitlines())
 
 
 def test_the_controllers_threads_share_two_malloc_arenas():
@@ -248,16 +253,7 @@ print(resident_kib() - before)
 
 
 def resident_kib_kept_after_freeing(mode: str) -> int:
-    done = subprocess.run(
-        [sys.executable, "-c", RESIDENT_AFTER_FREEING, mode],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=Path(__file__).resolve().parents[2],
-        env=MALLOC_UNSET,
-        check=True,
-    )
-    return int(done.stdout)
+    return int(run_snippet(RESIDENT_AFTER_FREEING, mode).stdout)
 
 
 def test_large_blocks_freed_by_the_controller_go_back_to_the_system():
