@@ -53,12 +53,12 @@ def test_signed_out_visitors_get_the_login_page_and_failed_logins_wait(page: Pag
     # The API's throttle counts the UI's failed logins too: after the free failures, a wait.
     for attempt in range(6):
         page.goto(server.url + "/login")
-        page.get_by_label("User name").fill("bob")
+        page.get_by_label("User name").fill("dave")
         page.get_by_label("Password").fill(f"wrong-{attempt}")
         page.get_by_role("button", name="Sign in").click()
     expect(page.locator("#login-problem")).to_contain_text("too many failed logins")
     # Even the right password waits now, as at the API.
-    page.get_by_label("Password").fill(PASSWORDS["bob"])
+    page.get_by_label("Password").fill(PASSWORDS["dave"])
     page.get_by_role("button", name="Sign in").click()
     expect(page.locator("#login-problem")).to_contain_text("try again in")
 
