@@ -157,7 +157,7 @@ def _spec_summary(site: Site) -> list[tuple[str, str]]:
         (
             "Resources",
             f"{spec.resources.cpus:g} CPU, {spec.resources.memory} memory, "
-            f"{spec.resources.upload_limit} uploads",
+            f"{spec.resources.upload_limit} uploads, {spec.resources.pids} processes",
         ),
         (
             "Generation",

@@ -372,3 +372,5 @@ def test_a_process_limit_above_the_users_ceiling_is_shown_at_its_field(page: Pag
     page.get_by_role("button", name="Save", exact=True).click()
     expect(page.get_by_role("status")).to_contain_text("Saved")
     assert store.get("forky").spec.resources.pids == 64
+    page.goto(f"{server.url}/sites/forky")
+    expect(page.get_by_text("64 processes")).to_be_visible()
