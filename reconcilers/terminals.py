@@ -31,6 +31,7 @@ from typing import Any
 
 import docker
 import docker.errors
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 from reconcilers import sftp_server
 from reconcilers.docker_calls import LABEL_INSTANCE, LABEL_MANAGED, LABEL_ROLE
@@ -41,6 +42,15 @@ from specs.config import Settings
 from specs.terminal import STDERR, STDOUT, PtySize, Refused, TerminalRequest
 
 log = logging.getLogger("director.terminals")
+
+# A busy engine can give up joining a container to the sites' overlay network ("Could not attach to
+# network ...: context deadline exceeded") and succeed at the next try: the session waits, not fails.
+START_ATTEMPTS = 3
+
+
+def _is_transient_start_failure(error: BaseException) -> bool:
+    return isinstance(error, docker.errors.APIError) and "context deadline exceeded" in str(error)
+
 
 ROLE = "terminal"
 LABEL_TERMINAL_SITE = "io.director.terminal.site"  # not io.director.site: these must not wake the site
@@ -362,7 +372,14 @@ class DockerTerminals:
             # Attached before it starts, so not a byte of its output is lost.
             reader, writer = await self._attach(container_id)
             try:
-                await asyncio.to_thread(self.api.start, container_id)
+                async for attempt in AsyncRetrying(
+                    retry=retry_if_exception(_is_transient_start_failure),
+                    stop=stop_after_attempt(START_ATTEMPTS),
+                    wait=wait_exponential(multiplier=0.5, max=4),
+                    reraise=True,
+                ):
+                    with attempt:
+                        await asyncio.to_thread(self.api.start, container_id)
             except docker.errors.APIError as error:
                 writer.close()
                 raise Refused(

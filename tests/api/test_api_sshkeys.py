@@ -116,8 +116,8 @@ def _ws(api, path: str) -> str:
 
 
 def connect(url: str, **options):
-    """A websocket to the live server, trusting its CA."""
-    return websocket_connect(url, ssl=API_TLS[0], **options)
+    """A websocket to the live server, trusting its CA, given the time a busy machine takes to answer."""
+    return websocket_connect(url, ssl=API_TLS[0], open_timeout=60, **options)
 
 
 API_TLS: list = []

@@ -4,6 +4,7 @@ which site, session limits, events, and what a crash leaves behind."""
 
 from __future__ import annotations
 
+import asyncio
 import fcntl
 import json
 import os
@@ -15,10 +16,13 @@ import subprocess
 import termios
 import time
 
+import docker.errors
 import pytest
 from swarm_helpers import eventually, get, host_of
 
 from reconcilers.isolation import OPEN_FILES
+from reconcilers.terminals import DockerTerminals
+from specs.terminal import STDOUT, TerminalRequest
 from store.events import EventLog
 
 pytestmark = [pytest.mark.swarm, pytest.mark.slow]
@@ -297,6 +301,49 @@ def test_a_session_ends_with_no_container_and_a_killed_shell_server_and_api_leav
     no_terminal_left(sites)
 
 
+def test_a_session_starts_when_the_engine_once_times_out_joining_it_to_the_network(sites):
+    """A busy engine answers a start with "Could not attach to network ...: context deadline exceeded"
+    (seen with the suite under load); the session waits and starts rather than failing."""
+    terminals = DockerTerminals(sites.settings)
+    engine_start = terminals.api.start
+    starts: list[str] = []
+
+    def start_timing_out_once(container_id: str) -> None:
+        starts.append(container_id)
+        if len(starts) == 1:
+            raise docker.errors.APIError(
+                "500 Server Error",
+                explanation=f"Could not attach to network {sites.settings.network}: "
+                "context deadline exceeded",
+            )
+        engine_start(container_id)
+
+    terminals.api.start = start_timing_out_once
+    request = TerminalRequest(
+        session_id="engine-timeout",
+        site=sites.store.get("hello"),
+        username="alice",
+        kind="exec",
+        command="echo joined",
+    )
+
+    async def session() -> tuple[bytes, int | None]:
+        terminal = await terminals.open(request)
+        output = b""
+        try:
+            while (chunk := await terminal.read()) is not None:
+                if chunk[0] == STDOUT:
+                    output += chunk[1]
+            return output, await terminal.exit_status()
+        finally:
+            await terminal.close()
+
+    output, status = asyncio.run(session())
+    assert (output.strip(), status) == (b"joined", 0)
+    assert len(starts) == 2 and starts[0] == starts[1]
+    no_terminal_left(sites)
+
+
 def test_a_site_being_deleted_cannot_be_entered(sites):
     store = sites.store
     from specs.models import ObjectMeta, Site, SiteSpec
@@ -322,7 +369,9 @@ def _session_over_socket(url: str, token: str, command: str) -> tuple[bytes, dic
 
     ws_url = "ws" + url.removeprefix("http") + "/shell-server/v1/sessions"
     output = b""
-    with connect(ws_url, additional_headers={"Authorization": f"Bearer {token}"}, max_size=None) as socket:
+    with connect(
+        ws_url, additional_headers={"Authorization": f"Bearer {token}"}, max_size=None, open_timeout=60
+    ) as socket:
         socket.send(json.dumps({"user": "alice", "site": "hello", "kind": "exec", "command": command}))
         assert "started" in json.loads(socket.recv(timeout=120))
         while True:
