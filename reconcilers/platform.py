@@ -30,7 +30,7 @@ from reconcilers.docker_calls import (
 )
 from reconcilers.host_firewall import FirewallError, ensure_host_firewall
 from reconcilers.images import ImageResolver
-from reconcilers.isolation import EDGE_LOG_DRIVER
+from reconcilers.isolation import DROPPED_CAPABILITIES, EDGE_CAPABILITIES, EDGE_LOG_DRIVER
 from reconcilers.swarm_cache import UNSETTLED_READ_SECONDS, ForeignService, SwarmCache, SwarmService, is_owned
 from reconcilers.swarm_spec import ServiceSpec, nanoseconds, with_hash_label
 from reconcilers.tasks import TaskSummary, summarise_tasks
@@ -101,6 +101,8 @@ def render_edge_spec(
                     "Labels": container_labels,
                     "Mounts": mounts,
                     "StopGracePeriod": nanoseconds(10),
+                    "CapabilityDrop": DROPPED_CAPABILITIES,
+                    "CapabilityAdd": EDGE_CAPABILITIES,
                 },
                 "RestartPolicy": {"Condition": "any", "Delay": nanoseconds(5), "MaxAttempts": 0},
                 "LogDriver": EDGE_LOG_DRIVER,

@@ -133,7 +133,7 @@ class Stack:
             "routes": await self.routes.reconcile(site, ctx),
         }
 
-    async def until_ready(self, site: Site, seconds: float = 60.0) -> Outcome:
+    async def until_ready(self, site: Site, seconds: float = 180.0) -> Outcome:
         deadline = time.monotonic() + seconds
         while True:
             outcome = await self.services.reconcile(

@@ -10,6 +10,7 @@ from reconciler_helpers import context, edge_settings, http_get
 
 from reconcilers import nginx_config
 from reconcilers.images import ImageResolver
+from reconcilers.isolation import EDGE_CAPABILITIES
 from reconcilers.platform import EdgePlatform, platform_record, wait_for_platform
 from reconcilers.swarm_cache import SwarmCache
 from specs.platform import EdgeStatus
@@ -48,6 +49,8 @@ async def test_platform_creates_network_and_edge_then_repairs_them(
         mounts = {m["Target"]: m for m in spec["TaskTemplate"]["ContainerSpec"]["Mounts"]}
         assert mounts[str(settings.edge_dir)]["Source"] == str(settings.edge_dir)
         assert mounts[str(settings.sites_dir)]["ReadOnly"] is True
+        # The edge's master and workers hold only the capabilities Nginx needs, raw sockets not among them.
+        assert _edge_capabilities(swarm, settings) == set(EDGE_CAPABILITIES)
 
         # Someone removes the edge (Docker's event says so to the cache): the next reconcile creates it again.
         swarm.api.remove_service(settings.edge_service)
@@ -86,3 +89,23 @@ def _page(status: int) -> str:
     text = (nginx_config.TEMPLATES_DIR / "site_locations.conf.j2").read_text()
     start = text.index(f'return {status} "') + len(f'return {status} "')
     return text[start : text.index('";', start)].replace("\\n", "\n")
+
+
+# Bit numbers of linux/capability.h, for the capabilities an edge might hold.
+_CAPABILITY_BITS = {
+    "CHOWN": 0, "DAC_OVERRIDE": 1, "DAC_READ_SEARCH": 2, "FOWNER": 3, "FSETID": 4, "KILL": 5, "SETGID": 6,
+    "SETUID": 7, "SETPCAP": 8, "NET_BIND_SERVICE": 10, "NET_RAW": 13, "SYS_CHROOT": 18, "MKNOD": 27,
+    "AUDIT_WRITE": 29, "SETFCAP": 31,
+}  # fmt: skip
+
+
+def _edge_capabilities(swarm, settings) -> set[str]:
+    """The effective capabilities of the edge's Nginx master, read from its /proc inside its container."""
+    containers = swarm.containers.list(
+        filters={"label": f"com.docker.swarm.service.name={settings.edge_service}"}
+    )
+    assert len(containers) == 1
+    status = containers[0].exec_run(["cat", "/proc/1/status"]).output.decode()
+    effective = int(next(line.split()[1] for line in status.splitlines() if line.startswith("CapEff:")), 16)
+    assert effective & ~sum(1 << bit for bit in _CAPABILITY_BITS.values()) == 0, hex(effective)
+    return {name for name, bit in _CAPABILITY_BITS.items() if effective >> bit & 1}
