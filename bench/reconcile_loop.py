@@ -554,30 +554,36 @@ class Timeline:
 # The probe of both sides of the burst, the same code with the same pace: run by the host's Python against
 # the edge for Director's sites, by the prober container's python3 on the sites' network for the stack's
 # services. One thread per site asks it every PROBE_PERIOD_SECONDS (each GET on a fresh connection, at most
-# PROBE_TIMEOUT_SECONDS), so a site that hangs does not hold up another's answer. It prints, as JSON lines,
-# the first time it saw each status of each site ("served": a 200 with the site's page) and ends once all are
-# served.
+# PROBE_TIMEOUT_SECONDS), so a site that hangs does not hold up another's answer. A name is looked up as the
+# edge's Nginx does (IPv4 only, no AAAA query): a name with no task yet is passed on to the host's resolver
+# by Docker's DNS, and more lookups there slow whatever else waits on it (Swarm's image pulls). It prints,
+# as JSON lines, the first time it saw each status of each site ("served": a 200 with the site's page) and
+# ends once all are served.
 PROBE_SCRIPT = r"""
-import http.client, json, sys, threading, time
+import http.client, json, socket, sys, threading, time
 targets = json.loads(sys.argv[1])
 period, timeout = float(sys.argv[2]), float(sys.argv[3])
 lock = threading.Lock()
 def say(*fields):
     with lock:
         print(json.dumps([*fields, time.time()]), flush=True)
+def get(address, port, host):
+    connection = None
+    try:
+        found = socket.getaddrinfo(address, port, socket.AF_INET, socket.SOCK_STREAM)
+        connection = http.client.HTTPConnection(found[0][4][0], port, timeout=timeout)
+        connection.request("GET", "/", headers={"Host": host, "Connection": "close"})
+        response = connection.getresponse()
+        return response.status, response.read().decode(errors="replace")
+    except (OSError, http.client.HTTPException):
+        return 0, ""
+    finally:
+        if connection is not None:
+            connection.close()
 def probe(label, address, port, host, page):
     seen = set()
     while True:
-        try:
-            connection = http.client.HTTPConnection(address, port, timeout=timeout)
-            try:
-                connection.request("GET", "/", headers={"Host": host, "Connection": "close"})
-                response = connection.getresponse()
-                status, body = response.status, response.read().decode(errors="replace")
-            finally:
-                connection.close()
-        except (OSError, http.client.HTTPException):
-            status, body = 0, ""
+        status, body = get(address, port, host)
         if status == 200 and page in body:
             say(label, "served")
             return
@@ -591,7 +597,7 @@ for thread in threads:
 for thread in threads:
     thread.join()
 """
-PROBE_PERIOD_SECONDS = 0.5
+PROBE_PERIOD_SECONDS = 1.0
 PROBE_TIMEOUT_SECONDS = 2.0
 
 
