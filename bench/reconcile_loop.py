@@ -26,12 +26,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import random
 import resource
 import statistics
 import subprocess
+import sys
 import threading
 import time
 from collections import Counter
@@ -48,6 +50,7 @@ import yaml
 from bench.e2e_helpers import (
     ControllerProcess,
     counting_client,
+    cpu_seconds,
     http_status,
     rss_mb,
     throwaway_instance,
@@ -448,34 +451,235 @@ def _no_containers_left(client: docker.DockerClient, settings: Settings) -> None
     wait_until(lambda: not client.api.containers(all=True, filters=labelled), 300, "containers removed", 0.5)
 
 
-def _serving_through_edge(settings: Settings, names: list[str], seconds: float) -> None:
-    pending = list(names)
-    deadline = time.monotonic() + seconds
-    while pending:
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{len(pending)} of {len(names)} sites not served after {seconds:.0f} s")
-        pending = [
-            name for name in pending if not _has_title(settings, f"{name}.{settings.sites_domain}", name)
-        ]
-        if pending:
-            time.sleep(0.05)
+class SwarmEvents:
+    """When Docker said each service was created and its first container started (wall-clock seconds, by
+    service name), read from its event stream in a thread for the timeline of a burst."""
+
+    def __init__(self, client: docker.DockerClient) -> None:
+        self._stream: Any = client.events(decode=True, filters={"type": ["service", "container"]})
+        self.created: dict[str, float] = {}
+        self.containers: dict[str, float] = {}
+        self.started: dict[str, float] = {}
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        # Closing the stream ends the iteration with an error: that is how it stops.
+        with contextlib.suppress(Exception):
+            for event in self._stream:
+                attributes = event.get("Actor", {}).get("Attributes", {})
+                at = event.get("timeNano", 0) / 1e9
+                if event.get("Type") == "service" and event.get("Action") == "create":
+                    self.created.setdefault(attributes.get("name", ""), at)
+                elif event.get("Type") == "container" and event.get("Action") in ("create", "start"):
+                    service = attributes.get("com.docker.swarm.service.name", "")
+                    seen = self.started if event["Action"] == "start" else self.containers
+                    seen.setdefault(service, at)
+
+    def close(self) -> None:
+        self._stream.close()
 
 
-def director_burst(client: docker.DockerClient, image: str, count: int) -> float:
+def _pid_of(command: str) -> int | None:
+    found = subprocess.run(["pidof", "-s", command], capture_output=True, text=True).stdout.split()
+    return int(found[0]) if found else None
+
+
+class MachineCpu:
+    """CPU seconds of dockerd, containerd and the whole machine (busy, all cores) since it was made."""
+
+    def __init__(self) -> None:
+        self._pids = {name: _pid_of(name) for name in ("dockerd", "containerd")}
+        self._start = self._now()
+
+    def _now(self) -> dict[str, float]:
+        fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+        idle = fields[3] + fields[4]
+        ticks = os.sysconf("SC_CLK_TCK")
+        now = {"machine busy": (sum(fields) - idle) / ticks, "machine total": sum(fields) / ticks}
+        for name, pid in self._pids.items():
+            if pid is not None:
+                now[name] = cpu_seconds(pid)
+        return now
+
+    def line(self) -> str:
+        now = self._now()
+        used = {name: now[name] - self._start.get(name, now[name]) for name in now}
+        busy = used.pop("machine busy") / max(used.pop("machine total"), 1e-9)
+        return ", ".join(f"{name} {seconds:.1f} CPU s" for name, seconds in used.items()) + (
+            f"; the machine {busy:.0%} busy"
+        )
+
+
+class Timeline:
+    """Per site, the wall-clock time of each phase from its record written to its first 200."""
+
+    PHASES = (
+        "written",
+        "service created",
+        "container created",
+        "container started",
+        "routed at the edge",
+        "first 200",
+    )
+
+    def __init__(self) -> None:
+        self.at: dict[str, dict[str, float]] = {}
+
+    def note(self, name: str, phase: str, at: float) -> None:
+        self.at.setdefault(name, {}).setdefault(phase, at)
+
+    def add_events(self, events: SwarmEvents, sites: dict[str, str]) -> None:
+        """When Docker said each service of `sites` (service name: site) was created and first started."""
+        for service, name in sites.items():
+            for phase, seen in (
+                ("service created", events.created),
+                ("container created", events.containers),
+                ("container started", events.started),
+            ):
+                if service in seen:
+                    self.note(name, phase, seen[service])
+
+    def print(self, label: str, started: float) -> None:
+        print(f"  timeline of {label}, seconds after the first write: median / p90 / max over the sites")
+        for phase in self.PHASES:
+            offsets = sorted(times[phase] - started for times in self.at.values() if phase in times)
+            if offsets:
+                p90 = offsets[min(len(offsets) - 1, int(len(offsets) * 0.9))]
+                print(
+                    f"    {phase:20s} {statistics.median(offsets):6.2f} / {p90:6.2f} / {offsets[-1]:6.2f} "
+                    f"(n={len(offsets)})"
+                )
+
+
+# The probe of both sides of the burst, the same code with the same pace: run by the host's Python against
+# the edge for Director's sites, by the prober container's python3 on the sites' network for the stack's
+# services. One thread per site asks it every PROBE_PERIOD_SECONDS (each GET on a fresh connection, at most
+# PROBE_TIMEOUT_SECONDS), so a site that hangs does not hold up another's answer. A name is looked up as the
+# edge's Nginx does (IPv4 only, no AAAA query): a name with no task yet is passed on to the host's resolver
+# by Docker's DNS, and more lookups there slow whatever else waits on it (Swarm's image pulls). It prints,
+# as JSON lines, the first time it saw each status of each site ("served": a 200 with the site's page) and
+# ends once all are served.
+PROBE_SCRIPT = r"""
+import http.client, json, socket, sys, threading, time
+targets = json.loads(sys.argv[1])
+period, timeout = float(sys.argv[2]), float(sys.argv[3])
+lock = threading.Lock()
+def say(*fields):
+    with lock:
+        print(json.dumps([*fields, time.time()]), flush=True)
+def get(address, port, host):
+    connection = None
+    try:
+        found = socket.getaddrinfo(address, port, socket.AF_INET, socket.SOCK_STREAM)
+        connection = http.client.HTTPConnection(found[0][4][0], port, timeout=timeout)
+        connection.request("GET", "/", headers={"Host": host, "Connection": "close"})
+        response = connection.getresponse()
+        return response.status, response.read().decode(errors="replace")
+    except (OSError, http.client.HTTPException):
+        return 0, ""
+    finally:
+        if connection is not None:
+            connection.close()
+def probe(label, address, port, host, page):
+    seen = set()
+    while True:
+        status, body = get(address, port, host)
+        if status == 200 and page in body:
+            say(label, "served")
+            return
+        if status not in seen:
+            seen.add(status)
+            say(label, status)
+        time.sleep(period)
+threads = [threading.Thread(target=probe, args=target) for target in targets]
+for thread in threads:
+    thread.start()
+for thread in threads:
+    thread.join()
+"""
+PROBE_PERIOD_SECONDS = 1.0
+PROBE_TIMEOUT_SECONDS = 2.0
+
+
+class Probe:
+    """PROBE_SCRIPT run by `python` (a command) over `targets` (label, address, port, Host, page); what it saw
+    of each label: {status or "served": first wall-clock time}."""
+
+    def __init__(self, python: list[str], targets: list[tuple[str, str, int, str, str]]) -> None:
+        arguments = [json.dumps(targets), str(PROBE_PERIOD_SECONDS), str(PROBE_TIMEOUT_SECONDS)]
+        self._process = subprocess.Popen([*python, "-c", PROBE_SCRIPT, *arguments], stdout=subprocess.PIPE)
+        self._labels = {target[0] for target in targets}
+        self.seen: dict[str, dict[str | int, float]] = {}
+        self._served: set[str] = set()
+        self._all_served = threading.Event()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self._process.stdout is not None
+        for line in self._process.stdout:
+            label, what, at = json.loads(line)
+            self.seen.setdefault(label, {}).setdefault(what, at)
+            if what == "served":
+                self._served.add(label)
+                if self._served >= self._labels:
+                    self._all_served.set()
+
+    def wait(self, seconds: float) -> float:
+        """Wall-clock time the last site was first served; TimeoutError past `seconds`."""
+        if not self._all_served.wait(seconds):
+            pending = len(self._labels - self._served)
+            raise TimeoutError(f"{pending} of {len(self._labels)} not served after {seconds:.0f} s")
+        return max(self.seen[label]["served"] for label in self._labels)
+
+    def stop(self) -> None:
+        if self._process.poll() is None:
+            self._process.kill()
+        self._process.wait()
+
+
+def director_burst(
+    client: docker.DockerClient, image: str, count: int, workers: int | None = None, timeline: bool = False
+) -> float:
     """Seconds from the first of `count` dynamic Site records written to all of them served by the edge."""
     with throwaway_instance(client, image, "benchburst") as settings:
-        controller = ControllerProcess(settings)
+        controller = ControllerProcess(settings, workers=workers)
         controller.start()
+        events = SwarmEvents(client)
+        names = [f"burst-{index:03d}" for index in range(count)]
+        probe = Probe(
+            [sys.executable],
+            [
+                (name, "127.0.0.1", settings.http_port, f"{name}.{settings.sites_domain}", _index_of(name))
+                for name in names
+            ],
+        )
         try:
             wait_until(_edge_answers(settings), EDGE_START_SECONDS, "the edge", 0.1)
+            # The probe's threads are asking (404: no such site yet) before the clock starts.
+            wait_until(lambda: len(probe.seen) == count, 30, "the probe", 0.05)
             store = SiteStore(settings.state_dir)
-            names = [f"burst-{index:03d}" for index in range(count)]
-            started = time.monotonic()
+            phases = Timeline()
+            machine = MachineCpu()
+            controller_cpu = controller.cpu_seconds()
+            started = time.time()
             for name in names:
                 store.create(_site(name, type="dynamic", image=LOCAL_IMAGE, command=SERVE_PUBLIC))
-            _serving_through_edge(settings, names, 600)
-            seconds = time.monotonic() - started
+                phases.note(name, "written", time.time())
+            seconds = probe.wait(600) - started
+            used = f"{machine.line()}; the controller {controller.cpu_seconds() - controller_cpu:.1f} CPU s"
+            if timeline:
+                for name in names:
+                    seen = probe.seen[name]
+                    routed = [at for status, at in seen.items() if status not in (0, 404)]
+                    if routed:
+                        phases.note(name, "routed at the edge", min(routed))
+                    phases.note(name, "first 200", seen["served"])
+                phases.add_events(events, {settings.service_name(name): name for name in names})
+                phases.print(f"{count} sites via Director ({workers or 'default'} workers)", started)
+                print(f"    until all served: {used}")
         finally:
+            probe.stop()
+            events.close()
             controller.stop()
             _remove_services(client, settings)
     _no_containers_left(client, settings)
@@ -525,7 +729,9 @@ def _stack_file(settings: Settings, names: list[str], image: str, root: Path) ->
     return yaml.safe_dump({"version": "3.8", "services": services, "networks": networks}, sort_keys=False)
 
 
-def stack_burst(client: docker.DockerClient, image: str, count: int) -> float:
+def stack_burst(
+    client: docker.DockerClient, image: str, count: int, timeline: bool = False, by_id: bool = False
+) -> float:
     """Seconds from `docker stack deploy` of `count` services to each answering 200 from their network."""
     with throwaway_instance(client, image, "benchstack") as settings:
         labels = {LABEL_INSTANCE: settings.instance}
@@ -539,7 +745,9 @@ def stack_burst(client: docker.DockerClient, image: str, count: int) -> float:
             (public / "index.html").write_text(_index_of(name))
         root.chmod(0o755)
         compose = settings.state_dir / "stack.yaml"
-        compose.write_text(_stack_file(settings, names, image, root))
+        # As a user writes it, the image is named by its tag; Director names its local images by their ID.
+        named = str(client.images.get(image).id) if by_id else image
+        compose.write_text(_stack_file(settings, names, named, root))
         prober = client.containers.run(
             image,
             ["sleep", "infinity"],
@@ -548,22 +756,16 @@ def stack_burst(client: docker.DockerClient, image: str, count: int) -> float:
             labels=labels,
             name=f"{stack}-prober",
         )
-        poll = " ".join(
-            f"until curl -fsS -o /dev/null --max-time 2 http://{stack}_{name}:{SITE_PORT}/ 2>/dev/null; "
-            "do sleep 0.05; done;"
-            for name in names
+        events = SwarmEvents(client)
+        probe = Probe(
+            ["docker", "exec", prober.id, "python3"],
+            [(name, f"{stack}_{name}", SITE_PORT, f"{stack}_{name}", _index_of(name)) for name in names],
         )
-        served = threading.Event()
-
-        def probe() -> None:
-            prober.exec_run(["sh", "-c", poll])
-            served.set()
-
-        threading.Thread(target=probe, daemon=True).start()
-        # The probe's exec is under way before the clock starts, as the edge is for Director's sites.
-        time.sleep(0.2)
-        started = time.monotonic()
         try:
+            # The probe's threads are asking (no such name yet) before the clock starts, as for Director.
+            wait_until(lambda: len(probe.seen) == count, 30, "the probe", 0.05)
+            machine = MachineCpu()
+            started = time.time()
             subprocess.run(
                 [
                     "docker",
@@ -578,32 +780,55 @@ def stack_burst(client: docker.DockerClient, image: str, count: int) -> float:
                 check=True,
                 capture_output=True,
             )
-            if not served.wait(600):
-                raise TimeoutError(f"the stack's {count} services did not all answer within 600 s")
-            seconds = time.monotonic() - started
+            seconds = probe.wait(600) - started
+            used = machine.line()
+            if timeline:
+                phases = Timeline()
+                for name in names:
+                    phases.note(name, "first 200", probe.seen[name]["served"])
+                phases.add_events(events, {f"{stack}_{name}": name for name in names})
+                phases.print(f"the stack's {count} services", started)
+                print(f"    until all served: {used}")
         finally:
+            probe.stop()
+            events.close()
             _remove_services(client, settings)
     _no_containers_left(client, settings)
     return seconds
 
 
-def measure_burst(client: docker.DockerClient, image: str, count: int, rounds: int) -> None:
+def measure_burst(
+    client: docker.DockerClient,
+    image: str,
+    count: int,
+    rounds: int,
+    workers: int | None = None,
+    timeline: bool = False,
+    stack_by_id: bool = False,
+) -> None:
     director: list[float] = []
     stack: list[float] = []
     for index in range(rounds):
 
         def director_round() -> None:
-            director.append(director_burst(client, image, count))
+            director.append(director_burst(client, image, count, workers, timeline))
+            print(f"  Director: {director[-1]:.1f} s")
 
         def stack_round() -> None:
-            stack.append(stack_burst(client, image, count))
+            stack.append(stack_burst(client, image, count, timeline, stack_by_id))
+            print(f"  stack: {stack[-1]:.1f} s")
 
         for measure in [director_round, stack_round] if index % 2 == 0 else [stack_round, director_round]:
             measure()
     print(
         _median_line(f"{count} dynamic sites via Director, records -> all served through the edge", director)
     )
-    print(_median_line(f"docker stack deploy of the same {count} services -> all answering", stack))
+    named = "its ID" if stack_by_id else "its tag"
+    print(
+        _median_line(
+            f"docker stack deploy of the same {count} services (image by {named}) -> all answering", stack
+        )
+    )
     ratio = statistics.median(director) / statistics.median(stack)
     print(f"{count} dynamic sites from empty, Director / docker stack deploy: {ratio:.2f}x (target <= 0.7x)")
 
@@ -616,11 +841,25 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=10, help="latency measurements of each kind (10)")
     parser.add_argument("--sites", type=int, default=1000, help="static sites to converge and resync (1000)")
     parser.add_argument(
-        "--workers", type=int, default=None, help="the controller's workers in many and first (its default)"
+        "--workers",
+        type=int,
+        default=None,
+        help="the controller's workers in many, first and burst (its default)",
     )
     parser.add_argument("--resyncs", type=int, default=5, help="resyncs measured in-process, median (5)")
     parser.add_argument("--burst", type=int, default=100, help="dynamic sites started at once (100)")
     parser.add_argument("--burst-rounds", type=int, default=1, help="bursts of each kind, alternated (1)")
+    parser.add_argument(
+        "--timeline",
+        action="store_true",
+        help="in burst: when each site's service was created, its container started, it was routed, served",
+    )
+    parser.add_argument(
+        "--stack-image",
+        choices=("tag", "id"),
+        default="tag",
+        help="in burst, how the stack names the image: by its tag, as a user writes it (tag), or by its ID",
+    )
     parser.add_argument(
         "--parts", default=",".join(PARTS), help=f"which parts to run, comma-separated ({','.join(PARTS)})"
     )
@@ -646,7 +885,15 @@ def main() -> None:
             with throwaway_instance(client, image, "benchf") as settings:
                 converge_from_records(settings, arguments.sites, arguments.workers)
         if "burst" in parts:
-            measure_burst(client, image, arguments.burst, arguments.burst_rounds)
+            measure_burst(
+                client,
+                image,
+                arguments.burst,
+                arguments.burst_rounds,
+                arguments.workers,
+                arguments.timeline,
+                arguments.stack_image == "id",
+            )
     finally:
         client.close()
     print(f"benchmark total {time.monotonic() - started:.0f} s; everything it created is removed")

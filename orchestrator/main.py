@@ -38,8 +38,11 @@ log = logging.getLogger("director")
 
 # The batches of routes the edge reloads grow with the workers. Measured with 10,000 static sites starting
 # at once, in one sitting: all Ready in 222 s with 16 workers (CPU 103 s), 77 s with 128 (CPU 73 s), where
-# the CPU is the limit. A burst of 100 dynamic sites was slower with them (45 s against 34 s with 16, for
-# reasons not yet found; bench.reconcile_loop --parts burst --workers N).
+# the CPU is the limit. A burst of 100 dynamic sites takes as long with 16 as with 128 (38 s against 33-36 s
+# on a loaded machine; bench.reconcile_loop --parts burst --workers N): it waits on Swarm starting containers.
+# It looked slower with 128 while every task start first waited for Swarm's pull of the image's tag to fail
+# (a registry lookup of 5-10 s here, slower when many start at once); Director's local images are now named
+# by their ID, which Swarm never pulls (local_images.pinned_local_image).
 WORKERS = 128
 
 

@@ -1,4 +1,5 @@
-"""Which image a service runs: the names of Director's local images resolve to the one built here."""
+"""Which image a service runs: the names of Director's local images resolve to the one built here, named by
+its ID so that Swarm does not try to pull it before each start (local_images.pinned_local_image)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import asyncio
 import docker
 
 from reconcilers.docker_calls import off_loop
-from reconcilers.local_images import BASE_ALIASES, resolve_edge_image, resolve_site_image
+from reconcilers.local_images import BASE_ALIASES, pinned_local_image, resolve_edge_image, resolve_site_image
 from specs.config import Settings
 
 
@@ -22,11 +23,15 @@ class ImageResolver:
     async def site_image(self, requested: str, deadline: float) -> str:
         if requested not in BASE_ALIASES:
             return requested
-        # The content-hash tag, not the alias: a rebuilt image changes the spec and so redeploys the site.
+        # The image the content-hash tag names, not the alias: a rebuilt image changes the spec and so
+        # redeploys the site.
         async with self._lock:
             if self._site_image is None:
-                self._site_image = await off_loop(deadline, resolve_site_image, self._client, self._settings)
+                self._site_image = await off_loop(deadline, self._resolve_site_image)
             return self._site_image
+
+    def _resolve_site_image(self) -> str:
+        return pinned_local_image(self._client, resolve_site_image(self._client, self._settings))
 
     async def edge_image(self, deadline: float) -> str:
         async with self._lock:

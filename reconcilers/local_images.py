@@ -149,6 +149,24 @@ def resolve_site_image(client: docker.DockerClient, settings: Settings) -> str:
     return settings.site_image or ensure_base_image(client)
 
 
+def pinned_local_image(client: docker.DockerClient, reference: str) -> str:
+    """The ID of the image `reference` names when it is one of Director's local images (named under
+    LOCAL_REPOSITORY_PREFIX), else `reference` as it is.
+
+    Before each task of a service naming its image by tag starts, Swarm's agent pulls that tag, even when the
+    image is here, and uses the local one once the pull has failed. No registry has Director's local images,
+    so every start of a site waited for that failure: a lookup of registry-1.docker.io, 5 to 10 s on these
+    machines, which queue up when many sites start at once. Swarm never pulls an image named by its ID. An
+    image not found here is left named as it is: Swarm says why its tasks cannot start, as it did.
+    """
+    if not reference.startswith(f"{LOCAL_REPOSITORY_PREFIX}/"):
+        return reference
+    try:
+        return str(client.images.get(reference).id)
+    except docker.errors.ImageNotFound:
+        return reference
+
+
 def ensure_image(
     client: docker.DockerClient,
     recipe: ImageRecipe,

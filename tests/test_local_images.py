@@ -8,6 +8,7 @@ from dataclasses import replace
 
 import pytest
 
+from reconcilers.images import ImageResolver
 from reconcilers.local_images import (
     BASE_ALIASES,
     LABEL_RECIPE,
@@ -17,6 +18,7 @@ from reconcilers.local_images import (
     build_lock,
     ensure_base_image,
     ensure_image,
+    pinned_local_image,
     read_package_list,
 )
 
@@ -49,6 +51,26 @@ def test_base_image_serves_as_edge_and_site_image(docker_client, base_image, tes
     config = docker_client.images.get(base_image).attrs["Config"]
     assert "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" in config["Env"]
     assert "http.server" in " ".join(config["Cmd"])
+
+
+def test_a_local_image_is_named_by_its_id_which_swarm_never_pulls(docker_client, base_image):
+    image_id = docker_client.images.get(base_image).id
+    assert image_id.startswith("sha256:")
+    assert pinned_local_image(docker_client, base_image) == image_id
+    assert pinned_local_image(docker_client, "director-local/site:latest") == image_id
+    # Not Director's own: pulled as usual. Not here: left as named, for Swarm to say it has no such image.
+    assert pinned_local_image(docker_client, "nginx:1.25") == "nginx:1.25"
+    assert pinned_local_image(docker_client, "director-local/none:0") == "director-local/none:0"
+
+
+async def test_a_dynamic_site_s_default_image_is_the_local_base_named_by_its_id(
+    docker_client, base_image, make_settings
+):
+    resolver = ImageResolver(docker_client, make_settings(site_image=base_image))
+    image_id = docker_client.images.get(base_image).id
+    for alias in BASE_ALIASES:
+        assert await resolver.site_image(alias, time.monotonic() + 30) == image_id
+    assert await resolver.site_image("nginx:1.25", time.monotonic() + 30) == "nginx:1.25"
 
 
 def test_tag_follows_the_recipe():
