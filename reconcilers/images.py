@@ -1,5 +1,6 @@
-"""Which image a service runs: the names of Director's local images resolve to the one built here, named by
-its ID so that Swarm does not try to pull it before each start (local_images.pinned_local_image)."""
+"""Which image a service runs (a site's or the edge's): the names of Director's local images resolve to the
+one built here, named by its ID so that Swarm does not try to pull it before each start
+(local_images.pinned_local_image)."""
 
 from __future__ import annotations
 
@@ -36,5 +37,9 @@ class ImageResolver:
     async def edge_image(self, deadline: float) -> str:
         async with self._lock:
             if self._edge_image is None:
-                self._edge_image = await off_loop(deadline, resolve_edge_image, self._client, self._settings)
+                self._edge_image = await off_loop(deadline, self._resolve_edge_image)
             return self._edge_image
+
+    def _resolve_edge_image(self) -> str:
+        # By ID too: every edge start (a new node, a crash, an update) would otherwise wait for the pull.
+        return pinned_local_image(self._client, resolve_edge_image(self._client, self._settings))

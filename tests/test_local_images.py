@@ -73,6 +73,11 @@ async def test_a_dynamic_site_s_default_image_is_the_local_base_named_by_its_id(
     assert await resolver.site_image("nginx:1.25", time.monotonic() + 30) == "nginx:1.25"
 
 
+async def test_the_edge_s_local_image_is_named_by_its_id(docker_client, base_image, make_settings):
+    resolver = ImageResolver(docker_client, make_settings(edge_image=base_image))
+    assert await resolver.edge_image(time.monotonic() + 30) == docker_client.images.get(base_image).id
+
+
 def test_tag_follows_the_recipe():
     recipe = base_recipe()
     assert recipe.tag == f"director-local/base:{recipe.content_hash()[:12]}"
