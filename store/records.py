@@ -1099,10 +1099,15 @@ class RecordStore(Generic[R]):
         if failed is not None:
             raise failed
 
-    def write_statuses(self, statuses: Mapping[str, Model]) -> dict[str, StoreError | None]:
+    def write_statuses(
+        self, statuses: Mapping[str, Model], *, handed_over: bool = False
+    ) -> dict[str, StoreError | None]:
         """write_status of many records in one locked write: one counter advance, their files synced together
         (the controller's statuses after a burst of reconciles). Per name None, or why it was not written
-        (NotFound, InvalidRecord); an OSError (no room left) fails them all, none written."""
+        (NotFound, InvalidRecord); an OSError (no room left) fails them all, none written.
+
+        With `handed_over`, the caller made each status by validating it and gives it up (it never changes it
+        afterwards): the store keeps a status of its kind's model as it is, rather than a validated copy."""
         results: dict[str, StoreError | None] = {}
         with self._writing():
             putting: builtins.list[tuple[str, _FileKey, R, int, Model]] = []
@@ -1113,7 +1118,7 @@ class RecordStore(Generic[R]):
                     results[name] = error
             versions = self._counter.advance_each([floor for _, _, _, floor, _ in putting])
             records = [
-                (name, spec_key, stored, self._status_for(stored, status, version))
+                (name, spec_key, stored, self._status_for(stored, status, version, handed_over=handed_over))
                 for (name, spec_key, stored, _, status), version in zip(putting, versions, strict=True)
             ]
             write_many_atomic(
@@ -1145,13 +1150,11 @@ class RecordStore(Generic[R]):
         )
         return spec_key, stored, floor
 
-    def _status_for(self, stored: R, status: Model, version: int) -> _Status:
-        return _Status(
-            stored.metadata.uid,
-            str(version),
+    def _status_for(self, stored: R, status: Model, version: int, *, handed_over: bool = False) -> _Status:
+        if not handed_over or type(status) is not self.kind.status:
             # Validated afresh (the caller may have assigned fields since), and a copy of its own.
-            self.kind.status.model_validate(status.model_dump()),
-        )
+            status = self.kind.status.model_validate(status.model_dump())
+        return _Status(stored.metadata.uid, str(version), status)
 
     def _remember_status(self, name: str, spec_key: _FileKey, stored: R, record: _Status) -> None:
         status_key = self._cache.remember(self.status_path(name), record)

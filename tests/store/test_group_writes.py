@@ -49,6 +49,21 @@ def test_write_statuses_is_what_each_write_status_would_leave(store: SiteStore):
         assert listed.status == record.status
 
 
+def test_a_handed_over_status_is_kept_as_it_is_and_any_other_is_copied(store: SiteStore):
+    store.create(make_site("given"))
+    store.create(make_site("lent"))
+    given, lent = SiteStatus(observed_generation=1), SiteStatus(observed_generation=1)
+    store.write_statuses({"given": given}, handed_over=True)
+    store.write_statuses({"lent": lent})
+    # The caller that hands a status over has validated it: the store keeps it rather than validate a copy.
+    handed = store.current("given")
+    assert isinstance(handed, type(store.get("given"))) and handed.status is given
+    # A status only lent may be changed by its caller afterwards: the store keeps a validated copy.
+    copied = store.current("lent")
+    assert isinstance(copied, type(store.get("lent"))) and copied.status is not lent
+    assert copied.status == lent
+
+
 def test_write_statuses_refuses_a_missing_record_and_writes_the_others(store: SiteStore):
     store.create(make_site("here"))
     results = store.write_statuses(
