@@ -10,8 +10,8 @@ together. A caller still hears only of its own record.
 from __future__ import annotations
 
 import asyncio
-from functools import partial
 from collections.abc import Mapping
+from functools import partial
 from typing import Generic, TypeVar
 
 from controller.batcher import Batcher

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import stat
 from collections.abc import Awaitable, Callable
@@ -114,6 +115,38 @@ async def test_a_converged_site_is_checked_without_converging_again_until_its_di
     # So is a new ask of the same directories: a dynamic site without a command gets its starter run.sh.
     await files.reconcile(make_site("gamma", type="dynamic", image="director-local/site:latest"), context())
     assert converges == 4 and (files_settings.sites_dir / "gamma" / "run.sh").exists()
+
+
+async def test_a_burst_of_new_sites_is_converged_in_a_few_thread_hops_each_with_its_own_outcome(
+    files_settings, monkeypatch
+):
+    files = SiteFiles(files_settings)
+    files_settings.sites_dir.mkdir(parents=True)
+    (files_settings.sites_dir / "blocked").write_text("a file where the directory goes")
+    hops = 0
+    to_thread = asyncio.to_thread
+
+    async def counted(call: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        nonlocal hops
+        hops += 1
+        return await to_thread(call, *args, **kwargs)
+
+    monkeypatch.setattr(files_module.asyncio, "to_thread", counted)
+    names = [f"burst-{index}" for index in range(40)]
+    outcomes = await asyncio.gather(
+        *(files.reconcile(make_site(name), context()) for name in [*names, "blocked"]), return_exceptions=True
+    )
+    # A thread hop per site cost more than its converge: the burst shares a few.
+    assert 1 <= hops <= 3
+    *converged, blocked = outcomes
+    assert isinstance(blocked, PermanentError) and "blocked exists but is not a directory" in str(blocked)
+    uids = set()
+    for name, outcome in zip(names, converged, strict=True):
+        assert not isinstance(outcome, BaseException)
+        assert outcome.provides == {"uid": files.uid_of(name)}
+        uids.add(outcome.provides["uid"])
+        assert (files_settings.sites_dir / name / "public" / "index.html").exists()
+    assert len(uids) == len(names)
 
 
 async def test_finalize_archives_and_observe_prunes_expired_archives(files_settings):
