@@ -408,10 +408,11 @@ class _ParseCache:
                 self._entries[str(path)] = (key, value)
         return value
 
-    def remember(self, path: Path, value: object) -> _FileKey | None:
+    def remember(self, path: Path, value: object, *, key: _FileKey | None = None) -> _FileKey | None:
         """Cache what this process just wrote, so its own next list() need not parse it back; the file's
-        identity (None: gone already)."""
-        key = _file_key(path)
+        identity (None: gone already). `key`: the identity of the file about to be renamed to `path`."""
+        if key is None:
+            key = _file_key(path)
         if key is not None:
             _sharing_field_sets(value)
         with self._lock:
@@ -754,11 +755,21 @@ class RecordStore(Generic[R]):
     def _write_specs(self, records: builtins.list[R]) -> None:
         """Write these spec records, their files synced together. The parse cache keeps them as they are:
         they are nobody else's (their parts at most shared with cached records, which nobody changes)."""
+        paths = [self.spec_path(record.name) for record in records]
+
+        def cache(temps: builtins.list[Path]) -> None:
+            # Before the renames: a watcher woken by one finds its record cached, and need not parse it back.
+            for path, temp, record in zip(paths, temps, records, strict=True):
+                self._cache.remember(path, record, key=_file_key(temp))
+
         write_many_atomic(
-            [(self.spec_path(r.name), _dump(r.to_document(include_status=False))) for r in records]
+            [
+                (path, _dump(r.to_document(include_status=False)))
+                for path, r in zip(paths, records, strict=True)
+            ],
+            before_rename=cache,
         )
         for record in records:
-            self._cache.remember(self.spec_path(record.name), record)
             self._written(record.name)
 
     def _remove_record(self, name: str) -> None:
