@@ -222,15 +222,112 @@ def _now() -> datetime:
 
 def _dump(document: dict[str, object]) -> bytes:
     """The text yaml.dump(document, Dumper=CSafeDumper, default_flow_style=False, sort_keys=False,
-    allow_unicode=True) writes, in about half its time: the node tree of a JSON-shaped document is built
-    here, without the representer's general machinery (alias tracking, a type lookup per value), and
-    serialized by the same emitter."""
+    allow_unicode=True) writes. A record whose every string is of a few plain shapes (names, versions,
+    timestamps: most records, and every spec record the controller rewrites to add its finalizer) is
+    written here as the emitter would write it, in a small fraction of its time; any other goes through the
+    emitter itself, its node tree built without the representer's general machinery (alias tracking, a type
+    lookup per value)."""
+    lines: builtins.list[str] = []
+    if _block_mapping(document, "", "", lines):
+        return "".join(lines).encode()
     text: str = yaml.serialize(_node(document), Dumper=_Dumper, allow_unicode=True)
     return text.encode()
 
 
 _TAG = "tag:yaml.org,2002:"
+_STR_TAG = f"{_TAG}str"
 _FLOATS = SafeRepresenter()
+_RESOLVER: Any = yaml.resolver.Resolver()
+# Strings the emitter writes as they are (plain) unless they would read back as another type (an int, a
+# bool, a timestamp), which it writes in single quotes; with no space, nothing in them can be folded at the
+# line width. Any other string (spaces, quotes, '#', ': ', non-ASCII...) is left to the emitter itself.
+_PLAIN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_./-]{0,79}")
+# Strings that read back as another type are single-quoted: these shapes alone (timestamps, numbers).
+_QUOTED = re.compile(r"[A-Za-z0-9_.+-][A-Za-z0-9_.:+-]{0,79}")
+
+
+# Most strings of a record recur in every record (field names, defaults): each is looked at once.
+@functools.lru_cache(maxsize=4096)
+def _string_text(value: str) -> str | None:
+    if value == "":
+        return "''"
+    plain = _PLAIN.fullmatch(value) is not None
+    if not plain and _QUOTED.fullmatch(value) is None:
+        return None
+    if _RESOLVER.resolve(ScalarNode, value, (True, False)) == _STR_TAG:
+        return value if plain else None
+    return f"'{value}'"
+
+
+def _scalar_text(value: object) -> str | None:
+    """How the emitter writes a scalar in block context, for the shapes known here; None for any other."""
+    if isinstance(value, str):
+        return _string_text(value)
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        text: str = _FLOATS.represent_float(value).value
+        return text
+    return None
+
+
+def _key_text(key: object) -> str | None:
+    """A mapping key the emitter writes plain (keys of other shapes are left to it)."""
+    if isinstance(key, str) and _string_text(key) == key:
+        return key
+    return None
+
+
+def _block_mapping(mapping: dict[str, object], first: str, indent: str, lines: builtins.list[str]) -> bool:
+    """Append the lines of a non-empty block mapping (`first` starts its first line: "- " in a sequence) as
+    the emitter writes them; False when something in it is not of the shapes known here."""
+    prefix = first
+    for key, value in mapping.items():
+        key_text = _key_text(key)
+        if key_text is None:
+            return False
+        head = f"{prefix}{key_text}:"
+        prefix = indent
+        if isinstance(value, dict):
+            if not value:
+                lines.append(f"{head} {{}}\n")
+            else:
+                lines.append(f"{head}\n")
+                if not _block_mapping(value, f"{indent}  ", f"{indent}  ", lines):
+                    return False
+        elif isinstance(value, list):
+            if not value:
+                lines.append(f"{head} []\n")
+            else:
+                # A sequence in a mapping is written at the mapping's own indentation.
+                lines.append(f"{head}\n")
+                if not _block_sequence(value, indent, lines):
+                    return False
+        else:
+            text = _scalar_text(value)
+            if text is None:
+                return False
+            lines.append(f"{head} {text}\n")
+    return True
+
+
+def _block_sequence(items: builtins.list[object], indent: str, lines: builtins.list[str]) -> bool:
+    for item in items:
+        if isinstance(item, dict) and item:
+            if not _block_mapping(item, f"{indent}- ", f"{indent}  ", lines):
+                return False
+            continue
+        if isinstance(item, (dict, list)):
+            return False
+        text = _scalar_text(item)
+        if text is None:
+            return False
+        lines.append(f"{indent}- {text}\n")
+    return True
 
 
 def _node(value: object) -> Node:

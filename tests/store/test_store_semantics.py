@@ -4,9 +4,12 @@ import gc
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from store_helpers import make_site
 
 from specs.models import Condition, LastReconcile, ObjectMeta, Site, SiteSpec, SiteStatus
+from store import records
 from store.records import (
     AlreadyExists,
     BeingDeleted,
@@ -527,3 +530,92 @@ def test_a_spec_record_is_the_yaml_that_yaml_dump_writes(store: SiteStore):
         )
         assert yaml.safe_load(text) == document
         assert SiteStore(store.state_dir).get(name) == stored
+
+
+# Strings of the shapes the store writes without libyaml's emitter, and strings close to them that it must
+# leave to the emitter (or quote as the emitter does): each document must be the emitter's very text.
+_NEAR_PLAIN = st.one_of(
+    st.from_regex(r"[A-Za-z0-9_][A-Za-z0-9_./-]{0,12}", fullmatch=True),
+    st.from_regex(r"[A-Za-z0-9_.+-][A-Za-z0-9_.:+ #'-]{0,12}", fullmatch=True),
+    st.sampled_from(
+        [
+            "",
+            "yes",
+            "No",
+            "on",
+            "NULL",
+            "~",
+            "1",
+            "-1",
+            "+1",
+            "0x1F",
+            "0o17",
+            "1_000",
+            "1e3",
+            "1.5",
+            ".inf",
+            "-.Inf",
+            ".NaN",
+            "2026-11-30",
+            "2026-11-30T14:31:09Z",
+            "12:30",
+            "1:2:3",
+            "0777",
+            "a:b",
+            "a: b",
+            "-a",
+            "- a",
+            "...",
+            "---",
+            "a#b",
+            "a #b",
+            "x" * 100,
+            "<<",
+            "=",
+            "é",
+        ]
+    ),
+)
+_SCALARS = st.one_of(
+    _NEAR_PLAIN, st.integers(), st.floats(allow_nan=False), st.booleans(), st.none(), st.just(0.6)
+)
+_DOCUMENTS = st.dictionaries(
+    _NEAR_PLAIN,
+    st.recursive(
+        _SCALARS,
+        lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(_NEAR_PLAIN, inner, max_size=3)),
+        max_leaves=12,
+    ),
+    min_size=1,
+    max_size=5,
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(_DOCUMENTS)
+def test_any_record_is_written_as_the_very_text_of_libyaml_s_emitter(document: dict[str, object]):
+    expected = yaml.dump(
+        document, Dumper=yaml.CSafeDumper, default_flow_style=False, sort_keys=False, allow_unicode=True
+    )
+    assert records._dump(document).decode() == expected
+
+
+def test_a_plain_record_is_written_without_the_emitter(store: SiteStore, monkeypatch: pytest.MonkeyPatch):
+    # Names, versions and timestamps only (every record the controller adds its finalizer to, unless its
+    # spec says more): writing them costs a fraction of the emitter's time.
+    def no_emitter(*args: object, **kwargs: object) -> str:
+        raise AssertionError("the emitter was used for a plain record")
+
+    site = make_site("plain")
+    site.metadata.labels = {"team": "web"}
+    created = store.create(site)
+    monkeypatch.setattr(records.yaml, "serialize", no_emitter)
+    stored = store.add_finalizer(created.name, FINALIZER)
+    monkeypatch.undo()
+    assert store.spec_path("plain").read_text() == yaml.dump(
+        stored.to_document(include_status=False),
+        Dumper=yaml.CSafeDumper,
+        default_flow_style=False,
+        sort_keys=False,
+        allow_unicode=True,
+    )
