@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import stat
+import sys
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -147,6 +148,33 @@ async def test_a_burst_of_new_sites_is_converged_in_a_few_thread_hops_each_with_
         uids.add(outcome.provides["uid"])
         assert (files_settings.sites_dir / name / "public" / "index.html").exists()
     assert len(uids) == len(names)
+
+
+async def test_what_is_kept_of_a_converged_site_is_small(files_settings):
+    # One is kept per site for the life of the controller: at 10,000 sites, a kilobyte each is 10 MB.
+    files = SiteFiles(files_settings)
+    names = [f"kept-{index}" for index in range(50)]
+    for name in names:
+        await files.reconcile(make_site(name), context())
+
+    def size(value: object) -> int:
+        if isinstance(value, (tuple, list)):
+            return sys.getsizeof(value) + sum(size(item) for item in value)
+        if hasattr(value, "__slots__") and not hasattr(value, "__dict__"):
+            return sys.getsizeof(value) + sum(size(getattr(value, slot)) for slot in value.__slots__)
+        if hasattr(value, "__dict__"):
+            return (
+                sys.getsizeof(value) + sys.getsizeof(vars(value)) + sum(size(v) for v in vars(value).values())
+            )
+        # Small ints and booleans are shared by everyone.
+        return (
+            0
+            if isinstance(value, bool) or (isinstance(value, int) and -5 <= value <= 256)
+            else sys.getsizeof(value)
+        )
+
+    kept = [size(files._converged[name]) for name in names]
+    assert max(kept) <= 300, kept
 
 
 async def test_finalize_archives_and_observe_prunes_expired_archives(files_settings):
