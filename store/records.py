@@ -202,10 +202,17 @@ def _kept(record: _StatusRecord[Model]) -> _Status:
     return _Status(record.metadata.uid, record.metadata.resource_version, record.status)
 
 
-# What identifies one version of a file without reading it; a rename always brings a new inode.
-_FileKey = tuple[int, int, int]
+# What identifies one version of a file without reading it (a rename always brings a new inode): its mtime,
+# size and inode, packed in one int. The caches hold several per record; a tuple of three ints cost three
+# times as much.
+_FileKey = int
 _Parsed = TypeVar("_Parsed")
 _Cached = TypeVar("_Cached")
+
+
+def _key_of(st: os.stat_result) -> _FileKey:
+    # Size and inode are below 2**64; the mtime may be negative, which the shift keeps apart all the same.
+    return (st.st_mtime_ns << 128) | (st.st_size << 64) | st.st_ino
 
 
 def _file_key(path: Path | str) -> _FileKey | None:
@@ -213,7 +220,7 @@ def _file_key(path: Path | str) -> _FileKey | None:
         st = os.stat(path)
     except FileNotFoundError:
         return None
-    return (st.st_mtime_ns, st.st_size, st.st_ino)
+    return _key_of(st)
 
 
 def _now() -> datetime:
@@ -374,7 +381,7 @@ def _validation_message(error: ValidationError) -> str:
     return "; ".join(problems)
 
 
-_INDEX_FORMAT = 2
+_INDEX_FORMAT = 3
 # A list() that had to parse at least this many files rewrites the shared index.
 _INDEX_MIN_PARSES = 64
 
@@ -690,14 +697,14 @@ class RecordStore(Generic[R]):
             if entry.name.endswith(_RECORD_SUFFIX) and not entry.name.startswith("."):
                 with contextlib.suppress(FileNotFoundError):
                     st = entry.stat()
-                    status_keys[entry.name[: -len(_RECORD_SUFFIX)]] = (st.st_mtime_ns, st.st_size, st.st_ino)
+                    status_keys[entry.name[: -len(_RECORD_SUFFIX)]] = _key_of(st)
         keys: dict[str, tuple[_FileKey, _FileKey | None]] = {}
         for entry in os.scandir(self.specs_dir):
             if entry.name.endswith(_RECORD_SUFFIX) and not entry.name.startswith("."):
                 with contextlib.suppress(FileNotFoundError):
                     st = entry.stat()
                     name = entry.name[: -len(_RECORD_SUFFIX)]
-                    keys[name] = ((st.st_mtime_ns, st.st_size, st.st_ino), status_keys.get(name))
+                    keys[name] = (_key_of(st), status_keys.get(name))
         return keys
 
     def list(self) -> tuple[list[R], list[RecordError]]:
@@ -751,7 +758,7 @@ class RecordStore(Generic[R]):
                 )
 
     def _adopt(self, item: Any, path: Path, key: _FileKey, validate: Callable[[str], object]) -> None:
-        if not isinstance(item, dict) or item.get("key") != builtins.list(key) or self._cache.lookup(path):
+        if not isinstance(item, dict) or item.get("key") != key or self._cache.lookup(path):
             return
         try:
             value = validate(item["json"])
@@ -1387,7 +1394,7 @@ class RecordStore(Generic[R]):
             if entry.name.endswith(_RECORD_SUFFIX) and not entry.name.startswith("."):
                 with contextlib.suppress(FileNotFoundError):
                     st = entry.stat()
-                    keys[entry.name[: -len(_RECORD_SUFFIX)]] = (st.st_mtime_ns, st.st_size, st.st_ino)
+                    keys[entry.name[: -len(_RECORD_SUFFIX)]] = _key_of(st)
         return keys
 
     def _read_shared_spec(self, name: str, key: _FileKey) -> R | RecordError:

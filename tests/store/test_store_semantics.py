@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import gc
+import os
+import sys
 
 import pytest
 import yaml
@@ -385,6 +387,28 @@ def test_shared_index_spares_a_new_process_the_yaml_parse_but_not_the_truth(stor
     assert by_name["site-000"].status is not None and by_name["site-000"].status.observed_generation == 1
     index.write_text('{"format": 2, "specs": {"site-001": {"key": "bogus"}}, "status": [')
     assert len(SiteStore(store.state_dir).list()[0]) == 80
+
+
+def test_the_identities_kept_of_a_record_s_files_are_small_and_tell_every_version_apart(store: SiteStore):
+    store.create(make_site("old"))
+    store.update_status("old", SiteStatus(observed_generation=1))
+    store.list()
+    # Several are kept per record, for every record, as long as the process runs.
+    spec_key, status_key = store._entries["old"][0]
+    assert status_key is not None
+
+    def size(key: object) -> int:
+        parts = key if isinstance(key, tuple) else ()
+        return sys.getsizeof(key) + sum(sys.getsizeof(part) for part in parts)
+
+    assert size(spec_key) + size(status_key) <= 2 * 64
+    # A file dated before 1970, of the same size, rewritten in place of the other: a new identity each time.
+    path = store.spec_path("old")
+    seen = {records._file_key(path)}
+    for mtime_ns in (-(10**18), -1, 0, 1):
+        os.utime(path, ns=(mtime_ns, mtime_ns))
+        seen.add(records._file_key(path))
+    assert len(seen) == 5
 
 
 def test_update_cannot_add_a_finalizer_while_deleting(store: SiteStore):
