@@ -643,3 +643,38 @@ def test_a_plain_record_is_written_without_the_emitter(store: SiteStore, monkeyp
         sort_keys=False,
         allow_unicode=True,
     )
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    _DOCUMENTS,
+    st.lists(st.tuples(st.integers(0, 10_000), st.sampled_from(list(" -:'\n{}[]#0a1.eT_\""))), max_size=3),
+)
+def test_a_record_read_without_the_yaml_reader_is_what_the_yaml_reader_reads(
+    document: dict[str, object], edits: list[tuple[int, str]]
+):
+    text = records._dump(document).decode()
+    for position, character in edits:
+        at = position % (len(text) + 1)
+        text = text[:at] + character + text[at:]
+    read = records._plain_document(text.encode())
+    if read is not None:
+        # Types too: 1, 1.0 and True are equal in Python, not in a record.
+        assert repr(read) == repr(yaml.safe_load(text))
+
+
+def test_a_plain_record_is_read_without_the_yaml_reader(store: SiteStore, monkeypatch: pytest.MonkeyPatch):
+    def no_reader(text: bytes) -> object:
+        raise AssertionError("the YAML reader was used for a plain record")
+
+    site = make_site("plain")
+    site.metadata.labels = {"team": "web"}
+    stored = store.add_finalizer(store.create(site).name, FINALIZER)
+    monkeypatch.setattr(records.yamlio, "load_record", no_reader)
+    fresh = SiteStore(store.state_dir)
+    assert fresh.get("plain") == stored
+    # Any other text is left to the YAML reader, as before.
+    path = store.spec_path("plain")
+    path.write_text(path.read_text().replace("team: web", "team: 'web'  # a comment"))
+    with pytest.raises(AssertionError, match="YAML reader"):
+        SiteStore(store.state_dir).get("plain")
