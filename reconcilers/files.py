@@ -121,6 +121,8 @@ class SiteFiles:
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
+        # As text, made once: Settings makes a new Path at each ask, and this is asked for every site.
+        self._sites_path = str(settings.sites_dir)
         self._uids: dict[str, int] = {}
         self._highest_uid_seen = FIRST_SITE_UID - 1
         self._scanned = False
@@ -147,7 +149,7 @@ class SiteFiles:
     async def reconcile(self, site: Site, ctx: ReconcileContext) -> Outcome:
         uid = self._unchanged_uid(site)
         if uid is not None:
-            site_dir = f"{self._settings.sites_dir}{os.sep}{site.name}"
+            site_dir = f"{self._sites_path}{os.sep}{site.name}"
             return Outcome(steps=[_in_place(site_dir, uid)], provides={"uid": uid})
         try:
             converged = await self._converging.submit(site.name, site, seconds_left(ctx.deadline))
@@ -180,7 +182,7 @@ class SiteFiles:
 
     def _states(self, name: str) -> bytes | None:
         # Joined as strings: pathlib's joins cost more than the lstat calls, for every site at every resync.
-        sites_dir = str(self._settings.sites_dir)
+        sites_dir = self._sites_path
         site_dir = f"{sites_dir}{os.sep}{name}"
         return _directory_states(sites_dir, tuple(f"{site_dir}{relative}" for relative in _WATCHED))
 
