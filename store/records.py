@@ -38,6 +38,7 @@ import shutil
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -617,6 +618,25 @@ def _sharing_field_sets(value: _Cached) -> _Cached:
     return value
 
 
+# Specs by content (a hash of their JSON), for the spec records this process parses: thousands of sites often
+# ask the same (the defaults), and a spec is about a kilobyte of models. Cached records are never changed (see
+# list()), so equal specs may be one object; an entry lasts as long as a record holds its spec.
+_SPECS: weakref.WeakValueDictionary[tuple[type[Model], int], Model] = weakref.WeakValueDictionary()
+
+
+def _sharing_spec(value: _Cached) -> _Cached:
+    """`value`, a parsed record about to be cached, holding the spec an equal record already holds, if any."""
+    if isinstance(value, Resource):
+        spec = value.spec
+        key = (type(spec), hash(spec.model_dump_json()))
+        shared = _SPECS.get(key)
+        if shared is not None and shared == spec:
+            value.__dict__["spec"] = shared
+        else:
+            _SPECS[key] = spec
+    return value
+
+
 class _ParseCache:
     """Parsed records of this process keyed by file identity, so unchanged files are never re-parsed."""
 
@@ -631,7 +651,7 @@ class _ParseCache:
             return self._entries.get(os.fspath(path))
 
     def put(self, path: Path | str, key: _FileKey, value: object) -> None:
-        _sharing_field_sets(value)
+        _sharing_field_sets(_sharing_spec(value))
         with self._lock:
             self._entries[os.fspath(path)] = (key, value)
 
@@ -650,7 +670,7 @@ class _ParseCache:
             value = error
         # The file may have been replaced while it was read: cache only if it is still the one we stat'ed.
         if _file_key(path) == key:
-            _sharing_field_sets(value)
+            _sharing_field_sets(_sharing_spec(value))
             with self._lock:
                 self._entries[os.fspath(path)] = (key, value)
         return value

@@ -678,3 +678,24 @@ def test_a_plain_record_is_read_without_the_yaml_reader(store: SiteStore, monkey
     path.write_text(path.read_text().replace("team: web", "team: 'web'  # a comment"))
     with pytest.raises(AssertionError, match="YAML reader"):
         SiteStore(store.state_dir).get("plain")
+
+
+def test_records_read_with_equal_specs_share_one_and_each_still_changes_alone(store: SiteStore):
+    # Thousands of sites often ask the same (the defaults): one spec held for all of them, not one each.
+    for name in ("one", "two", "three"):
+        store.create(make_site(name))
+    store.create(make_site("other", replicas=2))
+    fresh = SiteStore(store.state_dir)
+    by_name = {site.name: site for site in fresh.list()[0]}
+    assert by_name["one"].spec is by_name["two"].spec is by_name["three"].spec
+    assert by_name["other"].spec is not by_name["one"].spec and by_name["other"].spec.replicas == 2
+    changed = fresh.get("two")
+    changed.spec.replicas = 3
+    fresh.update(changed)
+    assert {site.name: site.spec.replicas for site in fresh.list()[0]} == {
+        "one": 1,
+        "other": 2,
+        "three": 1,
+        "two": 3,
+    }
+    assert fresh.get("one").spec == by_name["three"].spec
