@@ -364,6 +364,8 @@ def _node(value: object) -> Node:
 _Token = tuple[str, int, str, str | None]
 _PLAIN_INT = re.compile(r"-?(0|[1-9][0-9]*)")
 _PLAIN_FLOAT = re.compile(r"-?[0-9]+\.[0-9]+(e[-+][0-9]+)?")
+# Deeper text is left to the YAML reader, which bounds the depth it reads (the reading here recurses).
+_PLAIN_MAX_COLUMN = 2 * yamlio.MAX_DEPTH
 
 
 def _plain_document(text: bytes) -> dict[str, object] | None:
@@ -395,6 +397,8 @@ def _tokens(lines: builtins.list[str]) -> builtins.list[_Token] | None:
             tokens.append(("item", column, "", None))
             column += 2
             content = content[2:]
+        if column > _PLAIN_MAX_COLUMN:
+            return None
         if content.startswith("'"):
             tokens.append(("scalar", column, content, None))
             continue

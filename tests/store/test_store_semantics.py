@@ -699,3 +699,12 @@ def test_records_read_with_equal_specs_share_one_and_each_still_changes_alone(st
         "two": 3,
     }
     assert fresh.get("one").spec == by_name["three"].spec
+
+
+def test_a_record_nested_deeper_than_the_yaml_reader_reads_is_refused_as_before(store: SiteStore):
+    store.create(make_site("deep"))
+    path = store.spec_path("deep")
+    nested = "".join(f"{'  ' * depth}k:\n" for depth in range(3000)) + f"{'  ' * 3000}k: 1\n"
+    path.write_text(path.read_text() + nested.replace("k:", "extra:", 1))
+    with pytest.raises(InvalidRecord):
+        SiteStore(store.state_dir).get("deep")
