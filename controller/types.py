@@ -21,7 +21,7 @@ FINALIZER = "director.io/cleanup"
 R_contra = TypeVar("R_contra", bound=Resource, contravariant=True)
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True, order=True, slots=True)
 class Request:
     kind: str
     name: str

@@ -21,7 +21,7 @@ from store.records import RecordStore, WatchEvent
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Fingerprint:
     uid: str | None
     generation: int | None

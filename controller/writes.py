@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
+from functools import partial
 from typing import Generic, TypeVar
 
 from controller.batcher import Batcher
@@ -42,7 +43,9 @@ class RecordWrites(Generic[R]):
         return added
 
     async def _write_statuses(self, batch: dict[str, Model]) -> Mapping[str, StoreError | None]:
-        return await asyncio.to_thread(self._records.write_statuses, batch)
+        # The runtime makes each status from validated parts and never changes one afterwards: validating it
+        # again in the store would be a second validation of every status.
+        return await asyncio.to_thread(partial(self._records.write_statuses, batch, handed_over=True))
 
     async def _add_finalizers(self, batch: dict[str, None]) -> Mapping[str, R | StoreError]:
         return await asyncio.to_thread(self._records.add_finalizers, list(batch), self._finalizer)

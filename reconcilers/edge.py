@@ -69,7 +69,7 @@ def _map_key(value: str) -> str:
     return '"\\\\' + value + '"'
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Fragment:
     """One site's route as the edge's files say it."""
 

@@ -16,20 +16,24 @@ the descriptor (fchown, fchmod); starter files are created with O_EXCL, never th
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import errno
 import os
 import re
 import shutil
 import stat
+import struct
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from controller.batcher import Batcher
 from controller.types import Outcome, PermanentError, ReconcileContext, Step
-from reconcilers.docker_calls import off_loop
+from reconcilers.docker_calls import DeadlineExceeded, off_loop, seconds_left
 from specs.config import Settings
 from specs.models import Site
 from store.sitefiles import (
@@ -63,11 +67,12 @@ exec python3 -m http.server "$PORT" --bind "$HOST" --directory /site/public
 
 
 # What lstat says of a directory that any change to it alters: a replacement (inode), an entry added or
-# removed, a chown or chmod (ctime), the type, owner, group and mode.
-_DirectoryState = tuple[int, int, int, int, int]
+# removed, a chown or chmod (ctime), the type, owner, group and mode; packed, since one is kept per directory
+# of every site (a tuple of five ints each cost about 1 KB a site, this about 150 bytes).
+_DIRECTORY_STATE = struct.Struct("=QqIII")
 
 
-def _directory_states(sites_dir: Path, paths: tuple[Path, ...]) -> tuple[_DirectoryState, ...] | None:
+def _directory_states(sites_dir: str, paths: tuple[str, ...]) -> bytes | None:
     """The state of each of `paths`, and of `sites_dir` but for its ctime: every new site changes that."""
     states = []
     for index, path in enumerate((sites_dir, *paths)):
@@ -76,17 +81,17 @@ def _directory_states(sites_dir: Path, paths: tuple[Path, ...]) -> tuple[_Direct
         except OSError:
             return None
         changed = found.st_ctime_ns if index else 0
-        states.append((found.st_ino, changed, found.st_mode, found.st_uid, found.st_gid))
-    return tuple(states)
+        states.append(_DIRECTORY_STATE.pack(found.st_ino, changed, found.st_mode, found.st_uid, found.st_gid))
+    return b"".join(states)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _Converged:
     """A site's directories as the last converge left them, and what that converge was asked."""
 
     uid: int
     wants_run_sh: bool
-    states: tuple[_DirectoryState, ...]
+    states: bytes
 
 
 @dataclass(frozen=True)
@@ -101,6 +106,11 @@ SITE_LAYOUT = (
     DirectoryRule("public", 0o2770, group_is_edge=True),
     DirectoryRule("private", 0o700, group_is_edge=False),
 )
+# The directories of a site whose state a converged site is checked against, relative to its own.
+_WATCHED = ("", *(f"{os.sep}{rule.relative}" for rule in SITE_LAYOUT if rule.relative))
+
+# What one converge of a site came to: its steps and uid, or what it raised.
+_Converge = tuple[list[Step], int] | Exception
 
 
 class SiteFiles:
@@ -111,6 +121,8 @@ class SiteFiles:
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
+        # As text, made once: Settings makes a new Path at each ask, and this is asked for every site.
+        self._sites_path = str(settings.sites_dir)
         self._uids: dict[str, int] = {}
         self._highest_uid_seen = FIRST_SITE_UID - 1
         self._scanned = False
@@ -119,6 +131,9 @@ class SiteFiles:
         # Per site, its directories as its last converge left them: a resync finding them so (a few lstat
         # calls on the loop) has nothing to do, without a thread hop and a dozen system calls per site.
         self._converged: dict[str, _Converged] = {}
+        # The converges asked for together (thousands of new sites at a start) share one thread hop: a hop
+        # per site cost more than the converge's own system calls.
+        self._converging: Batcher[str, Site, _Converge] = Batcher(self._converge_batch, 0.0)
 
     def uid_of(self, name: str) -> int | None:
         """The site's uid, read from its directory's owner (None before its first reconcile)."""
@@ -134,21 +149,42 @@ class SiteFiles:
     async def reconcile(self, site: Site, ctx: ReconcileContext) -> Outcome:
         uid = self._unchanged_uid(site)
         if uid is not None:
-            return Outcome(
-                steps=[_in_place(self._settings.sites_dir / site.name, uid)], provides={"uid": uid}
-            )
-        steps, uid = await off_loop(ctx.deadline, self._converge, site)
+            site_dir = f"{self._sites_path}{os.sep}{site.name}"
+            return Outcome(steps=[_in_place(site_dir, uid)], provides={"uid": uid})
+        try:
+            converged = await self._converging.submit(site.name, site, seconds_left(ctx.deadline))
+        except TimeoutError:
+            raise DeadlineExceeded(
+                f"the directories of {site.name} were not converged before the deadline"
+            ) from None
+        if isinstance(converged, Exception):
+            raise converged
+        steps, uid = converged
         # The service runs as this uid; nothing later in the pass has to look it up again.
         return Outcome(steps=steps, provides={"uid": uid})
+
+    async def _converge_batch(self, batch: dict[str, Site]) -> Mapping[str, _Converge]:
+        return await asyncio.to_thread(self._converge_each, list(batch.values()))
+
+    def _converge_each(self, sites: list[Site]) -> dict[str, _Converge]:
+        """_converge of each site; what one raises is its own result and stops none of the others."""
+        results: dict[str, _Converge] = {}
+        for site in sites:
+            try:
+                results[site.name] = self._converge(site)
+            except Exception as error:
+                results[site.name] = error
+        return results
 
     async def finalize(self, name: str, ctx: ReconcileContext) -> Outcome:
         self._converged.pop(name, None)
         return Outcome(steps=[await off_loop(ctx.deadline, self._archive, name)])
 
-    def _states(self, name: str) -> tuple[_DirectoryState, ...] | None:
-        site_dir = self._settings.sites_dir / name
-        watched = (site_dir, *(site_dir / rule.relative for rule in SITE_LAYOUT if rule.relative))
-        return _directory_states(self._settings.sites_dir, watched)
+    def _states(self, name: str) -> bytes | None:
+        # Joined as strings: pathlib's joins cost more than the lstat calls, for every site at every resync.
+        sites_dir = self._sites_path
+        site_dir = f"{sites_dir}{os.sep}{name}"
+        return _directory_states(sites_dir, tuple(f"{site_dir}{relative}" for relative in _WATCHED))
 
     def _unchanged_uid(self, site: Site) -> int | None:
         """The site's uid when its directories are as its last converge left them, for the same ask."""
@@ -204,17 +240,29 @@ class SiteFiles:
 
     def _converge(self, site: Site) -> tuple[list[Step], int]:
         sites_dir = self._settings.sites_dir
-        sites_dir.mkdir(parents=True, exist_ok=True)
-        if stat.S_IMODE(sites_dir.stat().st_mode) != 0o711:
-            sites_dir.chmod(0o711)
-        site_dir = sites_dir / site.name
+        try:
+            sites_mode = os.stat(sites_dir).st_mode
+        except FileNotFoundError:
+            sites_dir.mkdir(parents=True, exist_ok=True)
+            sites_mode = os.stat(sites_dir).st_mode
+        if stat.S_IMODE(sites_mode) != 0o711:
+            os.chmod(sites_dir, 0o711)
+        # Paths as strings: pathlib's joins cost more than a new site's system calls.
+        site_dir = f"{sites_dir}{os.sep}{site.name}"
         # Only root writes sites_dir, so this check still holds when the site's directory is opened below.
-        with contextlib.suppress(FileNotFoundError):
-            if not stat.S_ISDIR(site_dir.lstat().st_mode):
-                raise PermanentError(f"{site_dir} exists but is not a directory; move it away")
-        uid = self.uid_of(site.name) or self._allocate_uid(site.name)
-        with self._lock:
-            self._uids[site.name] = uid
+        try:
+            found: os.stat_result | None = os.lstat(site_dir)
+        except FileNotFoundError:
+            found = None
+        if found is not None and not stat.S_ISDIR(found.st_mode):
+            raise PermanentError(f"{site_dir} exists but is not a directory; move it away")
+        # The uid is the directory's owner (see uid_of), or a new one for a new site.
+        if found is not None and found.st_uid >= FIRST_SITE_UID:
+            uid = found.st_uid
+            with self._lock:
+                self._uids[site.name] = uid
+        else:
+            uid = self._allocate_uid(site.name)
         created: list[str] = []
         repaired: list[str] = []
         new_entries: set[str] = set()
@@ -227,7 +275,8 @@ class SiteFiles:
                     (directories[""], rule.relative) if rule.relative else (sites_fd, site.name)
                 )
                 gid = EDGE_GID if rule.group_is_edge else uid
-                made, directory_fd, was = _ensure_directory(parent_fd, entry, site_dir / rule.relative)
+                shown = f"{site_dir}{os.sep}{rule.relative}" if rule.relative else site_dir
+                made, directory_fd, was = _ensure_directory(parent_fd, entry, shown)
                 opened.callback(os.close, directory_fd)
                 directories[rule.relative] = directory_fd
                 if made:
@@ -291,7 +340,7 @@ class SiteFiles:
         return Step("directories", "deleted", f"archived {site_dir} to {trash / archived} (kept {days} days)")
 
 
-def _in_place(site_dir: Path, uid: int) -> Step:
+def _in_place(site_dir: Path | str, uid: int) -> Step:
     return Step("directories", "unchanged", f"{site_dir} is in place, owned by uid {uid}")
 
 
@@ -299,7 +348,7 @@ def _wants_run_sh(site: Site) -> bool:
     return site.spec.type == "dynamic" and site.spec.command is None
 
 
-def _ensure_directory(parent_fd: int, name: str, shown: Path) -> tuple[bool, int, tuple[int, int, int]]:
+def _ensure_directory(parent_fd: int, name: str, shown: str) -> tuple[bool, int, tuple[int, int, int]]:
     """Make `name` in `parent_fd` unless it exists, and open it without following a link.
 
     Returns whether it was made, its descriptor, and the owner, group and mode it had. A new directory

@@ -38,7 +38,7 @@ WHY_LOST = "another site holds a domain it served"
 WHY_FREED = "a domain it names was freed"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SiteRoute:
     """How the edge serves one site: the host names it answers (its default host first), and as what."""
 

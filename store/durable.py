@@ -9,7 +9,7 @@ from __future__ import annotations
 import fcntl
 import os
 import secrets
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
@@ -73,10 +73,18 @@ def _written_temps(files: Sequence[tuple[Path, bytes]]) -> list[Path]:
     return temps
 
 
-def write_many_atomic(files: Sequence[tuple[Path, bytes]], *, sync_directories: bool = True) -> None:
+def write_many_atomic(
+    files: Sequence[tuple[Path, bytes]],
+    *,
+    sync_directories: bool = True,
+    before_rename: Callable[[list[Path]], None] | None = None,
+) -> None:
     """write_atomic for many files at once, with the same guarantee for each (a crash leaves each file old
     or new, never torn): their contents are synced together, then each is renamed into place, then each
-    directory they are in is synced once. If one cannot be written, none is renamed."""
+    directory they are in is synced once. If one cannot be written, none is renamed.
+
+    `before_rename` is given the temp files, in the order of `files`, once all are on disk and before any is
+    renamed: each is the very file (inode, size, mtime) its path will name."""
     if len(files) == 1:
         temps = [_written_temp(*files[0])]
     else:
@@ -93,6 +101,13 @@ def write_many_atomic(files: Sequence[tuple[Path, bytes]], *, sync_directories: 
         # Back in the order of `files`: share i holds files i, i + SYNC_THREADS, ...
         written = [future.result() for future in writing]
         temps = [written[index % len(shares)][index // len(shares)] for index in range(len(files))]
+    if before_rename is not None:
+        try:
+            before_rename(temps)
+        except BaseException:
+            for temp in temps:
+                temp.unlink(missing_ok=True)
+            raise
     for temp, (path, _) in zip(temps, files, strict=True):
         os.replace(temp, path)
     if sync_directories:

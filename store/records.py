@@ -38,6 +38,7 @@ import shutil
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -202,10 +203,17 @@ def _kept(record: _StatusRecord[Model]) -> _Status:
     return _Status(record.metadata.uid, record.metadata.resource_version, record.status)
 
 
-# What identifies one version of a file without reading it; a rename always brings a new inode.
-_FileKey = tuple[int, int, int]
+# What identifies one version of a file without reading it (a rename always brings a new inode): its mtime,
+# size and inode, packed in one int. The caches hold several per record; a tuple of three ints cost three
+# times as much.
+_FileKey = int
 _Parsed = TypeVar("_Parsed")
 _Cached = TypeVar("_Cached")
+
+
+def _key_of(st: os.stat_result) -> _FileKey:
+    # Size and inode are below 2**64; the mtime may be negative, which the shift keeps apart all the same.
+    return (st.st_mtime_ns << 128) | (st.st_size << 64) | st.st_ino
 
 
 def _file_key(path: Path | str) -> _FileKey | None:
@@ -213,7 +221,7 @@ def _file_key(path: Path | str) -> _FileKey | None:
         st = os.stat(path)
     except FileNotFoundError:
         return None
-    return (st.st_mtime_ns, st.st_size, st.st_ino)
+    return _key_of(st)
 
 
 def _now() -> datetime:
@@ -222,15 +230,112 @@ def _now() -> datetime:
 
 def _dump(document: dict[str, object]) -> bytes:
     """The text yaml.dump(document, Dumper=CSafeDumper, default_flow_style=False, sort_keys=False,
-    allow_unicode=True) writes, in about half its time: the node tree of a JSON-shaped document is built
-    here, without the representer's general machinery (alias tracking, a type lookup per value), and
-    serialized by the same emitter."""
+    allow_unicode=True) writes. A record whose every string is of a few plain shapes (names, versions,
+    timestamps: most records, and every spec record the controller rewrites to add its finalizer) is
+    written here as the emitter would write it, in a small fraction of its time; any other goes through the
+    emitter itself, its node tree built without the representer's general machinery (alias tracking, a type
+    lookup per value)."""
+    lines: builtins.list[str] = []
+    if _block_mapping(document, "", "", lines):
+        return "".join(lines).encode()
     text: str = yaml.serialize(_node(document), Dumper=_Dumper, allow_unicode=True)
     return text.encode()
 
 
 _TAG = "tag:yaml.org,2002:"
+_STR_TAG = f"{_TAG}str"
 _FLOATS = SafeRepresenter()
+_RESOLVER: Any = yaml.resolver.Resolver()
+# Strings the emitter writes as they are (plain) unless they would read back as another type (an int, a
+# bool, a timestamp), which it writes in single quotes; with no space, nothing in them can be folded at the
+# line width. Any other string (spaces, quotes, '#', ': ', non-ASCII...) is left to the emitter itself.
+_PLAIN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_./-]{0,79}")
+# Strings that read back as another type are single-quoted: these shapes alone (timestamps, numbers).
+_QUOTED = re.compile(r"[A-Za-z0-9_.+-][A-Za-z0-9_.:+-]{0,79}")
+
+
+# Most strings of a record recur in every record (field names, defaults): each is looked at once.
+@functools.lru_cache(maxsize=4096)
+def _string_text(value: str) -> str | None:
+    if value == "":
+        return "''"
+    plain = _PLAIN.fullmatch(value) is not None
+    if not plain and _QUOTED.fullmatch(value) is None:
+        return None
+    if _RESOLVER.resolve(ScalarNode, value, (True, False)) == _STR_TAG:
+        return value if plain else None
+    return f"'{value}'"
+
+
+def _scalar_text(value: object) -> str | None:
+    """How the emitter writes a scalar in block context, for the shapes known here; None for any other."""
+    if isinstance(value, str):
+        return _string_text(value)
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        text: str = _FLOATS.represent_float(value).value
+        return text
+    return None
+
+
+def _key_text(key: object) -> str | None:
+    """A mapping key the emitter writes plain (keys of other shapes are left to it)."""
+    if isinstance(key, str) and _string_text(key) == key:
+        return key
+    return None
+
+
+def _block_mapping(mapping: dict[str, object], first: str, indent: str, lines: builtins.list[str]) -> bool:
+    """Append the lines of a non-empty block mapping (`first` starts its first line: "- " in a sequence) as
+    the emitter writes them; False when something in it is not of the shapes known here."""
+    prefix = first
+    for key, value in mapping.items():
+        key_text = _key_text(key)
+        if key_text is None:
+            return False
+        head = f"{prefix}{key_text}:"
+        prefix = indent
+        if isinstance(value, dict):
+            if not value:
+                lines.append(f"{head} {{}}\n")
+            else:
+                lines.append(f"{head}\n")
+                if not _block_mapping(value, f"{indent}  ", f"{indent}  ", lines):
+                    return False
+        elif isinstance(value, list):
+            if not value:
+                lines.append(f"{head} []\n")
+            else:
+                # A sequence in a mapping is written at the mapping's own indentation.
+                lines.append(f"{head}\n")
+                if not _block_sequence(value, indent, lines):
+                    return False
+        else:
+            text = _scalar_text(value)
+            if text is None:
+                return False
+            lines.append(f"{head} {text}\n")
+    return True
+
+
+def _block_sequence(items: builtins.list[object], indent: str, lines: builtins.list[str]) -> bool:
+    for item in items:
+        if isinstance(item, dict) and item:
+            if not _block_mapping(item, f"{indent}- ", f"{indent}  ", lines):
+                return False
+            continue
+        if isinstance(item, (dict, list)):
+            return False
+        text = _scalar_text(item)
+        if text is None:
+            return False
+        lines.append(f"{indent}- {text}\n")
+    return True
 
 
 def _node(value: object) -> Node:
@@ -252,6 +357,149 @@ def _node(value: object) -> Node:
         node: Node = _FLOATS.represent_float(value)
         return node
     raise TypeError(f"a record holds JSON values only, not {type(value).__name__}")
+
+
+# The lines of a block document as _block_mapping writes them: "- " item markers, then "key:", "key: value"
+# or a scalar (an item's).
+_Token = tuple[str, int, str, str | None]
+_PLAIN_INT = re.compile(r"-?(0|[1-9][0-9]*)")
+_PLAIN_FLOAT = re.compile(r"-?[0-9]+\.[0-9]+(e[-+][0-9]+)?")
+# Deeper text is left to the YAML reader, which bounds the depth it reads (the reading here recurses).
+_PLAIN_MAX_COLUMN = 2 * yamlio.MAX_DEPTH
+
+
+def _plain_document(text: bytes) -> dict[str, object] | None:
+    """The mapping of a record written in the shapes _block_mapping writes (most records: every record the
+    store wrote of a plain site), read in a fraction of the YAML reader's time; None for any other text,
+    which the YAML reader reads. Read here only when writing it back gives the very same text: then it is
+    what the YAML reader would read, since that reads back what libyaml's emitter writes."""
+    if not text.endswith(b"\n") or not text.isascii():
+        return None
+    tokens = _tokens(text.decode().split("\n")[:-1])
+    if tokens is None or not tokens or tokens[0][:2] != ("key", 0):
+        return None
+    parsed = _parsed_mapping(tokens, 0, 0)
+    if parsed is None or parsed[1] != len(tokens):
+        return None
+    document = parsed[0]
+    lines: builtins.list[str] = []
+    if not _block_mapping(document, "", "", lines) or "".join(lines).encode() != text:
+        return None
+    return document
+
+
+def _tokens(lines: builtins.list[str]) -> builtins.list[_Token] | None:
+    tokens: builtins.list[_Token] = []
+    for line in lines:
+        content = line.lstrip(" ")
+        column = len(line) - len(content)
+        while content.startswith("- "):
+            tokens.append(("item", column, "", None))
+            column += 2
+            content = content[2:]
+        if column > _PLAIN_MAX_COLUMN:
+            return None
+        if content.startswith("'"):
+            tokens.append(("scalar", column, content, None))
+            continue
+        key, colon, rest = content.partition(":")
+        if not colon:
+            tokens.append(("scalar", column, content, None))
+        elif rest == "":
+            tokens.append(("key", column, key, None))
+        elif rest.startswith(" "):
+            tokens.append(("key", column, key, rest[1:]))
+        else:
+            return None
+    return tokens
+
+
+def _parsed_mapping(
+    tokens: builtins.list[_Token], at: int, column: int
+) -> tuple[dict[str, object], int] | None:
+    mapping: dict[str, object] = {}
+    while at < len(tokens) and tokens[at][0] == "key" and tokens[at][1] == column:
+        _, _, key, value = tokens[at]
+        at += 1
+        if key in mapping:
+            return None
+        child: object
+        if value is not None:
+            child = _plain_scalar(value)
+        elif at < len(tokens) and tokens[at][:2] == ("item", column):
+            sequence = _parsed_sequence(tokens, at, column)
+            if sequence is None:
+                return None
+            child, at = sequence
+        elif at < len(tokens) and tokens[at][:2] == ("key", column + 2):
+            nested = _parsed_mapping(tokens, at, column + 2)
+            if nested is None:
+                return None
+            child, at = nested
+        else:
+            return None
+        if child is _NOT_PLAIN:
+            return None
+        mapping[key] = child
+    return mapping, at
+
+
+def _parsed_sequence(
+    tokens: builtins.list[_Token], at: int, column: int
+) -> tuple[builtins.list[object], int] | None:
+    items: builtins.list[object] = []
+    while at < len(tokens) and tokens[at][:2] == ("item", column):
+        at += 1
+        if at >= len(tokens) or tokens[at][1] != column + 2:
+            return None
+        kind, _, content, _ = tokens[at]
+        if kind == "scalar":
+            item = _plain_scalar(content)
+            if item is _NOT_PLAIN:
+                return None
+            items.append(item)
+            at += 1
+        elif kind == "key":
+            nested = _parsed_mapping(tokens, at, column + 2)
+            if nested is None:
+                return None
+            items.append(nested[0])
+            at = nested[1]
+        else:
+            return None
+    return items, at
+
+
+_NOT_PLAIN = object()
+
+
+def _plain_scalar(text: str) -> object:
+    """The value of a scalar as _scalar_text writes it; _NOT_PLAIN for any other text."""
+    if text == "{}":
+        return {}
+    if text == "[]":
+        return []
+    return _plain_value(text)
+
+
+# Most scalars of a record recur in every record (field names, defaults): each is resolved once.
+@functools.lru_cache(maxsize=4096)
+def _plain_value(text: str) -> object:
+    if len(text) >= 2 and text[0] == text[-1] == "'":
+        inner = text[1:-1]
+        return _NOT_PLAIN if "'" in inner else inner
+    tag = _RESOLVER.resolve(ScalarNode, text, (True, False))
+    if tag == _STR_TAG:
+        return text
+    if tag == f"{_TAG}int" and _PLAIN_INT.fullmatch(text):
+        return int(text)
+    if tag == f"{_TAG}float" and _PLAIN_FLOAT.fullmatch(text):
+        return float(text)
+    if tag == f"{_TAG}bool" and text in ("true", "false"):
+        return text == "true"
+    if tag == f"{_TAG}null" and text == "null":
+        return None
+    return _NOT_PLAIN
 
 
 # What a YAML reader would not take literally in a JSON string: YAML 1.1's extra line breaks (NEL, LS, PS),
@@ -277,7 +525,7 @@ def _validation_message(error: ValidationError) -> str:
     return "; ".join(problems)
 
 
-_INDEX_FORMAT = 2
+_INDEX_FORMAT = 3
 # A list() that had to parse at least this many files rewrites the shared index.
 _INDEX_MIN_PARSES = 64
 
@@ -291,7 +539,9 @@ def _load_document(path: Path) -> dict[str, Any]:
     except OSError as error:
         raise InvalidRecord(path, f"cannot be read: {error.strerror}") from None
     try:
-        document = yamlio.load_record(text)
+        document = _plain_document(text)
+        if document is None:
+            document = yamlio.load_record(text)
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
@@ -372,6 +622,25 @@ def _sharing_field_sets(value: _Cached) -> _Cached:
     return value
 
 
+# Specs by content (a hash of their JSON), for the spec records this process parses: thousands of sites often
+# ask the same (the defaults), and a spec is about a kilobyte of models. Cached records are never changed (see
+# list()), so equal specs may be one object; an entry lasts as long as a record holds its spec.
+_SPECS: weakref.WeakValueDictionary[tuple[type[Model], int], Model] = weakref.WeakValueDictionary()
+
+
+def _sharing_spec(value: _Cached) -> _Cached:
+    """`value`, a parsed record about to be cached, holding the spec an equal record already holds, if any."""
+    if isinstance(value, Resource):
+        spec = value.spec
+        key = (type(spec), hash(spec.model_dump_json()))
+        shared = _SPECS.get(key)
+        if shared is not None and shared == spec:
+            value.__dict__["spec"] = shared
+        else:
+            _SPECS[key] = spec
+    return value
+
+
 class _ParseCache:
     """Parsed records of this process keyed by file identity, so unchanged files are never re-parsed."""
 
@@ -381,49 +650,52 @@ class _ParseCache:
         self._lock = threading.Lock()
         self.parses = 0
 
-    def lookup(self, path: Path) -> tuple[_FileKey, object] | None:
+    def lookup(self, path: Path | str) -> tuple[_FileKey, object] | None:
         with self._lock:
-            return self._entries.get(str(path))
+            return self._entries.get(os.fspath(path))
 
-    def put(self, path: Path, key: _FileKey, value: object) -> None:
-        _sharing_field_sets(value)
+    def put(self, path: Path | str, key: _FileKey, value: object) -> None:
+        _sharing_field_sets(_sharing_spec(value))
         with self._lock:
-            self._entries[str(path)] = (key, value)
+            self._entries[os.fspath(path)] = (key, value)
 
-    def get(self, path: Path, key: _FileKey, parse: Callable[[Path], _Parsed]) -> _Parsed | InvalidRecord:
+    def get(
+        self, path: Path | str, key: _FileKey, parse: Callable[[Path], _Parsed]
+    ) -> _Parsed | InvalidRecord:
         with self._lock:
-            entry = self._entries.get(str(path))
+            entry = self._entries.get(os.fspath(path))
         if entry is not None and entry[0] == key:
             return entry[1]  # type: ignore[return-value]
         value: object
         self.parses += 1
         try:
-            value = parse(path)
+            value = parse(Path(path))
         except InvalidRecord as error:
             value = error
         # The file may have been replaced while it was read: cache only if it is still the one we stat'ed.
         if _file_key(path) == key:
-            _sharing_field_sets(value)
+            _sharing_field_sets(_sharing_spec(value))
             with self._lock:
-                self._entries[str(path)] = (key, value)
+                self._entries[os.fspath(path)] = (key, value)
         return value
 
-    def remember(self, path: Path, value: object) -> _FileKey | None:
+    def remember(self, path: Path, value: object, *, key: _FileKey | None = None) -> _FileKey | None:
         """Cache what this process just wrote, so its own next list() need not parse it back; the file's
-        identity (None: gone already)."""
-        key = _file_key(path)
+        identity (None: gone already). `key`: the identity of the file about to be renamed to `path`."""
+        if key is None:
+            key = _file_key(path)
         if key is not None:
             _sharing_field_sets(value)
         with self._lock:
             if key is None:
-                self._entries.pop(str(path), None)
+                self._entries.pop(os.fspath(path), None)
             else:
-                self._entries[str(path)] = (key, value)
+                self._entries[os.fspath(path)] = (key, value)
         return key
 
-    def forget(self, path: Path) -> None:
+    def forget(self, path: Path | str) -> None:
         with self._lock:
-            self._entries.pop(str(path), None)
+            self._entries.pop(os.fspath(path), None)
 
 
 class RecordStore(Generic[R]):
@@ -569,18 +841,19 @@ class RecordStore(Generic[R]):
 
     def _parse_entry(self, name: str, keys: tuple[_FileKey, _FileKey | None]) -> R | RecordError:
         spec_key, status_key = keys
-        path = self.specs_dir / f"{name}{_RECORD_SUFFIX}"
+        # Joined as strings: pathlib's joins cost more than a cached record's lookup, for every record.
+        path = f"{self._specs_prefix}{name}{_RECORD_SUFFIX}"
         if not _NAME.fullmatch(name):
-            return RecordError(name, path, "not a valid site name")
+            return RecordError(name, Path(path), "not a valid site name")
         spec = self._cache.get(path, spec_key, self._parse_spec)
         if isinstance(spec, InvalidRecord):
-            return RecordError(name, path, spec.message)
+            return RecordError(name, Path(path), spec.message)
         status = None
         if status_key is not None:
-            status_path = self.status_dir / f"{name}{_RECORD_SUFFIX}"
+            status_path = f"{self._status_prefix}{name}{_RECORD_SUFFIX}"
             parsed = self._cache.get(status_path, status_key, self._parse_status)
             if isinstance(parsed, InvalidRecord):
-                return RecordError(name, status_path, parsed.message)
+                return RecordError(name, Path(status_path), parsed.message)
             if parsed.uid == spec.metadata.uid:
                 status = parsed
         return self._merge(spec, status, copy=False)
@@ -592,14 +865,14 @@ class RecordStore(Generic[R]):
             if entry.name.endswith(_RECORD_SUFFIX) and not entry.name.startswith("."):
                 with contextlib.suppress(FileNotFoundError):
                     st = entry.stat()
-                    status_keys[entry.name[: -len(_RECORD_SUFFIX)]] = (st.st_mtime_ns, st.st_size, st.st_ino)
+                    status_keys[entry.name[: -len(_RECORD_SUFFIX)]] = _key_of(st)
         keys: dict[str, tuple[_FileKey, _FileKey | None]] = {}
         for entry in os.scandir(self.specs_dir):
             if entry.name.endswith(_RECORD_SUFFIX) and not entry.name.startswith("."):
                 with contextlib.suppress(FileNotFoundError):
                     st = entry.stat()
                     name = entry.name[: -len(_RECORD_SUFFIX)]
-                    keys[name] = ((st.st_mtime_ns, st.st_size, st.st_ino), status_keys.get(name))
+                    keys[name] = (_key_of(st), status_keys.get(name))
         return keys
 
     def list(self) -> tuple[list[R], list[RecordError]]:
@@ -653,7 +926,7 @@ class RecordStore(Generic[R]):
                 )
 
     def _adopt(self, item: Any, path: Path, key: _FileKey, validate: Callable[[str], object]) -> None:
-        if not isinstance(item, dict) or item.get("key") != builtins.list(key) or self._cache.lookup(path):
+        if not isinstance(item, dict) or item.get("key") != key or self._cache.lookup(path):
             return
         try:
             value = validate(item["json"])
@@ -754,11 +1027,21 @@ class RecordStore(Generic[R]):
     def _write_specs(self, records: builtins.list[R]) -> None:
         """Write these spec records, their files synced together. The parse cache keeps them as they are:
         they are nobody else's (their parts at most shared with cached records, which nobody changes)."""
+        paths = [self.spec_path(record.name) for record in records]
+
+        def cache(temps: builtins.list[Path]) -> None:
+            # Before the renames: a watcher woken by one finds its record cached, and need not parse it back.
+            for path, temp, record in zip(paths, temps, records, strict=True):
+                self._cache.remember(path, record, key=_file_key(temp))
+
         write_many_atomic(
-            [(self.spec_path(r.name), _dump(r.to_document(include_status=False))) for r in records]
+            [
+                (path, _dump(r.to_document(include_status=False)))
+                for path, r in zip(paths, records, strict=True)
+            ],
+            before_rename=cache,
         )
         for record in records:
-            self._cache.remember(self.spec_path(record.name), record)
             self._written(record.name)
 
     def _remove_record(self, name: str) -> None:
@@ -1099,10 +1382,15 @@ class RecordStore(Generic[R]):
         if failed is not None:
             raise failed
 
-    def write_statuses(self, statuses: Mapping[str, Model]) -> dict[str, StoreError | None]:
+    def write_statuses(
+        self, statuses: Mapping[str, Model], *, handed_over: bool = False
+    ) -> dict[str, StoreError | None]:
         """write_status of many records in one locked write: one counter advance, their files synced together
         (the controller's statuses after a burst of reconciles). Per name None, or why it was not written
-        (NotFound, InvalidRecord); an OSError (no room left) fails them all, none written."""
+        (NotFound, InvalidRecord); an OSError (no room left) fails them all, none written.
+
+        With `handed_over`, the caller made each status by validating it and gives it up (it never changes it
+        afterwards): the store keeps a status of its kind's model as it is, rather than a validated copy."""
         results: dict[str, StoreError | None] = {}
         with self._writing():
             putting: builtins.list[tuple[str, _FileKey, R, int, Model]] = []
@@ -1113,7 +1401,7 @@ class RecordStore(Generic[R]):
                     results[name] = error
             versions = self._counter.advance_each([floor for _, _, _, floor, _ in putting])
             records = [
-                (name, spec_key, stored, self._status_for(stored, status, version))
+                (name, spec_key, stored, self._status_for(stored, status, version, handed_over=handed_over))
                 for (name, spec_key, stored, _, status), version in zip(putting, versions, strict=True)
             ]
             write_many_atomic(
@@ -1145,13 +1433,11 @@ class RecordStore(Generic[R]):
         )
         return spec_key, stored, floor
 
-    def _status_for(self, stored: R, status: Model, version: int) -> _Status:
-        return _Status(
-            stored.metadata.uid,
-            str(version),
+    def _status_for(self, stored: R, status: Model, version: int, *, handed_over: bool = False) -> _Status:
+        if not handed_over or type(status) is not self.kind.status:
             # Validated afresh (the caller may have assigned fields since), and a copy of its own.
-            self.kind.status.model_validate(status.model_dump()),
-        )
+            status = self.kind.status.model_validate(status.model_dump())
+        return _Status(stored.metadata.uid, str(version), status)
 
     def _remember_status(self, name: str, spec_key: _FileKey, stored: R, record: _Status) -> None:
         status_key = self._cache.remember(self.status_path(name), record)
@@ -1276,15 +1562,15 @@ class RecordStore(Generic[R]):
             if entry.name.endswith(_RECORD_SUFFIX) and not entry.name.startswith("."):
                 with contextlib.suppress(FileNotFoundError):
                     st = entry.stat()
-                    keys[entry.name[: -len(_RECORD_SUFFIX)]] = (st.st_mtime_ns, st.st_size, st.st_ino)
+                    keys[entry.name[: -len(_RECORD_SUFFIX)]] = _key_of(st)
         return keys
 
     def _read_shared_spec(self, name: str, key: _FileKey) -> R | RecordError:
-        path = self.specs_dir / f"{name}{_RECORD_SUFFIX}"
+        path = f"{self._specs_prefix}{name}{_RECORD_SUFFIX}"
         if not _NAME.fullmatch(name):
-            return RecordError(name, path, "not a valid site name")
+            return RecordError(name, Path(path), "not a valid site name")
         spec = self._cache.get(path, key, self._parse_spec)
-        return RecordError(name, path, spec.message) if isinstance(spec, InvalidRecord) else spec
+        return RecordError(name, Path(path), spec.message) if isinstance(spec, InvalidRecord) else spec
 
 
 class _RecordView(Generic[R]):

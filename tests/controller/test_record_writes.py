@@ -25,9 +25,11 @@ class CountingStore(SiteStore):
         self.status_writes = 0
         self.finalizer_writes = 0
 
-    def write_statuses(self, statuses: Mapping[str, Model]) -> dict[str, StoreError | None]:
+    def write_statuses(
+        self, statuses: Mapping[str, Model], *, handed_over: bool = False
+    ) -> dict[str, StoreError | None]:
         self.status_writes += 1
-        return super().write_statuses(statuses)
+        return super().write_statuses(statuses, handed_over=handed_over)
 
     def add_finalizers(self, names: Sequence[str], finalizer: str) -> dict[str, Site | StoreError]:
         self.finalizer_writes += 1

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import stat
+import sys
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -114,6 +116,65 @@ async def test_a_converged_site_is_checked_without_converging_again_until_its_di
     # So is a new ask of the same directories: a dynamic site without a command gets its starter run.sh.
     await files.reconcile(make_site("gamma", type="dynamic", image="director-local/site:latest"), context())
     assert converges == 4 and (files_settings.sites_dir / "gamma" / "run.sh").exists()
+
+
+async def test_a_burst_of_new_sites_is_converged_in_a_few_thread_hops_each_with_its_own_outcome(
+    files_settings, monkeypatch
+):
+    files = SiteFiles(files_settings)
+    files_settings.sites_dir.mkdir(parents=True)
+    (files_settings.sites_dir / "blocked").write_text("a file where the directory goes")
+    hops = 0
+    to_thread = asyncio.to_thread
+
+    async def counted(call: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        nonlocal hops
+        hops += 1
+        return await to_thread(call, *args, **kwargs)
+
+    monkeypatch.setattr(files_module.asyncio, "to_thread", counted)
+    names = [f"burst-{index}" for index in range(40)]
+    outcomes = await asyncio.gather(
+        *(files.reconcile(make_site(name), context()) for name in [*names, "blocked"]), return_exceptions=True
+    )
+    # A thread hop per site cost more than its converge: the burst shares a few.
+    assert 1 <= hops <= 3
+    *converged, blocked = outcomes
+    assert isinstance(blocked, PermanentError) and "blocked exists but is not a directory" in str(blocked)
+    uids = set()
+    for name, outcome in zip(names, converged, strict=True):
+        assert not isinstance(outcome, BaseException)
+        assert outcome.provides == {"uid": files.uid_of(name)}
+        uids.add(outcome.provides["uid"])
+        assert (files_settings.sites_dir / name / "public" / "index.html").exists()
+    assert len(uids) == len(names)
+
+
+async def test_what_is_kept_of_a_converged_site_is_small(files_settings):
+    # One is kept per site for the life of the controller: at 10,000 sites, a kilobyte each is 10 MB.
+    files = SiteFiles(files_settings)
+    names = [f"kept-{index}" for index in range(50)]
+    for name in names:
+        await files.reconcile(make_site(name), context())
+
+    def size(value: object) -> int:
+        if isinstance(value, (tuple, list)):
+            return sys.getsizeof(value) + sum(size(item) for item in value)
+        if hasattr(value, "__slots__") and not hasattr(value, "__dict__"):
+            return sys.getsizeof(value) + sum(size(getattr(value, slot)) for slot in value.__slots__)
+        if hasattr(value, "__dict__"):
+            return (
+                sys.getsizeof(value) + sys.getsizeof(vars(value)) + sum(size(v) for v in vars(value).values())
+            )
+        # Small ints and booleans are shared by everyone.
+        return (
+            0
+            if isinstance(value, bool) or (isinstance(value, int) and -5 <= value <= 256)
+            else sys.getsizeof(value)
+        )
+
+    kept = [size(files._converged[name]) for name in names]
+    assert max(kept) <= 300, kept
 
 
 async def test_finalize_archives_and_observe_prunes_expired_archives(files_settings):

@@ -5,12 +5,13 @@ and a failure of the disk writes none of them."""
 from __future__ import annotations
 
 import errno
+import os
 from pathlib import Path
 
 import pytest
 from store_helpers import make_site
 
-from specs.models import SiteStatus
+from specs.models import Site, SiteStatus
 from store import durable
 from store.durable import Counter, write_many_atomic
 from store.records import BeingDeleted, InsufficientStorage, NotFound, SiteStore
@@ -49,6 +50,21 @@ def test_write_statuses_is_what_each_write_status_would_leave(store: SiteStore):
         assert listed.status == record.status
 
 
+def test_a_handed_over_status_is_kept_as_it_is_and_any_other_is_copied(store: SiteStore):
+    store.create(make_site("given"))
+    store.create(make_site("lent"))
+    given, lent = SiteStatus(observed_generation=1), SiteStatus(observed_generation=1)
+    store.write_statuses({"given": given}, handed_over=True)
+    store.write_statuses({"lent": lent})
+    # The caller that hands a status over has validated it: the store keeps it rather than validate a copy.
+    handed = store.current("given")
+    assert isinstance(handed, type(store.get("given"))) and handed.status is given
+    # A status only lent may be changed by its caller afterwards: the store keeps a validated copy.
+    copied = store.current("lent")
+    assert isinstance(copied, type(store.get("lent"))) and copied.status is not lent
+    assert copied.status == lent
+
+
 def test_write_statuses_refuses_a_missing_record_and_writes_the_others(store: SiteStore):
     store.create(make_site("here"))
     results = store.write_statuses(
@@ -80,6 +96,39 @@ def test_add_finalizers_adds_each_and_says_why_not_for_the_others(store: SiteSto
     # Each written spec is a record on its own: deleting it now waits for the finalizer.
     store.delete("one")
     assert store.get("one").metadata.deletion_timestamp is not None
+
+
+def test_a_reader_woken_by_any_rename_of_a_group_write_finds_the_record_written_without_parsing_it(
+    store: SiteStore, monkeypatch: pytest.MonkeyPatch
+):
+    names = [f"site-{index}" for index in range(8)]
+    for name in names:
+        store.create(make_site(name))
+    store.list()
+    parse = store._parse_spec
+    parses = 0
+
+    def counted(path: Path) -> Site:
+        nonlocal parses
+        parses += 1
+        return parse(path)
+
+    replace = os.replace
+    read_back: list[Site] = []
+
+    def replace_then_read(source: Path, target: Path) -> None:
+        replace(source, target)
+        # A watcher on the loop reads each renamed record while the writer's thread is still renaming.
+        found = store.current(Path(target).stem)
+        assert isinstance(found, Site)
+        read_back.append(found)
+
+    monkeypatch.setattr(store, "_parse_spec", counted)
+    monkeypatch.setattr(durable.os, "replace", replace_then_read)
+    store.add_finalizers(names, FINALIZER)
+    monkeypatch.setattr(durable.os, "replace", replace)
+    assert parses == 0
+    assert [site.metadata.finalizers for site in read_back] == [[FINALIZER]] * len(names)
 
 
 def test_a_full_disk_writes_none_of_the_batch(store: SiteStore, monkeypatch: pytest.MonkeyPatch):

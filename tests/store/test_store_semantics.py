@@ -1,12 +1,17 @@
 from __future__ import annotations
 
 import gc
+import os
+import sys
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from store_helpers import make_site
 
 from specs.models import Condition, LastReconcile, ObjectMeta, Site, SiteSpec, SiteStatus
+from store import records
 from store.records import (
     AlreadyExists,
     BeingDeleted,
@@ -384,6 +389,28 @@ def test_shared_index_spares_a_new_process_the_yaml_parse_but_not_the_truth(stor
     assert len(SiteStore(store.state_dir).list()[0]) == 80
 
 
+def test_the_identities_kept_of_a_record_s_files_are_small_and_tell_every_version_apart(store: SiteStore):
+    store.create(make_site("old"))
+    store.update_status("old", SiteStatus(observed_generation=1))
+    store.list()
+    # Several are kept per record, for every record, as long as the process runs.
+    spec_key, status_key = store._entries["old"][0]
+    assert status_key is not None
+
+    def size(key: object) -> int:
+        parts = key if isinstance(key, tuple) else ()
+        return sys.getsizeof(key) + sum(sys.getsizeof(part) for part in parts)
+
+    assert size(spec_key) + size(status_key) <= 2 * 64
+    # A file dated before 1970, of the same size, rewritten in place of the other: a new identity each time.
+    path = store.spec_path("old")
+    seen = {records._file_key(path)}
+    for mtime_ns in (-(10**18), -1, 0, 1):
+        os.utime(path, ns=(mtime_ns, mtime_ns))
+        seen.add(records._file_key(path))
+    assert len(seen) == 5
+
+
 def test_update_cannot_add_a_finalizer_while_deleting(store: SiteStore):
     store.create(make_site("blog"))
     store.add_finalizer("blog", FINALIZER)
@@ -527,3 +554,157 @@ def test_a_spec_record_is_the_yaml_that_yaml_dump_writes(store: SiteStore):
         )
         assert yaml.safe_load(text) == document
         assert SiteStore(store.state_dir).get(name) == stored
+
+
+# Strings of the shapes the store writes without libyaml's emitter, and strings close to them that it must
+# leave to the emitter (or quote as the emitter does): each document must be the emitter's very text.
+_NEAR_PLAIN = st.one_of(
+    st.from_regex(r"[A-Za-z0-9_][A-Za-z0-9_./-]{0,12}", fullmatch=True),
+    st.from_regex(r"[A-Za-z0-9_.+-][A-Za-z0-9_.:+ #'-]{0,12}", fullmatch=True),
+    st.sampled_from(
+        [
+            "",
+            "yes",
+            "No",
+            "on",
+            "NULL",
+            "~",
+            "1",
+            "-1",
+            "+1",
+            "0x1F",
+            "0o17",
+            "1_000",
+            "1e3",
+            "1.5",
+            ".inf",
+            "-.Inf",
+            ".NaN",
+            "2026-11-30",
+            "2026-11-30T14:31:09Z",
+            "12:30",
+            "1:2:3",
+            "0777",
+            "a:b",
+            "a: b",
+            "-a",
+            "- a",
+            "...",
+            "---",
+            "a#b",
+            "a #b",
+            "x" * 100,
+            "<<",
+            "=",
+            "é",
+        ]
+    ),
+)
+_SCALARS = st.one_of(
+    _NEAR_PLAIN, st.integers(), st.floats(allow_nan=False), st.booleans(), st.none(), st.just(0.6)
+)
+_DOCUMENTS = st.dictionaries(
+    _NEAR_PLAIN,
+    st.recursive(
+        _SCALARS,
+        lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(_NEAR_PLAIN, inner, max_size=3)),
+        max_leaves=12,
+    ),
+    min_size=1,
+    max_size=5,
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(_DOCUMENTS)
+def test_any_record_is_written_as_the_very_text_of_libyaml_s_emitter(document: dict[str, object]):
+    expected = yaml.dump(
+        document, Dumper=yaml.CSafeDumper, default_flow_style=False, sort_keys=False, allow_unicode=True
+    )
+    assert records._dump(document).decode() == expected
+
+
+def test_a_plain_record_is_written_without_the_emitter(store: SiteStore, monkeypatch: pytest.MonkeyPatch):
+    # Names, versions and timestamps only (every record the controller adds its finalizer to, unless its
+    # spec says more): writing them costs a fraction of the emitter's time.
+    def no_emitter(*args: object, **kwargs: object) -> str:
+        raise AssertionError("the emitter was used for a plain record")
+
+    site = make_site("plain")
+    site.metadata.labels = {"team": "web"}
+    created = store.create(site)
+    monkeypatch.setattr(records.yaml, "serialize", no_emitter)
+    stored = store.add_finalizer(created.name, FINALIZER)
+    monkeypatch.undo()
+    assert store.spec_path("plain").read_text() == yaml.dump(
+        stored.to_document(include_status=False),
+        Dumper=yaml.CSafeDumper,
+        default_flow_style=False,
+        sort_keys=False,
+        allow_unicode=True,
+    )
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    _DOCUMENTS,
+    st.lists(st.tuples(st.integers(0, 10_000), st.sampled_from(list(" -:'\n{}[]#0a1.eT_\""))), max_size=3),
+)
+def test_a_record_read_without_the_yaml_reader_is_what_the_yaml_reader_reads(
+    document: dict[str, object], edits: list[tuple[int, str]]
+):
+    text = records._dump(document).decode()
+    for position, character in edits:
+        at = position % (len(text) + 1)
+        text = text[:at] + character + text[at:]
+    read = records._plain_document(text.encode())
+    if read is not None:
+        # Types too: 1, 1.0 and True are equal in Python, not in a record.
+        assert repr(read) == repr(yaml.safe_load(text))
+
+
+def test_a_plain_record_is_read_without_the_yaml_reader(store: SiteStore, monkeypatch: pytest.MonkeyPatch):
+    def no_reader(text: bytes) -> object:
+        raise AssertionError("the YAML reader was used for a plain record")
+
+    site = make_site("plain")
+    site.metadata.labels = {"team": "web"}
+    stored = store.add_finalizer(store.create(site).name, FINALIZER)
+    monkeypatch.setattr(records.yamlio, "load_record", no_reader)
+    fresh = SiteStore(store.state_dir)
+    assert fresh.get("plain") == stored
+    # Any other text is left to the YAML reader, as before.
+    path = store.spec_path("plain")
+    path.write_text(path.read_text().replace("team: web", "team: 'web'  # a comment"))
+    with pytest.raises(AssertionError, match="YAML reader"):
+        SiteStore(store.state_dir).get("plain")
+
+
+def test_records_read_with_equal_specs_share_one_and_each_still_changes_alone(store: SiteStore):
+    # Thousands of sites often ask the same (the defaults): one spec held for all of them, not one each.
+    for name in ("one", "two", "three"):
+        store.create(make_site(name))
+    store.create(make_site("other", replicas=2))
+    fresh = SiteStore(store.state_dir)
+    by_name = {site.name: site for site in fresh.list()[0]}
+    assert by_name["one"].spec is by_name["two"].spec is by_name["three"].spec
+    assert by_name["other"].spec is not by_name["one"].spec and by_name["other"].spec.replicas == 2
+    changed = fresh.get("two")
+    changed.spec.replicas = 3
+    fresh.update(changed)
+    assert {site.name: site.spec.replicas for site in fresh.list()[0]} == {
+        "one": 1,
+        "other": 2,
+        "three": 1,
+        "two": 3,
+    }
+    assert fresh.get("one").spec == by_name["three"].spec
+
+
+def test_a_record_nested_deeper_than_the_yaml_reader_reads_is_refused_as_before(store: SiteStore):
+    store.create(make_site("deep"))
+    path = store.spec_path("deep")
+    nested = "".join(f"{'  ' * depth}k:\n" for depth in range(3000)) + f"{'  ' * 3000}k: 1\n"
+    path.write_text(path.read_text() + nested.replace("k:", "extra:", 1))
+    with pytest.raises(InvalidRecord):
+        SiteStore(store.state_dir).get("deep")
