@@ -237,6 +237,7 @@ def serve(host: str | None = None, port: int | None = None) -> None:
     register_docker_log_source()
     register_docker_terminals()
     from api.runtime import warm_caches
+    from orchestrator.http_protocol import http_protocol
     from orchestrator.tls import TlsError, server_tls
     from ui.asgi import application
 
@@ -253,6 +254,7 @@ def serve(host: str | None = None, port: int | None = None) -> None:
         port=port or api_port(),
         log_level="warning",
         lifespan="off",
+        http=http_protocol(),
         timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS,
         ssl_certfile=str(tls.certfile) if tls is not None else None,
         ssl_keyfile=str(tls.keyfile) if tls is not None else None,
