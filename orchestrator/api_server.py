@@ -237,7 +237,6 @@ def serve(host: str | None = None, port: int | None = None) -> None:
     register_docker_log_source()
     register_docker_terminals()
     from api.runtime import warm_caches
-    from orchestrator.http_protocol import http_protocol
     from orchestrator.tls import TlsError, server_tls
     from ui.asgi import application
 
@@ -254,7 +253,10 @@ def serve(host: str | None = None, port: int | None = None) -> None:
         port=port or api_port(),
         log_level="warning",
         lifespan="off",
-        http=http_protocol(),
+        # Named, not left to uvicorn ("auto" takes httptools whenever it is installed): httptools refuses
+        # methods outside its list, which the API answers with 405, and reads a request's head unbounded,
+        # where h11 refuses one past 16 KiB.
+        http="h11",
         timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS,
         ssl_certfile=str(tls.certfile) if tls is not None else None,
         ssl_keyfile=str(tls.keyfile) if tls is not None else None,

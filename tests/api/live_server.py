@@ -43,7 +43,6 @@ def main() -> None:
     import uvicorn
 
     from api.logsource import register_log_source
-    from orchestrator.http_protocol import http_protocol
     from orchestrator.tls import server_tls
     from ui.asgi import application
 
@@ -59,7 +58,7 @@ def main() -> None:
         port=port,
         log_level="warning",
         lifespan="off",
-        http=http_protocol(),  # as the API server reads HTTP
+        http="h11",  # as the API server reads HTTP
         **certificates,
     )
 
