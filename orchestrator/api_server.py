@@ -253,6 +253,10 @@ def serve(host: str | None = None, port: int | None = None) -> None:
         port=port or api_port(),
         log_level="warning",
         lifespan="off",
+        # Named, not left to uvicorn ("auto" takes httptools whenever it is installed): httptools refuses
+        # methods outside its list, which the API answers with 405, and reads a request's head unbounded,
+        # where h11 refuses one past 16 KiB.
+        http="h11",
         timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS,
         ssl_certfile=str(tls.certfile) if tls is not None else None,
         ssl_keyfile=str(tls.keyfile) if tls is not None else None,

@@ -52,7 +52,15 @@ def main() -> None:
     # what the API answers, and its thousands of requests need no handshake each).
     tls = server_tls(state_dir, "127.0.0.1")
     certificates = {} if tls is None else {"ssl_certfile": str(tls.certfile), "ssl_keyfile": str(tls.keyfile)}
-    uvicorn.run(application, host="127.0.0.1", port=port, log_level="warning", lifespan="off", **certificates)
+    uvicorn.run(
+        application,
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        lifespan="off",
+        http="h11",  # as the API server reads HTTP
+        **certificates,
+    )
 
 
 if __name__ == "__main__":
