@@ -7,6 +7,7 @@ import http.client
 import socket
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -134,12 +135,16 @@ class Stack:
         }
 
     async def until_ready(self, site: Site, seconds: float = 180.0) -> Outcome:
+        return await self.until(site, lambda outcome: outcome.ready, seconds)
+
+    async def until(self, site: Site, wanted: Callable[[Outcome], bool], seconds: float = 180.0) -> Outcome:
+        """The service reconciler's outcome once `wanted` holds, or its last one at the deadline."""
         deadline = time.monotonic() + seconds
         while True:
             outcome = await self.services.reconcile(
                 site, self.ctx(site, max(1.0, deadline - time.monotonic()))
             )
-            if outcome.ready or time.monotonic() > deadline:
+            if wanted(outcome) or time.monotonic() > deadline:
                 return outcome
             await asyncio.sleep(0.5)
 

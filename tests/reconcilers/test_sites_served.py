@@ -127,7 +127,7 @@ async def test_a_service_director_did_not_label_is_never_touched(stack, test_lab
 async def test_missing_image_is_not_ready_with_dockers_message(stack):
     site = make_site("no-image", type="dynamic", image="director-test/missing:nope")
     await stack.converge(site)
-    outcome = await stack.until_ready(site, seconds=20)
+    outcome = await stack.until(site, lambda outcome: "No such image" in outcome.message)
     assert not outcome.ready
     assert "No such image: director-test/missing:nope" in outcome.message
 

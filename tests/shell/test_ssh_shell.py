@@ -86,7 +86,7 @@ def test_without_a_site_and_without_a_terminal_the_server_says_which_to_name(sit
     assert "ssh alice/SITE@HOST" in answer.stderr and "hello" in answer.stderr
 
 
-def _read_until(descriptor: int, wanted: bytes, seconds: float = 60) -> bytes:
+def _read_until(descriptor: int, wanted: bytes, seconds: float = 180) -> bytes:
     seen = b""
     deadline = time.monotonic() + seconds
     while wanted not in seen:
