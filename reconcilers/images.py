@@ -5,6 +5,7 @@ one built here, named by its ID so that Swarm does not try to pull it before eac
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import docker
 
@@ -28,18 +29,15 @@ class ImageResolver:
         # redeploys the site.
         async with self._lock:
             if self._site_image is None:
-                self._site_image = await off_loop(deadline, self._resolve_site_image)
+                self._site_image = await off_loop(deadline, self._pinned, resolve_site_image)
             return self._site_image
-
-    def _resolve_site_image(self) -> str:
-        return pinned_local_image(self._client, resolve_site_image(self._client, self._settings))
 
     async def edge_image(self, deadline: float) -> str:
         async with self._lock:
             if self._edge_image is None:
-                self._edge_image = await off_loop(deadline, self._resolve_edge_image)
+                # By ID too: every edge start (a new node, a crash, an update) would wait for the pull.
+                self._edge_image = await off_loop(deadline, self._pinned, resolve_edge_image)
             return self._edge_image
 
-    def _resolve_edge_image(self) -> str:
-        # By ID too: every edge start (a new node, a crash, an update) would otherwise wait for the pull.
-        return pinned_local_image(self._client, resolve_edge_image(self._client, self._settings))
+    def _pinned(self, resolve: Callable[[docker.DockerClient, Settings], str]) -> str:
+        return pinned_local_image(self._client, resolve(self._client, self._settings))

@@ -216,6 +216,16 @@ def _key_of(st: os.stat_result) -> _FileKey:
     return (st.st_mtime_ns << 128) | (st.st_size << 64) | st.st_ino
 
 
+def _scan_keys(directory: Path) -> dict[str, _FileKey]:
+    """The identity of each record file in `directory`, by record name (hidden temp files left out)."""
+    keys: dict[str, _FileKey] = {}
+    for entry in os.scandir(directory):
+        if entry.name.endswith(_RECORD_SUFFIX) and not entry.name.startswith("."):
+            with contextlib.suppress(FileNotFoundError):
+                keys[entry.name[: -len(_RECORD_SUFFIX)]] = _key_of(entry.stat())
+    return keys
+
+
 def _file_key(path: Path | str) -> _FileKey | None:
     try:
         st = os.stat(path)
@@ -841,13 +851,9 @@ class RecordStore(Generic[R]):
 
     def _parse_entry(self, name: str, keys: tuple[_FileKey, _FileKey | None]) -> R | RecordError:
         spec_key, status_key = keys
-        # Joined as strings: pathlib's joins cost more than a cached record's lookup, for every record.
-        path = f"{self._specs_prefix}{name}{_RECORD_SUFFIX}"
-        if not _NAME.fullmatch(name):
-            return RecordError(name, Path(path), "not a valid site name")
-        spec = self._cache.get(path, spec_key, self._parse_spec)
-        if isinstance(spec, InvalidRecord):
-            return RecordError(name, Path(path), spec.message)
+        spec = self._read_shared_spec(name, spec_key)
+        if isinstance(spec, RecordError):
+            return spec
         status = None
         if status_key is not None:
             status_path = f"{self._status_prefix}{name}{_RECORD_SUFFIX}"
@@ -860,20 +866,8 @@ class RecordStore(Generic[R]):
 
     def _scan(self) -> dict[str, tuple[_FileKey, _FileKey | None]]:
         """Every record file's identity, by name: what list() and the watcher's resync compare."""
-        status_keys: dict[str, _FileKey] = {}
-        for entry in os.scandir(self.status_dir):
-            if entry.name.endswith(_RECORD_SUFFIX) and not entry.name.startswith("."):
-                with contextlib.suppress(FileNotFoundError):
-                    st = entry.stat()
-                    status_keys[entry.name[: -len(_RECORD_SUFFIX)]] = _key_of(st)
-        keys: dict[str, tuple[_FileKey, _FileKey | None]] = {}
-        for entry in os.scandir(self.specs_dir):
-            if entry.name.endswith(_RECORD_SUFFIX) and not entry.name.startswith("."):
-                with contextlib.suppress(FileNotFoundError):
-                    st = entry.stat()
-                    name = entry.name[: -len(_RECORD_SUFFIX)]
-                    keys[name] = (_key_of(st), status_keys.get(name))
-        return keys
+        status_keys = _scan_keys(self.status_dir)
+        return {name: (key, status_keys.get(name)) for name, key in _scan_keys(self.specs_dir).items()}
 
     def list(self) -> tuple[list[R], list[RecordError]]:
         """Every record sorted by name, and every record that cannot be read (never raised).
@@ -1557,13 +1551,7 @@ class RecordStore(Generic[R]):
         return spec_key, _file_key(f"{self._status_prefix}{name}{_RECORD_SUFFIX}")
 
     def _scan_specs(self) -> dict[str, _FileKey]:
-        keys: dict[str, _FileKey] = {}
-        for entry in os.scandir(self.specs_dir):
-            if entry.name.endswith(_RECORD_SUFFIX) and not entry.name.startswith("."):
-                with contextlib.suppress(FileNotFoundError):
-                    st = entry.stat()
-                    keys[entry.name[: -len(_RECORD_SUFFIX)]] = _key_of(st)
-        return keys
+        return _scan_keys(self.specs_dir)
 
     def _read_shared_spec(self, name: str, key: _FileKey) -> R | RecordError:
         path = f"{self._specs_prefix}{name}{_RECORD_SUFFIX}"
