@@ -257,6 +257,8 @@ def serve(host: str | None = None, port: int | None = None) -> None:
         # methods outside its list, which the API answers with 405, and reads a request's head unbounded,
         # where h11 refuses one past 16 KiB.
         http="h11",
+        # Nothing to tell a caller about the software that answers.
+        server_header=False,
         timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS,
         ssl_certfile=str(tls.certfile) if tls is not None else None,
         ssl_keyfile=str(tls.keyfile) if tls is not None else None,

@@ -19,6 +19,7 @@ import yaml
 from pydantic import ValidationError
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from specs import plainyaml
 from specs.errors import (
     InvalidSpec,
     SpecError,
@@ -44,6 +45,9 @@ MAX_EXPANDED_NODES = 100_000
 # Characters of scalars once every alias is expanded: one long value repeated by aliases is a bomb too.
 MAX_EXPANDED_CHARS = 2 * MAX_DOCUMENT_BYTES
 MAX_DEPTH = 64
+# Text read without the YAML reader (specs/plainyaml.py) is at most this long: at two bytes or more a node,
+# fewer nodes than MAX_EXPANDED_NODES.
+_PLAIN_MAX_BYTES = 64 * 1024
 _FastLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 # The tags of plain data: a Site has no use for binary strings, sets, ordered maps or pairs.
 ALLOWED_TAGS = frozenset(
@@ -224,6 +228,11 @@ def load_data(data: bytes, source: str, *, allow_aliases: bool = True) -> object
     its line. For documents that are not whole Sites, such as an API request body that patches one."""
     if len(data) > MAX_FILE_BYTES:
         raise InvalidSpec([SpecError(source, f"is larger than {_mib(MAX_FILE_BYTES)}; refused unread")])
+    # Text in the shape the emitter writes (what programs send) holds no alias, tag or key given twice, and
+    # no more levels than the reader takes; small enough, it holds fewer nodes than the reader counts.
+    plain = plainyaml.read(data, MAX_DEPTH) if len(data) <= _PLAIN_MAX_BYTES else None
+    if plain is not None:
+        return plain
     loader = _Loader(data)
     try:
         loader.get_event()  # StreamStart

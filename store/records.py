@@ -51,7 +51,7 @@ from watchfiles import Change, awatch
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from yaml.representer import SafeRepresenter
 
-from specs import yamlio
+from specs import plainyaml, yamlio
 from specs.gitsource import GitSource, GitSourceStatus
 from specs.models import SITE_NAME_PATTERN, Model, Resource, Site, SiteStatus, Uid
 from specs.platform import Platform, PlatformStatus
@@ -240,112 +240,18 @@ def _now() -> datetime:
 
 def _dump(document: dict[str, object]) -> bytes:
     """The text yaml.dump(document, Dumper=CSafeDumper, default_flow_style=False, sort_keys=False,
-    allow_unicode=True) writes. A record whose every string is of a few plain shapes (names, versions,
-    timestamps: most records, and every spec record the controller rewrites to add its finalizer) is
-    written here as the emitter would write it, in a small fraction of its time; any other goes through the
-    emitter itself, its node tree built without the representer's general machinery (alias tracking, a type
-    lookup per value)."""
-    lines: builtins.list[str] = []
-    if _block_mapping(document, "", "", lines):
-        return "".join(lines).encode()
+    allow_unicode=True) writes. A record in the plain shape (specs/plainyaml.py: most records) is written
+    without the emitter, in a small fraction of its time; any other goes through the emitter itself, its
+    node tree built without the representer's general machinery (alias tracking, a type lookup per value)."""
+    plain = plainyaml.write(document)
+    if plain is not None:
+        return plain.encode()
     text: str = yaml.serialize(_node(document), Dumper=_Dumper, allow_unicode=True)
     return text.encode()
 
 
 _TAG = "tag:yaml.org,2002:"
-_STR_TAG = f"{_TAG}str"
 _FLOATS = SafeRepresenter()
-_RESOLVER: Any = yaml.resolver.Resolver()
-# Strings the emitter writes as they are (plain) unless they would read back as another type (an int, a
-# bool, a timestamp), which it writes in single quotes; with no space, nothing in them can be folded at the
-# line width. Any other string (spaces, quotes, '#', ': ', non-ASCII...) is left to the emitter itself.
-_PLAIN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_./-]{0,79}")
-# Strings that read back as another type are single-quoted: these shapes alone (timestamps, numbers).
-_QUOTED = re.compile(r"[A-Za-z0-9_.+-][A-Za-z0-9_.:+-]{0,79}")
-
-
-# Most strings of a record recur in every record (field names, defaults): each is looked at once.
-@functools.lru_cache(maxsize=4096)
-def _string_text(value: str) -> str | None:
-    if value == "":
-        return "''"
-    plain = _PLAIN.fullmatch(value) is not None
-    if not plain and _QUOTED.fullmatch(value) is None:
-        return None
-    if _RESOLVER.resolve(ScalarNode, value, (True, False)) == _STR_TAG:
-        return value if plain else None
-    return f"'{value}'"
-
-
-def _scalar_text(value: object) -> str | None:
-    """How the emitter writes a scalar in block context, for the shapes known here; None for any other."""
-    if isinstance(value, str):
-        return _string_text(value)
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        text: str = _FLOATS.represent_float(value).value
-        return text
-    return None
-
-
-def _key_text(key: object) -> str | None:
-    """A mapping key the emitter writes plain (keys of other shapes are left to it)."""
-    if isinstance(key, str) and _string_text(key) == key:
-        return key
-    return None
-
-
-def _block_mapping(mapping: dict[str, object], first: str, indent: str, lines: builtins.list[str]) -> bool:
-    """Append the lines of a non-empty block mapping (`first` starts its first line: "- " in a sequence) as
-    the emitter writes them; False when something in it is not of the shapes known here."""
-    prefix = first
-    for key, value in mapping.items():
-        key_text = _key_text(key)
-        if key_text is None:
-            return False
-        head = f"{prefix}{key_text}:"
-        prefix = indent
-        if isinstance(value, dict):
-            if not value:
-                lines.append(f"{head} {{}}\n")
-            else:
-                lines.append(f"{head}\n")
-                if not _block_mapping(value, f"{indent}  ", f"{indent}  ", lines):
-                    return False
-        elif isinstance(value, list):
-            if not value:
-                lines.append(f"{head} []\n")
-            else:
-                # A sequence in a mapping is written at the mapping's own indentation.
-                lines.append(f"{head}\n")
-                if not _block_sequence(value, indent, lines):
-                    return False
-        else:
-            text = _scalar_text(value)
-            if text is None:
-                return False
-            lines.append(f"{head} {text}\n")
-    return True
-
-
-def _block_sequence(items: builtins.list[object], indent: str, lines: builtins.list[str]) -> bool:
-    for item in items:
-        if isinstance(item, dict) and item:
-            if not _block_mapping(item, f"{indent}- ", f"{indent}  ", lines):
-                return False
-            continue
-        if isinstance(item, (dict, list)):
-            return False
-        text = _scalar_text(item)
-        if text is None:
-            return False
-        lines.append(f"{indent}- {text}\n")
-    return True
 
 
 def _node(value: object) -> Node:
@@ -367,149 +273,6 @@ def _node(value: object) -> Node:
         node: Node = _FLOATS.represent_float(value)
         return node
     raise TypeError(f"a record holds JSON values only, not {type(value).__name__}")
-
-
-# The lines of a block document as _block_mapping writes them: "- " item markers, then "key:", "key: value"
-# or a scalar (an item's).
-_Token = tuple[str, int, str, str | None]
-_PLAIN_INT = re.compile(r"-?(0|[1-9][0-9]*)")
-_PLAIN_FLOAT = re.compile(r"-?[0-9]+\.[0-9]+(e[-+][0-9]+)?")
-# Deeper text is left to the YAML reader, which bounds the depth it reads (the reading here recurses).
-_PLAIN_MAX_COLUMN = 2 * yamlio.MAX_DEPTH
-
-
-def _plain_document(text: bytes) -> dict[str, object] | None:
-    """The mapping of a record written in the shapes _block_mapping writes (most records: every record the
-    store wrote of a plain site), read in a fraction of the YAML reader's time; None for any other text,
-    which the YAML reader reads. Read here only when writing it back gives the very same text: then it is
-    what the YAML reader would read, since that reads back what libyaml's emitter writes."""
-    if not text.endswith(b"\n") or not text.isascii():
-        return None
-    tokens = _tokens(text.decode().split("\n")[:-1])
-    if tokens is None or not tokens or tokens[0][:2] != ("key", 0):
-        return None
-    parsed = _parsed_mapping(tokens, 0, 0)
-    if parsed is None or parsed[1] != len(tokens):
-        return None
-    document = parsed[0]
-    lines: builtins.list[str] = []
-    if not _block_mapping(document, "", "", lines) or "".join(lines).encode() != text:
-        return None
-    return document
-
-
-def _tokens(lines: builtins.list[str]) -> builtins.list[_Token] | None:
-    tokens: builtins.list[_Token] = []
-    for line in lines:
-        content = line.lstrip(" ")
-        column = len(line) - len(content)
-        while content.startswith("- "):
-            tokens.append(("item", column, "", None))
-            column += 2
-            content = content[2:]
-        if column > _PLAIN_MAX_COLUMN:
-            return None
-        if content.startswith("'"):
-            tokens.append(("scalar", column, content, None))
-            continue
-        key, colon, rest = content.partition(":")
-        if not colon:
-            tokens.append(("scalar", column, content, None))
-        elif rest == "":
-            tokens.append(("key", column, key, None))
-        elif rest.startswith(" "):
-            tokens.append(("key", column, key, rest[1:]))
-        else:
-            return None
-    return tokens
-
-
-def _parsed_mapping(
-    tokens: builtins.list[_Token], at: int, column: int
-) -> tuple[dict[str, object], int] | None:
-    mapping: dict[str, object] = {}
-    while at < len(tokens) and tokens[at][0] == "key" and tokens[at][1] == column:
-        _, _, key, value = tokens[at]
-        at += 1
-        if key in mapping:
-            return None
-        child: object
-        if value is not None:
-            child = _plain_scalar(value)
-        elif at < len(tokens) and tokens[at][:2] == ("item", column):
-            sequence = _parsed_sequence(tokens, at, column)
-            if sequence is None:
-                return None
-            child, at = sequence
-        elif at < len(tokens) and tokens[at][:2] == ("key", column + 2):
-            nested = _parsed_mapping(tokens, at, column + 2)
-            if nested is None:
-                return None
-            child, at = nested
-        else:
-            return None
-        if child is _NOT_PLAIN:
-            return None
-        mapping[key] = child
-    return mapping, at
-
-
-def _parsed_sequence(
-    tokens: builtins.list[_Token], at: int, column: int
-) -> tuple[builtins.list[object], int] | None:
-    items: builtins.list[object] = []
-    while at < len(tokens) and tokens[at][:2] == ("item", column):
-        at += 1
-        if at >= len(tokens) or tokens[at][1] != column + 2:
-            return None
-        kind, _, content, _ = tokens[at]
-        if kind == "scalar":
-            item = _plain_scalar(content)
-            if item is _NOT_PLAIN:
-                return None
-            items.append(item)
-            at += 1
-        elif kind == "key":
-            nested = _parsed_mapping(tokens, at, column + 2)
-            if nested is None:
-                return None
-            items.append(nested[0])
-            at = nested[1]
-        else:
-            return None
-    return items, at
-
-
-_NOT_PLAIN = object()
-
-
-def _plain_scalar(text: str) -> object:
-    """The value of a scalar as _scalar_text writes it; _NOT_PLAIN for any other text."""
-    if text == "{}":
-        return {}
-    if text == "[]":
-        return []
-    return _plain_value(text)
-
-
-# Most scalars of a record recur in every record (field names, defaults): each is resolved once.
-@functools.lru_cache(maxsize=4096)
-def _plain_value(text: str) -> object:
-    if len(text) >= 2 and text[0] == text[-1] == "'":
-        inner = text[1:-1]
-        return _NOT_PLAIN if "'" in inner else inner
-    tag = _RESOLVER.resolve(ScalarNode, text, (True, False))
-    if tag == _STR_TAG:
-        return text
-    if tag == f"{_TAG}int" and _PLAIN_INT.fullmatch(text):
-        return int(text)
-    if tag == f"{_TAG}float" and _PLAIN_FLOAT.fullmatch(text):
-        return float(text)
-    if tag == f"{_TAG}bool" and text in ("true", "false"):
-        return text == "true"
-    if tag == f"{_TAG}null" and text == "null":
-        return None
-    return _NOT_PLAIN
 
 
 # What a YAML reader would not take literally in a JSON string: YAML 1.1's extra line breaks (NEL, LS, PS),
@@ -549,7 +312,7 @@ def _load_document(path: Path) -> dict[str, Any]:
     except OSError as error:
         raise InvalidRecord(path, f"cannot be read: {error.strerror}") from None
     try:
-        document = _plain_document(text)
+        document = plainyaml.read(text, yamlio.MAX_DEPTH)
         if document is None:
             document = yamlio.load_record(text)
     except yaml.YAMLError as error:

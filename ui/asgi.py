@@ -59,6 +59,9 @@ class _Handler(ASGIHandler):
 
         async def process_request() -> HttpResponseBase:
             response = await self.run_get_response(request)
+            if not response.streaming and not response.has_header("Content-Length"):
+                # Framed by its length rather than chunked: less to write and to read on both sides.
+                response.headers["Content-Length"] = str(len(response.content))  # type: ignore[attr-defined]
             # The client went away while the response was being sent.
             with contextlib.suppress(asyncio.CancelledError):
                 await self.send_response(response, send)

@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from store_helpers import make_site
 
+from specs import plainyaml, yamlio
 from specs.models import Condition, LastReconcile, ObjectMeta, Site, SiteSpec, SiteStatus
 from store import records
 from store.records import (
@@ -561,6 +562,8 @@ def test_a_spec_record_is_the_yaml_that_yaml_dump_writes(store: SiteStore):
 _NEAR_PLAIN = st.one_of(
     st.from_regex(r"[A-Za-z0-9_][A-Za-z0-9_./-]{0,12}", fullmatch=True),
     st.from_regex(r"[A-Za-z0-9_.+-][A-Za-z0-9_.:+ #'-]{0,12}", fullmatch=True),
+    # Led by an indicator (JSON text among them), long enough to pass the line width.
+    st.from_regex(r"""[#,\[\]{}&*!|>'"%@`?:-][ -~\té]{0,100}""", fullmatch=True),
     st.sampled_from(
         [
             "",
@@ -597,6 +600,11 @@ _NEAR_PLAIN = st.one_of(
             "<<",
             "=",
             "é",
+            '{"cli":{"operation":"Apply","time":"2026-11-30T17:16:42Z","fields":[["spec","owners"]]}}',
+            "{" + "x" * 200 + "}",
+            "'",
+            "''a'",
+            "[a, b]",
         ]
     ),
 )
@@ -657,7 +665,7 @@ def test_a_record_read_without_the_yaml_reader_is_what_the_yaml_reader_reads(
     for position, character in edits:
         at = position % (len(text) + 1)
         text = text[:at] + character + text[at:]
-    read = records._plain_document(text.encode())
+    read = plainyaml.read(text.encode(), yamlio.MAX_DEPTH)
     if read is not None:
         # Types too: 1, 1.0 and True are equal in Python, not in a record.
         assert repr(read) == repr(yaml.safe_load(text))
