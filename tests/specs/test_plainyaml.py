@@ -1,5 +1,5 @@
-"""The plain shape of YAML (specs/plainyaml.py): written as libyaml's emitter writes it, read as the YAML reader
-reads it, and API bodies in that shape read without the reader under the same bounds."""
+"""The plain shape of YAML (specs/plainyaml.py): written as libyaml's emitter writes it, read as the YAML
+reader reads it, and API bodies in that shape read without the reader under the same bounds."""
 
 from __future__ import annotations
 
@@ -32,7 +32,9 @@ def _nested(levels: int, innermost: object) -> dict[str, object]:
 
 _JSON_TEXT = st.recursive(
     st.one_of(st.text(max_size=12), st.integers(), st.booleans(), st.none()),
-    lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=6), inner, max_size=3)),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=6), inner, max_size=3)
+    ),
     max_leaves=8,
 ).map(lambda value: json.dumps(value, separators=(",", ":")))
 
