@@ -17,6 +17,7 @@ import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from specs.config import Settings, api_ca_file, api_tls_enabled
 
@@ -251,18 +252,25 @@ def serve(host: str | None = None, port: int | None = None) -> None:
         application,
         host=bind,
         port=port or api_port(),
-        log_level="warning",
-        lifespan="off",
+        ssl_certfile=str(tls.certfile) if tls is not None else None,
+        ssl_keyfile=str(tls.keyfile) if tls is not None else None,
+        **uvicorn_options(),
+    )
+
+
+def uvicorn_options() -> dict[str, Any]:
+    """How uvicorn serves the API, beside where and with which certificate (the tests' servers too)."""
+    return {
+        "log_level": "warning",
+        "lifespan": "off",
         # Named, not left to uvicorn ("auto" takes httptools whenever it is installed): httptools refuses
         # methods outside its list, which the API answers with 405, and reads a request's head unbounded,
         # where h11 refuses one past 16 KiB.
-        http="h11",
+        "http": "h11",
         # Nothing to tell a caller about the software that answers.
-        server_header=False,
-        timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS,
-        ssl_certfile=str(tls.certfile) if tls is not None else None,
-        ssl_keyfile=str(tls.keyfile) if tls is not None else None,
-    )
+        "server_header": False,
+        "timeout_graceful_shutdown": SHUTDOWN_GRACE_SECONDS,
+    }
 
 
 def main(argv: list[str] | None = None) -> None:

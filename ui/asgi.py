@@ -59,8 +59,8 @@ class _Handler(ASGIHandler):
 
         async def process_request() -> HttpResponseBase:
             response = await self.run_get_response(request)
-            if not response.streaming and not response.has_header("Content-Length"):
-                # Framed by its length rather than chunked: less to write and to read on both sides.
+            if _framed_by_length(response):
+                # Rather than chunked: less to write and to read on both sides.
                 response.headers["Content-Length"] = str(len(response.content))  # type: ignore[attr-defined]
             # The client went away while the response was being sent.
             with contextlib.suppress(asyncio.CancelledError):
@@ -93,6 +93,15 @@ class _Handler(ASGIHandler):
         else:
             await _close(response)
         body_file.close()
+
+
+def _framed_by_length(response: HttpResponseBase) -> bool:
+    """A whole response with a body of its own (not 304's, which stands for another's) and no length yet."""
+    return (
+        not response.streaming
+        and response.status_code not in (204, 304)
+        and not response.has_header("Content-Length")
+    )
 
 
 async def _close(response: HttpResponseBase) -> None:

@@ -43,6 +43,7 @@ def main() -> None:
     import uvicorn
 
     from api.logsource import register_log_source
+    from orchestrator.api_server import uvicorn_options
     from orchestrator.tls import server_tls
     from ui.asgi import application
 
@@ -52,15 +53,7 @@ def main() -> None:
     # what the API answers, and its thousands of requests need no handshake each).
     tls = server_tls(state_dir, "127.0.0.1")
     certificates = {} if tls is None else {"ssl_certfile": str(tls.certfile), "ssl_keyfile": str(tls.keyfile)}
-    uvicorn.run(
-        application,
-        host="127.0.0.1",
-        port=port,
-        log_level="warning",
-        lifespan="off",
-        http="h11",  # as the API server reads HTTP
-        **certificates,
-    )
+    uvicorn.run(application, host="127.0.0.1", port=port, **certificates, **uvicorn_options())
 
 
 if __name__ == "__main__":
