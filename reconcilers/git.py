@@ -111,12 +111,20 @@ class Checkout:
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
+# A URL or an scp-like address (git@host:path) as git quotes them.
+_URL = re.compile(r"[a-z][a-z0-9+.-]*://\S+|[\w.-]+@[\w.-]+:\S+", re.IGNORECASE)
+
+
 def _summary(stderr: bytes, *, authenticated: bool = False) -> str:
     """git's complaint in one plain line; `authenticated`: the call sent credentials."""
     lines = [line.strip() for line in stderr.decode(errors="replace").splitlines() if line.strip()]
-    text = " ".join(lines)
-    lowered = text.lower()
-    if "authentication failed" in lowered or "http basic: access denied" in lowered or "401" in lowered:
+    # git names the URL in its complaints: its port or path (":40199", "/redirect.git") says nothing.
+    lowered = _URL.sub("URL", " ".join(lines)).lower()
+    if (
+        "authentication failed" in lowered
+        or "http basic: access denied" in lowered
+        or "returned error: 401" in lowered
+    ):
         return "authentication failed"
     if "could not read username" in lowered or "terminal prompts disabled" in lowered:
         if authenticated:
