@@ -70,13 +70,21 @@ def endpoint(*methods: str, dry_run: bool = False) -> Callable[[Callable[..., Ht
 
 
 def refuse_dry_run(request: HttpRequest) -> None:
-    """400 for a dry run of a write that cannot be tried without being done: never do it for real."""
-    if request.method != "GET" and "dryRun" in request.GET:
+    """400 for a dry run of a write that cannot be tried without being done: never do it for real. A DELETE
+    may ask for one in its body too (DeleteOptions, as `kubectl delete --dry-run=server` sends them)."""
+    if request.method != "GET" and ("dryRun" in request.GET or _dry_run_in_body(request)):
         raise ApiError(
             400,
             f"{request.method} {request.path} cannot be tried without being done: leave out dryRun",
             causes=[Cause("dryRun", "not supported here")],
         )
+
+
+def _dry_run_in_body(request: HttpRequest) -> bool:
+    if request.method != "DELETE" or not request.body.strip():
+        return False
+    body = content.parse_body(request)
+    return isinstance(body, dict) and "dryRun" in body
 
 
 def in_worker_thread(function: Callable[..., T]) -> Callable[..., Awaitable[T]]:

@@ -145,6 +145,21 @@ def test_secrets_are_never_returned_and_each_user_sees_only_their_own(api, contr
         assert controller.get("/controller/v1/gitsources/club/credentials").status_code == 404
 
 
+def test_a_dry_run_delete_of_a_secret_is_refused_and_deletes_nothing(api):
+    # `kubectl delete --dry-run=server` asks in the body (DeleteOptions); a secret's delete cannot be tried.
+    secret = {"metadata": {"name": "kept"}, "stringData": {"token": "t0ken"}}
+    with api.client("alice") as alice:
+        assert alice.post(SECRETS, json=secret).status_code == 201
+        for body in (b'{"dryRun": ["All"]}', b"preconditions: {}\ndryRun:\n- All\n"):
+            kind = "application/json" if body.startswith(b"{") else "application/yaml"
+            refused = alice.request("DELETE", f"{SECRETS}/kept", content=body, headers={"Content-Type": kind})
+            assert refused.status_code == 400, refused.text
+            assert "cannot be tried without being done" in refused.json()["message"]
+        assert alice.get(f"{SECRETS}/kept").status_code == 200
+        assert alice.request("DELETE", f"{SECRETS}/kept", content=b"{}").status_code == 200
+        assert alice.get(f"{SECRETS}/kept").status_code == 404
+
+
 def test_a_source_reads_only_the_secrets_of_its_apply_as_user(api, controller_token):
     with api.client("bob") as bob:
         bob.post(SECRETS, json={"metadata": {"name": "bobs-key"}, "stringData": {"token": "bob-only"}})
