@@ -66,12 +66,18 @@ def _rules_in_place() -> bool:
     return f"-A INPUT -i {GATEWAY_BRIDGE} -j {CHAIN}" in listed.stdout
 
 
-def _chain_packets() -> list[int]:
-    """Packets each rule of the IPv4 chain has seen (its counters), in order."""
+def _chain_packets() -> dict[str, int]:
+    """Packets each rule of the IPv4 chain has seen (its counters), by the rule, in the chain's order. The
+    chain is the host's, shared by every Director on it: another one's edge adds its port to it meanwhile."""
     listed = subprocess.run(
         ["iptables", "-w", "10", "-L", CHAIN, "-v", "-n", "-x"], capture_output=True, text=True, check=True
     )
-    return [int(line.split()[0]) for line in listed.stdout.splitlines()[2:] if line.strip()]
+    packets: dict[str, int] = {}
+    for line in listed.stdout.splitlines()[2:]:
+        if line.strip():
+            count, _bytes, *rule = line.split()
+            packets[" ".join(rule)] = int(count)
+    return packets
 
 
 async def _measure(args: argparse.Namespace) -> None:
@@ -107,7 +113,7 @@ async def _measure(args: argparse.Namespace) -> None:
                     with_rules.append(_wrk(settings, args.seconds, args.connections))
                     after = _chain_packets()
                     requests += with_rules[-1] * args.seconds
-                    seen = [late - early for early, late in zip(before, after, strict=True)]
+                    seen = [after[rule] - early for rule, early in before.items() if rule in after]
                     packets, first_rule = packets + sum(seen), first_rule + seen[0]
                 else:
                     remove_host_firewall()
