@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 import yaml
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 
 from api.errors import ApiError
 from specs import jsonio, yamlio
@@ -56,3 +57,17 @@ def render(request: HttpRequest, payload: Any, status: int = 200) -> HttpRespons
         body = yaml.dump(payload, Dumper=_Dumper, sort_keys=False, allow_unicode=True)
         return HttpResponse(body, status=status, content_type=YAML)
     return HttpResponse(json.dumps(payload, separators=(",", ":")), status=status, content_type=JSON)
+
+
+class AsyncStream(StreamingHttpResponse):
+    """A response streamed from an async generator of bytes, which is closed (its `finally` runs and lets go
+    of what it holds: a followed log, a subscription) as soon as the sending stops, the client gone. Django
+    iterates a stream through a wrapper of its own and closes only the wrapper: a generator waiting at a
+    `yield` then stayed open until the garbage collector found it, and a followed log kept its thread."""
+
+    def __init__(self, source: AsyncGenerator[bytes, None], **kwargs: Any) -> None:
+        super().__init__(source, **kwargs)
+        self._source = source
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._source

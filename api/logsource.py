@@ -10,8 +10,15 @@ from collections.abc import Iterator
 from typing import Protocol
 
 
+class LogLines(Iterator[str], Protocol):
+    def close(self) -> None:
+        """End the lines at once, from any thread and without blocking: a reader waiting on another thread
+        for the next line gets none. A followed log of a quiet site would otherwise hold that thread (and
+        the connection behind it) until the site printed again, long after its client left."""
+
+
 class LogSource(Protocol):
-    def logs(self, site: str, *, follow: bool, tail: int | None) -> Iterator[str]:
+    def logs(self, site: str, *, follow: bool, tail: int | None) -> LogLines:
         """Lines (each ending in a newline) of the site's service, oldest first; with follow, until closed.
 
         Raises LookupError when the site has no running service to read from.

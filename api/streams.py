@@ -13,12 +13,12 @@ import heapq
 import json
 import re
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine, Iterator
+from collections.abc import AsyncGenerator, Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from django.http import HttpRequest, StreamingHttpResponse
+from django.http import HttpRequest
 from django.http.response import HttpResponseBase
 from django.views.decorators.csrf import csrf_exempt
 
@@ -26,6 +26,7 @@ from api import content, gitsources, listing, views
 from api.auth import Principal, authenticate_request
 from api.errors import ApiError, Cause, method_not_allowed
 from api.listcache import Change, ListingCache, Subscriber, Subscription
+from api.logsource import LogLines
 from api.policy import can_read
 from api.runtime import event_log, listing_cache, log_source, site_service, site_store
 from api.selectors import name_selector, parse_label_selector
@@ -91,7 +92,7 @@ async def sites_collection(request: HttpRequest, principal: Principal) -> HttpRe
     return _watch_sites(request, principal)
 
 
-def _watch_sites(request: HttpRequest, principal: Principal) -> StreamingHttpResponse:
+def _watch_sites(request: HttpRequest, principal: Principal) -> content.AsyncStream:
     selector = request.GET.get("labelSelector")
     label_filter = parse_label_selector(selector) if selector else None
     only_name = name_selector(request.GET.get("fieldSelector"))
@@ -109,7 +110,7 @@ def _watch_sites(request: HttpRequest, principal: Principal) -> StreamingHttpRes
             return listing.site_table([site], definitions=False, include=include)
         return document_of(site)
 
-    async def stream() -> AsyncIterator[bytes]:
+    async def stream() -> AsyncGenerator[bytes, None]:
         # The last state this client was shown of each site: a deletion is reported with it, as in Kubernetes.
         shown: dict[str, Site] = {}
         events = _site_changes()
@@ -148,7 +149,7 @@ def _watch_sites(request: HttpRequest, principal: Principal) -> StreamingHttpRes
             with contextlib.suppress(Exception):
                 await events.aclose()
 
-    return StreamingHttpResponse(stream(), content_type=WATCH_CONTENT_TYPE)
+    return content.AsyncStream(stream(), content_type=WATCH_CONTENT_TYPE)
 
 
 async def _site_changes() -> AsyncGenerator[WatchEvent[Site] | Change, None]:
@@ -219,7 +220,7 @@ async def gitsources_collection(request: HttpRequest, principal: Principal) -> H
     return _watch_gitsources(request, principal)
 
 
-def _watch_gitsources(request: HttpRequest, principal: Principal) -> StreamingHttpResponse:
+def _watch_gitsources(request: HttpRequest, principal: Principal) -> content.AsyncStream:
     """`kubectl get gitsources -w`: a watch of the sources' records (few, so no shared cache as for sites),
     each change shown to a caller who may read the source, a source they no longer may as deleted."""
     only_name = name_selector(request.GET.get("fieldSelector"))
@@ -235,7 +236,7 @@ def _watch_gitsources(request: HttpRequest, principal: Principal) -> StreamingHt
         del table["columnDefinitions"]  # the client has them from the listing
         return table
 
-    async def stream() -> AsyncIterator[bytes]:
+    async def stream() -> AsyncGenerator[bytes, None]:
         shown: dict[str, GitSource] = {}
         events = gitsources.gitsource_store().watch(initial=True)
         try:
@@ -260,7 +261,7 @@ def _watch_gitsources(request: HttpRequest, principal: Principal) -> StreamingHt
             with contextlib.suppress(Exception):
                 await events.aclose()  # type: ignore[attr-defined]
 
-    return StreamingHttpResponse(stream(), content_type=WATCH_CONTENT_TYPE)
+    return content.AsyncStream(stream(), content_type=WATCH_CONTENT_TYPE)
 
 
 def _deadline(timeout: float | None) -> float | None:
@@ -393,7 +394,7 @@ async def _events_response(request: HttpRequest, principal: Principal, name: str
         return content.render(request, _event_list(events, limit))
     deadline = _deadline(_timeout(request))
 
-    async def stream() -> AsyncIterator[bytes]:
+    async def stream() -> AsyncGenerator[bytes, None]:
         # The event log has no change feed: poll it. Repeats of an event are collapsed into it (count,
         # lastTime), so progress is tracked by (id, count), not by id alone.
         seen: dict[int, int] = {}
@@ -412,7 +413,7 @@ async def _events_response(request: HttpRequest, principal: Principal, name: str
                 _EVENT_POLL_SECONDS if remaining is None else min(_EVENT_POLL_SECONDS, remaining)
             )
 
-    return StreamingHttpResponse(stream(), content_type=WATCH_CONTENT_TYPE)
+    return content.AsyncStream(stream(), content_type=WATCH_CONTENT_TYPE)
 
 
 @async_endpoint("GET")
@@ -452,28 +453,27 @@ async def site_logs(request: HttpRequest, principal: Principal, name: str) -> Ht
             causes=[Cause("tailLines", f"0-{_MAX_TAIL_LINES}")],
         )
     try:
-        lines: Iterator[str] = await _in_log_thread(lambda: source.logs(name, follow=follow, tail=tail))
+        lines = await _in_log_thread(lambda: source.logs(name, follow=follow, tail=tail))
         first = await _in_log_thread(lambda: _next_line(lines))
     except LookupError as error:
         raise ApiError(404, f'site "{name}" has no service logs: {error}', name=name) from None
 
-    async def stream() -> AsyncIterator[bytes]:
+    async def stream() -> AsyncGenerator[bytes, None]:
         line = first
         try:
             while line is not None:
                 yield line.encode()
                 line = await _in_log_thread(lambda: _next_line(lines))
         finally:
-            close = getattr(lines, "close", None)
-            if close is not None:
-                await _in_log_thread(close)
+            # Here, not on a log thread: those may all be waiting for lines (close ends their waits).
+            lines.close()
 
-    return StreamingHttpResponse(stream(), content_type="text/plain; charset=utf-8")
+    return content.AsyncStream(stream(), content_type="text/plain; charset=utf-8")
 
 
 async def _in_log_thread(function: Callable[[], T]) -> T:
     return await asyncio.get_running_loop().run_in_executor(_LOG_THREADS, function)
 
 
-def _next_line(lines: Iterator[str]) -> str | None:
+def _next_line(lines: LogLines) -> str | None:
     return next(lines, None)

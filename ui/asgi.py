@@ -15,6 +15,11 @@ whole response is closed on the event loop, where it was sent; only a streaming 
 block as they close, still goes to that shared thread. The trip there and back was two thread switches of
 every request, which on a busy machine cost more than the request's own work.
 
+Only a streaming response is sent beside a task listening for the client's disconnect (which cancels the
+sending, as Django's handler does for every request): a whole response is made on a worker thread, which a
+disconnect could not stop anyway, and sent at once. The listener and the wait on it were a tenth of an
+apply's CPU time.
+
 Websockets (terminal sessions, api/terminal_socket.py) go to their own small handler, which needs no
 Django Channels.
 """
@@ -39,8 +44,8 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ui.settings")
 
 
 class _Handler(ASGIHandler):
-    """Django's ASGI handler (5.2's `handle`, step by step), but for where a whole response is closed: see
-    the module's docstring."""
+    """Django's ASGI handler (5.2's `handle`, step by step), but for where a whole response is closed and
+    when a disconnect is listened for: see the module's docstring."""
 
     async def handle(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         try:
@@ -57,42 +62,44 @@ class _Handler(ASGIHandler):
             await _close(error_response)
             return
 
-        async def process_request() -> HttpResponseBase:
+        try:
             response = await self.run_get_response(request)
+            if response.streaming:
+                await self._send_stream(response, receive, send)
+                return
+            # A whole response: its making (on a worker thread) could not be stopped by a disconnect anyway,
+            # and to a client gone by the time it is sent, uvicorn writes nothing.
             if _framed_by_length(response):
                 # Rather than chunked: less to write and to read on both sides.
                 response.headers["Content-Length"] = str(len(response.content))  # type: ignore[attr-defined]
+            await self.send_response(response, send)
+            await _close(response)
+        finally:
+            body_file.close()
+
+    async def _send_stream(self, response: HttpResponseBase, receive: Any, send: Any) -> None:
+        """Send a streaming response (a watch, logs, live pages: it may run for hours) until it ends or the
+        client goes away: a disconnect cancels the sending, as in Django's own handler. The listener goes
+        first, as there: it raises nothing that could keep the sending from being cancelled."""
+
+        async def sending() -> None:
             # The client went away while the response was being sent.
             with contextlib.suppress(asyncio.CancelledError):
                 await self.send_response(response, send)
-            return response
 
-        # A disconnect while the response is being made cancels the making, as in Django's own handler; the
-        # listener goes first, as there: it raises nothing that could keep the making from being cancelled.
         listening = asyncio.create_task(self.listen_for_disconnect(receive))
-        making = asyncio.create_task(process_request())
-        tasks: list[asyncio.Task[Any]] = [listening, making]
+        streaming = asyncio.create_task(sending())
+        tasks: list[asyncio.Task[Any]] = [listening, streaming]
         await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         for task in tasks:
             if task.done():
-                try:
+                with contextlib.suppress(RequestAborted):
                     task.result()
-                except RequestAborted:
-                    pass
-                except AssertionError:
-                    body_file.close()
-                    raise
             else:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-        try:
-            response = making.result()
-        except asyncio.CancelledError:
-            await signals.request_finished.asend(sender=self.__class__)
-        else:
-            await _close(response)
-        body_file.close()
+        await _close(response)
 
 
 def _framed_by_length(response: HttpResponseBase) -> bool:

@@ -13,16 +13,18 @@ import contextlib
 import json
 import logging
 import re
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncGenerator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any, TypeVar
 
-from django.http import HttpRequest, StreamingHttpResponse
+from django.http import HttpRequest
 from django.http.response import HttpResponseBase
 
 from api.auth import Principal
+from api.content import AsyncStream
 from api.errors import ApiError
+from api.logsource import LogLines
 from api.policy import can_read
 from api.runtime import event_log, log_source, site_service, site_store
 from api.streams import event_document
@@ -71,8 +73,8 @@ def sse(event: str, data: Any) -> bytes:
     return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
 
 
-def _event_stream(body: AsyncIterator[bytes]) -> StreamingHttpResponse:
-    response = StreamingHttpResponse(body, content_type="text/event-stream")
+def _event_stream(body: AsyncGenerator[bytes, None]) -> AsyncStream:
+    response = AsyncStream(body, content_type="text/event-stream")
     response["Cache-Control"] = "no-cache"
     # Proxies must pass each event at once.
     response["X-Accel-Buffering"] = "no"
@@ -183,7 +185,7 @@ async def sites_stream(request: HttpRequest, principal: Principal) -> HttpRespon
         watch.unsubscribe(subscriber)
         raise
 
-    async def body() -> AsyncIterator[bytes]:
+    async def body() -> AsyncGenerator[bytes, None]:
         try:
             yield b"retry: 2000\n\n"
             for state in initial:
@@ -233,7 +235,7 @@ async def events_stream(request: HttpRequest, principal: Principal, name: str) -
     """`event` for every reconcile event of the site as it is recorded (again when it repeats)."""
     uid = await in_worker_thread(_site_uid)(principal, name)
 
-    async def body() -> AsyncIterator[bytes]:
+    async def body() -> AsyncGenerator[bytes, None]:
         # The event log has no change feed: poll it, as the API's event watch does. A repeat collapses
         # into its event (count, lastTime), so progress is tracked by (id, count).
         seen: dict[int, int] = {}
@@ -259,7 +261,7 @@ async def events_stream(request: HttpRequest, principal: Principal, name: str) -
 # ---- a dynamic site's process log ------------------------------------------------------------------------
 
 
-def _log_lines(principal: Principal, name: str) -> Iterator[str]:
+def _log_lines(principal: Principal, name: str) -> LogLines:
     site = site_service(principal).get(name)
     if site.spec.type != "dynamic":
         raise ApiError(400, f'site "{name}" is static: only a dynamic site runs a process with a log')
@@ -283,7 +285,7 @@ async def logs_stream(request: HttpRequest, principal: Principal, name: str) -> 
     process runs; `ended` when the log ends (the browser then opens the stream again)."""
     await in_worker_thread(site_service(principal).get)(name)
 
-    async def body() -> AsyncIterator[bytes]:
+    async def body() -> AsyncGenerator[bytes, None]:
         yield b"retry: 3000\n\n"
         yield sse("reset", {})
         while True:
@@ -303,10 +305,8 @@ async def logs_stream(request: HttpRequest, principal: Principal, name: str) -> 
                     break
                 yield sse("line", {"text": line.rstrip("\n")})
         finally:
-            close = getattr(lines, "close", None)
-            if close is not None:
-                with contextlib.suppress(Exception):
-                    await _in_log_thread(close)
+            # Here, not on a log thread: those may all be waiting for lines (close ends their waits).
+            lines.close()
         yield sse("ended", {"message": "the process log ended"})
 
     return _event_stream(body())

@@ -4,9 +4,10 @@ API server makes in the state dir; plain HTTP where DIRECTOR_API_TLS=off), with 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
-import time
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,23 +16,42 @@ class FileLogSource:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
 
-    def logs(self, site: str, *, follow: bool, tail: int | None) -> Iterator[str]:
+    def logs(self, site: str, *, follow: bool, tail: int | None) -> FileLogLines:
         path = self.directory / f"{site}.log"
         if not path.exists():
             raise LookupError(f"no log file for {site}")
-        return self._read(path, follow, tail)
+        return FileLogLines(path, follow, tail)
 
-    @staticmethod
-    def _read(path: Path, follow: bool, tail: int | None) -> Iterator[str]:
+
+class FileLogLines:
+    """A log file's lines, followed until closed; close() from any thread ends a wait for the next line."""
+
+    def __init__(self, path: Path, follow: bool, tail: int | None) -> None:
+        self._closed = threading.Event()
+        self._lines = self._read(path, follow, tail)
+
+    def __iter__(self) -> Iterator[str]:
+        return self
+
+    def __next__(self) -> str:
+        return next(self._lines)
+
+    def close(self) -> None:
+        self._closed.set()
+        # A generator no thread is running is closed here; one running ends at the event.
+        with contextlib.suppress(ValueError):
+            self._lines.close()
+
+    def _read(self, path: Path, follow: bool, tail: int | None) -> Iterator[str]:
         with path.open() as handle:
             lines = handle.readlines()
             yield from lines[-tail:] if tail else lines
-            while follow:
+            while follow and not self._closed.is_set():
                 line = handle.readline()
                 if line:
                     yield line
                 else:
-                    time.sleep(0.05)
+                    self._closed.wait(0.05)
 
 
 def main() -> None:

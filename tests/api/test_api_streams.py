@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import threading
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from tests.api.api_helpers import SITES, site_doc
 
@@ -228,3 +231,42 @@ def test_a_site_created_again_under_its_name_has_none_of_the_earlier_sites_event
             (second_uid, "created the files of bob's site"),
         }
         assert admin.get(f"{SITES}/reborn/events", params={"uid": "../x"}).status_code == 400
+
+
+def _server_pid(api) -> int:
+    port = api.url.rsplit(":", 1)[1]
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                command = (entry / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if b"tests.api.live_server" in command and port.encode() in command:
+                return int(entry.name)
+    raise AssertionError(f"no API server process on port {port}")
+
+
+def _holds_open(pid: int, path: Path) -> bool:
+    for descriptor in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(OSError):
+            if os.readlink(descriptor) == str(path):
+                return True
+    return False
+
+
+def test_a_follow_stream_ends_on_the_server_once_its_client_goes_away(api):
+    # A stream may run for hours: the server must notice the client left, not follow the log for no one.
+    pid = _server_pid(api)
+    log_file = api.state_dir / "test-logs" / "left.log"
+    log_file.write_text("one\n")
+    with api.client() as client:
+        client.post(SITES, json=site_doc("left", type="dynamic", image="nginx:1"))
+        with client.stream("GET", f"{SITES}/left/logs?follow=true") as response:
+            lines = response.iter_lines()
+            assert next(lines) == "one"
+            assert _holds_open(pid, log_file)
+    # The site prints nothing more: the server must let go of the log without waiting for a line.
+    deadline = time.monotonic() + 60
+    while _holds_open(pid, log_file):
+        assert time.monotonic() < deadline, "the server still follows the log of a client that left"
+        time.sleep(0.1)

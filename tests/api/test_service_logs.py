@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 import docker
@@ -37,7 +38,16 @@ def test_service_logs_tail_follow_and_a_missing_service(swarm, base_image, setti
 
         followed = source.logs("talky", follow=True, tail=2)
         assert [next(followed).strip(), next(followed).strip()] == ["two", "three"]
-        followed.close()  # type: ignore[attr-defined]
+        followed.close()
+
+        # A reader waiting for the next line of a quiet service, on another thread, gets the end at once.
+        waiting = source.logs("talky", follow=True, tail=0)
+        ended = threading.Event()
+        reader = threading.Thread(target=lambda: (list(waiting), ended.set()), daemon=True)
+        reader.start()
+        assert not ended.wait(1.0), "a followed log of a quiet service ended by itself"
+        waiting.close()
+        assert ended.wait(30), "closing a followed log did not end the read waiting in it"
 
         with pytest.raises(LookupError):
             list(source.logs("no-such-site", follow=False, tail=None))
