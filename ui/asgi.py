@@ -92,14 +92,16 @@ class _Handler(ASGIHandler):
         tasks: list[asyncio.Task[Any]] = [listening, streaming]
         await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         for task in tasks:
-            if task.done():
-                with contextlib.suppress(RequestAborted):
-                    task.result()
-            else:
+            if not task.done():
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         await _close(response)
+        # Whatever else either raised, once neither runs any more.
+        for task in tasks:
+            if not task.cancelled():
+                with contextlib.suppress(RequestAborted):
+                    task.result()
 
 
 def _framed_by_length(response: HttpResponseBase) -> bool:
