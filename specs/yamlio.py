@@ -631,8 +631,12 @@ def load_record(text: bytes) -> Any:
     """A record the store wrote (or a person edited): yaml.safe_load, several times faster, as depth-bounded.
 
     No locations are kept: a record that does not validate is reported by file and field, and the
-    located, hostile-input reader above is for what people and clients send.
+    located, hostile-input reader above is for what people and clients send. A record in the plain shape
+    (most: the store writes it so) is read without the YAML reader.
     """
+    plain = plainyaml.read(text, MAX_DEPTH)
+    if plain is not None:
+        return plain
     loader = _FastLoader(text)
     try:
         node = loader.get_single_node()

@@ -312,9 +312,7 @@ def _load_document(path: Path) -> dict[str, Any]:
     except OSError as error:
         raise InvalidRecord(path, f"cannot be read: {error.strerror}") from None
     try:
-        document = plainyaml.read(text, yamlio.MAX_DEPTH)
-        if document is None:
-            document = yamlio.load_record(text)
+        document = yamlio.load_record(text)
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""

@@ -678,7 +678,7 @@ def test_a_plain_record_is_read_without_the_yaml_reader(store: SiteStore, monkey
     site = make_site("plain")
     site.metadata.labels = {"team": "web"}
     stored = store.add_finalizer(store.create(site).name, FINALIZER)
-    monkeypatch.setattr(records.yamlio, "load_record", no_reader)
+    monkeypatch.setattr(yamlio, "_FastLoader", no_reader)
     fresh = SiteStore(store.state_dir)
     assert fresh.get("plain") == stored
     # Any other text is left to the YAML reader, as before.
