@@ -46,7 +46,8 @@ def test_director_run_applies_the_examples_prints_urls_and_leaves_sites_serving_
             stderr=subprocess.STDOUT,
         )
         try:
-            eventually(lambda: "Director is running." in output.read_text(), 240, "director run ready")
+            # The summary's last line, printed with a flush: the lines before it are all written by then.
+            eventually(lambda: "Ctrl-C stops the controller" in output.read_text(), 240, "director run ready")
             printed = output.read_text()
             for name in ("hello", "clock", "club"):
                 assert f"http://{name}.{settings.sites_domain}:{settings.http_port}/" in printed
