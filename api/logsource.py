@@ -21,7 +21,8 @@ class LogSource(Protocol):
     def logs(self, site: str, *, follow: bool, tail: int | None) -> LogLines:
         """Lines (each ending in a newline) of the site's service, oldest first; with follow, until closed.
 
-        Raises LookupError when the site has no running service to read from.
+        Raises LookupError when the site has no running service to read from, and ConnectionError (its
+        message fit for a user) when the logs cannot be reached now.
         """
 
 

@@ -457,6 +457,8 @@ async def site_logs(request: HttpRequest, principal: Principal, name: str) -> Ht
         first = await _in_log_thread(lambda: _next_line(lines))
     except LookupError as error:
         raise ApiError(404, f'site "{name}" has no service logs: {error}', name=name) from None
+    except ConnectionError as error:
+        raise ApiError(503, f'the logs of site "{name}" cannot be read now: {error}', name=name) from None
 
     async def stream() -> AsyncGenerator[bytes, None]:
         line = first

@@ -9,6 +9,8 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import docker
+import docker.errors
+import requests.exceptions
 from docker.transport.unixconn import UnixHTTPAdapter
 
 T = TypeVar("T")
@@ -47,6 +49,14 @@ def make_client(timeout: float = CALL_TIMEOUT_SECONDS, connections: int = CONNEC
     if isinstance(adapter, UnixHTTPAdapter):
         _one_pool_per_socket(adapter)
     return client
+
+
+def engine_unreachable(error: BaseException) -> bool:
+    """Whether a Docker call failed for want of an engine to answer (not running, its socket gone), rather
+    than with the engine's own refusal (an APIError)."""
+    if isinstance(error, requests.exceptions.ConnectionError):
+        return True
+    return isinstance(error, docker.errors.DockerException) and not isinstance(error, docker.errors.APIError)
 
 
 def _one_pool_per_socket(adapter: UnixHTTPAdapter) -> None:

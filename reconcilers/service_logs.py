@@ -9,7 +9,7 @@ import docker
 from docker.errors import NotFound
 from docker.types.daemon import CancellableStream
 
-from reconcilers.docker_calls import make_client
+from reconcilers.docker_calls import engine_unreachable, make_client
 from specs.config import Settings
 
 
@@ -25,6 +25,14 @@ class DockerServiceLogs:
         return self._client
 
     def logs(self, site: str, *, follow: bool, tail: int | None) -> _ServiceLogLines:
+        try:
+            return self._logs(site, follow=follow, tail=tail)
+        except Exception as error:
+            if engine_unreachable(error):
+                raise ConnectionError("the Docker engine is not reachable; try again in a moment") from None
+            raise
+
+    def _logs(self, site: str, *, follow: bool, tail: int | None) -> _ServiceLogLines:
         name = self._settings.service_name(site)
         api = self._docker().api
         # docker-py's service_logs hands back a bare generator, which cannot be ended from another thread

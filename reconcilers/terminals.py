@@ -34,7 +34,13 @@ import docker.errors
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 from reconcilers import sftp_server
-from reconcilers.docker_calls import LABEL_INSTANCE, LABEL_MANAGED, LABEL_ROLE
+from reconcilers.docker_calls import (
+    LABEL_INSTANCE,
+    LABEL_MANAGED,
+    LABEL_ROLE,
+    engine_unreachable,
+    make_client,
+)
 from reconcilers.files import FIRST_SITE_UID
 from reconcilers.isolation import DROPPED_CAPABILITIES, ULIMITS
 from reconcilers.local_images import BASE_ALIASES, ImageBuildError, resolve_site_image
@@ -52,6 +58,7 @@ def _is_transient_start_failure(error: BaseException) -> bool:
     return isinstance(error, docker.errors.APIError) and "context deadline exceeded" in str(error)
 
 
+UNREACHABLE = "the Docker engine is not reachable, so no session can start now; try again in a moment"
 ROLE = "terminal"
 LABEL_TERMINAL_SITE = "io.director.terminal.site"  # not io.director.site: these must not wake the site
 LABEL_TERMINAL_USER = "io.director.terminal.user"
@@ -169,8 +176,7 @@ class DockerTerminals:
 
     def __init__(self, settings: Settings, client: docker.DockerClient | None = None) -> None:
         self._settings = settings
-        self._client = client or docker.from_env(timeout=60)
-        self.api: Any = self._client.api
+        self._client = client
         self._socket_path = _unix_socket_path()
         pid = os.getpid()
         self.owner = f"{pid}:{process_start_ticks(pid)}"
@@ -178,6 +184,16 @@ class DockerTerminals:
         self._lock = threading.Lock()
         self._site_image: str | None = None
         self._stop = threading.Event()
+
+    def _docker(self) -> docker.DockerClient:
+        # Made at the first use: the API starts, and serves all but terminals, while Docker is down.
+        if self._client is None:
+            self._client = make_client()
+        return self._client
+
+    @property
+    def api(self) -> Any:
+        return self._docker().api
 
     # ---- sweeping ------------------------------------------------------------------------------------
 
@@ -218,15 +234,16 @@ class DockerTerminals:
         return removed
 
     def start_sweeping(self) -> None:
-        """Sweep now, then every resync period, in a daemon thread."""
-        self.sweep()
+        """Sweep now, then every resync period, in a daemon thread: a process start never waits for Docker."""
 
         def loop() -> None:
-            while not self._stop.wait(float(self._settings.resync_seconds)):
+            while True:
                 try:
                     self.sweep()
                 except Exception as error:  # a failed sweep is retried at the next period
                     log.warning("sweeping terminal containers failed: %s", error)
+                if self._stop.wait(float(self._settings.resync_seconds)):
+                    return
 
         threading.Thread(target=loop, name="terminal-sweep", daemon=True).start()
 
@@ -259,7 +276,7 @@ class DockerTerminals:
     def _default_image(self) -> str:
         if self._site_image is None:
             try:
-                self._site_image = resolve_site_image(self._client, self._settings)
+                self._site_image = resolve_site_image(self._docker(), self._settings)
             except ImageBuildError as error:
                 raise Refused(f"the site image is not available: {error}") from None
         return self._site_image
@@ -367,7 +384,12 @@ class DockerTerminals:
         return reader, writer
 
     async def open(self, request: TerminalRequest) -> DockerTerminal:
-        container_id = await asyncio.to_thread(self._create, request)
+        try:
+            container_id = await asyncio.to_thread(self._create, request)
+        except Exception as error:
+            if engine_unreachable(error):
+                raise Refused(UNREACHABLE) from None
+            raise
         try:
             # Attached before it starts, so not a byte of its output is lost.
             reader, writer = await self._attach(container_id)
