@@ -47,9 +47,15 @@ def setup_django() -> None:
 
 
 def migrate() -> None:
+    from django.conf import settings
     from django.core.management import call_command
 
-    call_command("migrate", interactive=False, verbosity=0)
+    from store.durable import exclusive_lock
+
+    # Processes started together on a new state directory (the API, the shell server's credential, the demo
+    # admin) would each create the same tables, and all but one fail with "table ... already exists".
+    with exclusive_lock(Path(settings.STATE_DIR) / ".migrate.lock"):
+        call_command("migrate", interactive=False, verbosity=0)
 
 
 DEMO_PASSWORD_FILE = "demo-admin-password"
