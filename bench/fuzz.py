@@ -85,6 +85,11 @@ def main() -> int:
         log = (target.state_dir / "server.log").read_text(errors="replace")
     print(f"examples run: {findings.examples} in {time.monotonic() - started:.0f} s")
     print("answers by status: " + ", ".join(f"{code}: {n}" for code, n in sorted(findings.by_status.items())))
+    if findings.unanswered:
+        # Requests the client could not put on the wire (h11 refuses what HTTP/1.1 cannot carry), and streams
+        # that had not begun within the budget: neither is an answer of the server.
+        unanswered = sorted(findings.unanswered.items())
+        print("no answer to judge: " + ", ".join(f"{why}: {n}" for why, n in unanswered))
     tracebacks = log.count("Traceback (most recent call last)")
     print(f"tracebacks in the server log: {tracebacks}")
     print(f"distinct findings: {len(findings.first)}")

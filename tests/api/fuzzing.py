@@ -1166,12 +1166,18 @@ class Findings:
 
     examples: int = 0
     by_status: dict[int, int] = field(default_factory=dict)
+    # Examples with no answer to judge (status 0), by why: see send().
+    unanswered: dict[str, int] = field(default_factory=dict)
     first: dict[tuple[str, str, str], tuple[Probe, list[str]]] = field(default_factory=dict)
     counts: dict[tuple[str, str, str], int] = field(default_factory=dict)
 
     def record(self, probe: Probe, answer: Answer, found: list[str]) -> None:
         self.examples += 1
-        self.by_status[answer.status] = self.by_status.get(answer.status, 0) + 1
+        if answer.status == 0:
+            why = answer.error.split(":")[0]
+            self.unanswered[why] = self.unanswered.get(why, 0) + 1
+        else:
+            self.by_status[answer.status] = self.by_status.get(answer.status, 0) + 1
         for problem in found:
             key = (probe.method.upper(), probe.route, problem.split(":")[0][:80])
             self.counts[key] = self.counts.get(key, 0) + 1
