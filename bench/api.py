@@ -7,7 +7,9 @@ loopback over a temporary state directory.
 
 Targets (issue 8): `dirctl get sites` at 10,000 sites in 0.2 s; applies over HTTP at 50% or more of the
 store's durable write rate measured in the same run (SiteStore.update of a spec change, same state
-directory). `--server-from` serves the API from another checkout (say, of the previous commit) over the same
+directory). The "bounds" line shows what that ratio is made of: the same applies with dryRun=All (all the
+work but the durable write), and the store's own rate alone and while those dry runs keep the cores busy.
+`--server-from` serves the API from another checkout (say, of the previous commit) over the same
 kind of state, so two versions can be compared on one machine in one sitting.
 """
 
@@ -15,7 +17,9 @@ from __future__ import annotations
 
 import argparse
 import functools
+import multiprocessing
 import os
+import secrets
 import shutil
 import socket
 import ssl
@@ -26,6 +30,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -217,6 +222,28 @@ def _run_clients(work: Callable[[int], None], clients: int) -> float:
     return time.perf_counter() - start
 
 
+def _applying(
+    url: str, token: str, errors: list[str], *, dry_run: bool = False, until: threading.Event | None = None
+) -> Callable[[int, int, int], None]:
+    """work(client_index, first, count): applies of the client's own sites, a real change each; with
+    `until`, going on (past `count`) until it is set."""
+    query = "?fieldManager=cli" + ("&dryRun=All" if dry_run else "")
+
+    def work(client_index: int, first: int, count: int) -> None:
+        with _api_client(url, token) as client:
+            index = first
+            while index < first + count or (until is not None and not until.is_set()):
+                name = f"apply-{client_index}-{index % 50}"
+                response = client.patch(
+                    f"{SITES}/{name}{query}", headers=APPLY, content=_apply_document(name, 1 + index % 3)
+                )
+                if response.status_code not in (200, 201):
+                    errors.append(response.text)
+                index += 1
+
+    return work
+
+
 def bench_applies(url: str, token: str, state_dir: Path, count: int, clients: int, rounds: int = 5) -> None:
     """Applies over HTTP in `rounds` bursts, each after a burst of the store's own writes half its size: the
     disk's speed drifts (other work on the machine), and so both rates see the same moments."""
@@ -226,18 +253,10 @@ def bench_applies(url: str, token: str, state_dir: Path, count: int, clients: in
         for index in range(min(per_client * rounds, 50)):
             for replicas in (1, 2, 3):
                 _apply_document(f"apply-{client_index}-{index}", replicas)
+    applying = _applying(url, token, errors)
 
     def work(client_index: int, round_: int) -> None:
-        with _api_client(url, token) as client:
-            for index in range(round_ * per_client, (round_ + 1) * per_client):
-                name = f"apply-{client_index}-{index % 50}"
-                response = client.patch(
-                    f"{SITES}/{name}?fieldManager=cli",
-                    headers=APPLY,
-                    content=_apply_document(name, 1 + index % 3),
-                )
-                if response.status_code not in (200, 201):
-                    errors.append(response.text)
+        applying(client_index, round_ * per_client, per_client)
 
     store = StoreWrites(state_dir, f"store-rate-{clients}")
     elapsed = 0.0
@@ -250,6 +269,45 @@ def bench_applies(url: str, token: str, state_dir: Path, count: int, clients: in
         f"server-side apply over HTTP, {clients} client(s): {done} in {elapsed:.2f} s = {rate:.0f}/s = "
         f"{rate / store.rate:.0%} of the store's own {store.rate:.0f} durable writes/s in the same moments "
         f"({len(errors)} errors)"
+    )
+
+
+def _store_rate(state_dir: Path, prefix: str, count: int) -> float:
+    """The store's own durable write rate over `count` writes, in the process this runs in."""
+    store = StoreWrites(state_dir, prefix)
+    store.burst(count)
+    return store.rate
+
+
+def bench_apply_bounds(url: str, token: str, state_dir: Path, count: int, clients: int) -> None:
+    """What the ratio above is made of, side by side: applies with dryRun=All (all of an apply's work but
+    the durable write), and the store's own writes (in a process of their own) alone and then while those
+    dry runs keep the cores busy: on a machine of few cores, a durable write takes longer while other work
+    runs."""
+    errors: list[str] = []
+    applying = _applying(url, token, errors, dry_run=True)
+    per_client = count // clients
+    dry = per_client * clients / _run_clients(lambda n: applying(n, 0, per_client), clients)
+    tag = secrets.token_hex(3)
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as writer:
+        alone = writer.submit(_store_rate, state_dir, f"bounds-alone-{tag}", count // 2).result()
+        done = threading.Event()
+        busy = [
+            threading.Thread(target=_applying(url, token, errors, dry_run=True, until=done), args=(n, 0, 0))
+            for n in range(clients)
+        ]
+        for thread in busy:
+            thread.start()
+        try:
+            loaded = writer.submit(_store_rate, state_dir, f"bounds-loaded-{tag}", count // 2).result()
+        finally:
+            done.set()
+            for thread in busy:
+                thread.join()
+    print(
+        f"  bounds, {clients} client(s): dry-run applies over HTTP (no durable write) {dry:.0f}/s; "
+        f"the store's own writes {alone:.0f}/s alone, {loaded:.0f}/s while those dry runs go on "
+        f"({loaded / alone:.0%}) ({len(errors)} errors)"
     )
 
 
@@ -327,6 +385,7 @@ def main() -> None:
             bench_get_sites(url, token, arguments.runs)
             for clients in (1, 4):
                 bench_applies(url, token, state_dir, arguments.applies, clients)
+            bench_apply_bounds(url, token, state_dir, arguments.applies, 4)
             for with_lists in (False, True):
                 bench_latency(
                     url, token, arguments.clients, arguments.requests, arguments.sites, with_lists=with_lists
