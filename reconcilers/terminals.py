@@ -177,6 +177,7 @@ class DockerTerminals:
     def __init__(self, settings: Settings, client: docker.DockerClient | None = None) -> None:
         self._settings = settings
         self._client = client
+        self._client_lock = threading.Lock()
         self._socket_path = _unix_socket_path()
         pid = os.getpid()
         self.owner = f"{pid}:{process_start_ticks(pid)}"
@@ -187,9 +188,10 @@ class DockerTerminals:
 
     def _docker(self) -> docker.DockerClient:
         # Made at the first use: the API starts, and serves all but terminals, while Docker is down.
-        if self._client is None:
-            self._client = make_client()
-        return self._client
+        with self._client_lock:
+            if self._client is None:
+                self._client = make_client()
+            return self._client
 
     @property
     def api(self) -> Any:
