@@ -8,12 +8,12 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 import yaml
+from swarm_helpers import eventually
 
 from reconcilers.files import FIRST_SITE_UID
 from reconcilers.service_logs import DockerServiceLogs
@@ -57,6 +57,7 @@ def test_the_api_server_serves_without_docker_and_logs_say_why_they_cannot(
         env=no_docker,
         check=True,
         capture_output=True,
+        timeout=START_SECONDS,
     )
     log = tmp_path / "api.log"
     with log.open("wb") as output:
@@ -76,16 +77,15 @@ def test_the_api_server_serves_without_docker_and_logs_say_why_they_cannot(
             verify=str(ca) if ca.exists() else True,
             timeout=30,
         ) as client:
-            deadline = time.monotonic() + START_SECONDS
-            while True:
+
+            def answers() -> bool:
                 assert server.poll() is None, f"the API server exited without Docker:\n{log.read_text()}"
                 try:
-                    if client.get("/apis/director.io/v1/sites").status_code == 200:
-                        break
+                    return client.get("/apis/director.io/v1/sites").status_code == 200
                 except httpx.TransportError:
-                    pass
-                assert time.monotonic() < deadline, f"the API did not answer:\n{log.read_text()}"
-                time.sleep(0.1)
+                    return False
+
+            eventually(answers, START_SECONDS, "the API to answer")
 
             applied = client.patch(
                 "/apis/director.io/v1/sites/nodocker?fieldManager=cli",
